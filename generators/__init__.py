@@ -1,0 +1,1 @@
+"""generators package of the transfer kit."""
