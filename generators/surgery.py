@@ -1,0 +1,100 @@
+"""Weight surgery with pycaffe: the first n layers of a base model into a new net.
+
+Both nets are built from their deploy form (an Input blob instead of Data
+layers, so no LMDB is opened), the target with its fillers seeded. Weight
+layers 1..n are copied blob by blob from the base model; the rest stay at
+their fillers; base layers that are not copied are dropped. One audit line
+per param blob says which, and the copies are checked bit for bit.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from generators.netgen import NEW_SUFFIX, to_deploy, to_text, weight_layers
+from generators.treatments import Treatment
+from runner.caffe_env import import_caffe
+from runner.errors import KitError
+
+log = logging.getLogger(__name__)
+
+
+def _net_from_message(caffe, message, weights: Path | None = None):
+    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
+        f.write(to_text(message))
+        path = f.name
+    try:
+        if weights is None:
+            return caffe.Net(path, caffe.TEST)
+        return caffe.Net(path, caffe.TEST, weights=str(weights))
+    finally:
+        os.unlink(path)
+
+
+def _check_model(path: Path) -> None:
+    """Fail with a one-line error when a .caffemodel is missing or does not parse."""
+    from runner.caffe_env import caffe_pb2  # pylint: disable=import-outside-toplevel
+    if not path.is_file():
+        raise KitError(f"base model {path} does not exist", "train the base net first")
+    msg = caffe_pb2.NetParameter()
+    try:
+        msg.ParseFromString(path.read_bytes())
+    except Exception as exc:  # protobuf raises DecodeError and friends
+        raise KitError(f"base model {path} is corrupt ({exc.__class__.__name__})",
+                       "retrain the base net with --force") from exc
+    if not any(len(layer.blobs) for layer in msg.layer):
+        raise KitError(f"base model {path} holds no weights", "retrain the base net with --force")
+
+
+def transplant(base_net, base_model: Path, target_net, t: Treatment, out: Path,
+               input_shape: tuple[int, ...], seed: int) -> list[str]:
+    """Write `out` (.caffemodel) for treatment `t`; return the audit lines, one per param blob."""
+    _check_model(Path(base_model))
+    caffe = import_caffe()
+    caffe.set_random_seed(seed)
+    base = _net_from_message(caffe, to_deploy(base_net, input_shape), Path(base_model))
+    target = _net_from_message(caffe, to_deploy(target_net, input_shape))
+    base_names = [layer.name for layer in weight_layers(base_net)]
+    target_names = [layer.name for layer in weight_layers(target_net)]
+    audit = []
+    for i, (src, dst) in enumerate(zip(base_names, target_names), start=1):
+        for b, blob in enumerate(target.params[dst]):
+            what = f"{dst}.{b} {tuple(blob.data.shape)}"
+            if t.copied(i):
+                source = base.params[src][b].data
+                if source.shape != blob.data.shape:
+                    raise KitError(f"shape of {src}.{b} in the base model is {source.shape}, "
+                                   f"the new net wants {blob.data.shape}",
+                                   "generate both nets from the same template")
+                blob.data[...] = source
+                if not np.array_equal(blob.data, source):
+                    raise KitError(f"copy of {src}.{b} is not exact", "report this as a bug")
+                audit.append(f"{what} copied from base:{src}.{b}")
+            else:
+                audit.append(f"{what} left at filler ({_filler(target_net, dst, b)})")
+        if not t.copied(i):
+            for b, _ in enumerate(base.params[src]):
+                audit.append(f"base:{src}.{b} dropped (not copied: layer {i} > n={t.n})")
+    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
+    target.save(str(tmp))
+    os.replace(tmp, out)
+    del base, target
+    for line in audit:
+        log.info("surgery: %s", line)
+    return audit
+
+
+def _filler(net, layer_name: str, blob_index: int) -> str:
+    for layer in net.layer:
+        if layer.name == layer_name:
+            p = layer.convolution_param if layer.type == "Convolution" else layer.inner_product_param
+            f = p.weight_filler if blob_index == 0 else p.bias_filler
+            return f"{f.type} std {f.std:g}" if f.type == "gaussian" else f"{f.type} {f.value:g}"
+    return "?"
+
+
+__all__ = ["transplant", "NEW_SUFFIX"]

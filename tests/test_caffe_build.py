@@ -1,0 +1,80 @@
+"""The kit's Caffe build: the real binary honours --weights and frozen layers stay fixed."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from google.protobuf import text_format
+
+from conftest import run_caffe
+from runner.caffe_env import caffe_pb2, import_caffe, tool
+
+NET = """
+name: "tiny"
+layer { name: "data" type: "DummyData" top: "data" top: "label"
+  dummy_data_param {
+    shape { dim: 8 dim: 1 dim: 12 dim: 12 } shape { dim: 8 }
+    data_filler { type: "gaussian" std: 1 } data_filler { type: "constant" value: 1 } } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+  param { lr_mult: CONV_LR decay_mult: CONV_LR } param { lr_mult: CONV_LR decay_mult: 0 }
+  convolution_param { num_output: 4 kernel_size: 3 weight_filler { type: "gaussian" std: 0.1 } } }
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "fc" type: "InnerProduct" bottom: "conv1" top: "fc"
+  param { lr_mult: 1 decay_mult: 1 } param { lr_mult: 2 decay_mult: 0 }
+  inner_product_param { num_output: 3 weight_filler { type: "gaussian" std: 0.1 } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "fc" bottom: "label" top: "loss" }
+"""
+
+
+def _write(tmp_path, conv_lr: int, max_iter: int, seed: int) -> None:
+    (tmp_path / "net.prototxt").write_text(NET.replace("CONV_LR", str(conv_lr)))
+    solver = caffe_pb2.SolverParameter(net="net.prototxt", base_lr=0.1, lr_policy="fixed",
+                                       max_iter=max_iter, display=1, snapshot_prefix="snap",
+                                       random_seed=seed, solver_mode=caffe_pb2.SolverParameter.CPU)
+    (tmp_path / "solver.prototxt").write_text(text_format.MessageToString(solver))
+
+
+def _params(caffe, tmp_path, model: str) -> dict:
+    net = caffe.Net(str(tmp_path / "net.prototxt"), caffe.TEST, weights=str(tmp_path / model))
+    return {k: [b.data.copy() for b in v] for k, v in net.params.items()}
+
+
+def _source_model(caffe, tmp_path) -> dict:
+    """A source .caffemodel whose weights differ from what seed 7's fillers give."""
+    caffe.set_random_seed(12345)
+    net = caffe.Net(str(tmp_path / "net.prototxt"), caffe.TEST)
+    net.save(str(tmp_path / "source.caffemodel"))
+    return {k: [b.data.copy() for b in v] for k, v in net.params.items()}
+
+
+@pytest.mark.parametrize("with_weights", [True, False])
+def test_weights_flag_loads_the_source_model(tmp_path, with_weights):
+    caffe = import_caffe()
+    _write(tmp_path, conv_lr=1, max_iter=0, seed=7)
+    src = _source_model(caffe, tmp_path)
+    args = ["train", "--solver=solver.prototxt"] + (["--weights=source.caffemodel"] if with_weights else [])
+    run_caffe(args, tmp_path, tmp_path / "train.log")
+    got = _params(caffe, tmp_path, "snap_iter_0.caffemodel")  # before the first update
+    same = np.array_equal(got["conv1"][0], src["conv1"][0])
+    assert same is with_weights
+    log = (tmp_path / "train.log").read_text()
+    assert ("Finetuning from source.caffemodel" in log) is with_weights
+
+
+def test_frozen_layers_are_bit_identical_and_skip_backward(tmp_path):
+    caffe = import_caffe()
+    _write(tmp_path, conv_lr=0, max_iter=5, seed=7)
+    src = _source_model(caffe, tmp_path)
+    run_caffe(["train", "--solver=solver.prototxt", "--weights=source.caffemodel"], tmp_path,
+              tmp_path / "train.log")
+    got = _params(caffe, tmp_path, "snap_iter_5.caffemodel")
+    assert all(np.array_equal(a, b) for a, b in zip(got["conv1"], src["conv1"]))
+    assert not np.array_equal(got["fc"][0], src["fc"][0]), "the learning layer did not move"
+    log = (tmp_path / "train.log").read_text()
+    assert "conv1 does not need backward computation." in log
+    assert "fc needs backward computation." in log
+
+
+def test_tools_are_real_binaries():
+    for name in ("caffe", "compute_image_mean", "upgrade_net_proto_text"):
+        with open(tool(name), "rb") as f:
+            assert f.read(4) == b"\x7fELF", name
