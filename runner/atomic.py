@@ -1,34 +1,99 @@
-"""Write files so that a killed process never leaves one that looks complete."""
+"""Write files so that a killed process never leaves one that looks complete.
+
+Every output of the kit is written under a temporary sibling name
+`<name>.tmp-<pid>` and renamed into place with `os.replace`. Leftovers of a
+killed writer are recognised by that suffix and removed by `clean_stale_tmp`.
+"""
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import shutil
 from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+TMP_TAG = ".tmp-"
 
 
-def write_bytes(path: Path, data: bytes) -> None:
+def tmp_path(path: Path) -> Path:
+    """Return the temporary sibling name this process uses while writing `path`."""
+    path = Path(path)
+    return path.with_name(f"{path.name}{TMP_TAG}{os.getpid()}")
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stale_tmp_paths(path: Path) -> list[Path]:
+    """Return leftover `path.tmp-<pid>` siblings whose writer is gone (or is this process)."""
+    path = Path(path)
+    stale = []
+    for cand in path.parent.glob(f"{path.name}{TMP_TAG}*"):
+        pid_text = cand.name[len(path.name) + len(TMP_TAG):]
+        pid = int(pid_text) if pid_text.isdigit() else None
+        if pid is None or pid == os.getpid() or not _pid_alive(pid):
+            stale.append(cand)
+        else:
+            log.warning("%s is being written by live process %d; leaving it", cand, pid)
+    return stale
+
+
+def remove_path(path: Path) -> None:
+    """Remove a file or a folder tree if it exists."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def clean_stale_tmp(path: Path) -> None:
+    """Delete the leftovers of killed writes of `path`."""
+    for cand in stale_tmp_paths(path):
+        log.warning("removing the leftover of an interrupted write: %s", cand)
+        remove_path(cand)
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
     """Write `data` to a temporary name beside `path`, fsync, then rename over `path`."""
     path = Path(path)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_path(path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
 
 
-def write_text(path: Path, text: str) -> None:
-    """Atomically write a text file."""
-    write_bytes(path, text.encode())
+def write_text(path: Path, text: str) -> Path:
+    """Atomically write a text file (UTF-8)."""
+    return write_bytes(path, text.encode("utf-8"))
 
 
-def write_json(path: Path, obj) -> None:
-    """Atomically write an indented JSON file."""
-    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+def write_json(path: Path, obj: Any, sort_keys: bool = True) -> Path:
+    """Atomically write `obj` as indented JSON (NaN is refused: use None)."""
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=sort_keys, allow_nan=False) + "\n")
 
 
-def sha256(path: Path) -> str:
+def sha256(path: Path, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file's bytes (a folder: of its files' names and bytes, in sorted order)."""
     h = hashlib.sha256()
     path = Path(path)
@@ -36,7 +101,7 @@ def sha256(path: Path) -> str:
     for p in files:
         if path.is_dir():
             h.update(str(p.relative_to(path)).encode())
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
+        with open(p, "rb") as fh:
+            for block in iter(lambda: fh.read(chunk), b""):
+                h.update(block)
     return h.hexdigest()

@@ -1,0 +1,182 @@
+"""LMDBs of raw Caffe Datums, and their mean images via the real `compute_image_mean`.
+
+`write_datum_lmdb` stores unencoded `caffe_pb2.Datum`s (uint8, C x H x W) under
+keys `00000000`, `00000001`, ... in a seeded shuffled order, so Caffe's Data
+layer (which reads in key order) sees the classes mixed. It writes into
+`<path>.tmp-<pid>` and renames it into place only when complete.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lmdb
+import numpy as np
+from tqdm import tqdm
+
+from runner.atomic import clean_stale_tmp, remove_path, sha256, tmp_path
+from runner.errors import KitError
+
+log = logging.getLogger(__name__)
+
+BATCH = 1000  # Datums per LMDB write transaction
+
+
+def caffe_pb2():
+    """Return pycaffe's `caffe_pb2` (imported on first use), or raise KitError."""
+    from runner.caffe_env import caffe_pb2 as pb2  # pylint: disable=import-outside-toplevel
+    return pb2
+
+
+def caffe_tool(name: str) -> str:
+    """Return the path of Caffe tool `name` (see runner.caffe_env.tool)."""
+    from runner.caffe_env import tool  # pylint: disable=import-outside-toplevel
+    return tool(name)
+
+
+def is_complete_lmdb(path: Path) -> bool:
+    """Whether `path` is a finished LMDB folder (only ever created by a rename)."""
+    return (Path(path) / "data.mdb").is_file()
+
+
+def _check_inputs(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Validate images (N,C,H,W) uint8 and integer labels; return labels as int64."""
+    if images.dtype != np.uint8 or images.ndim != 4:
+        raise ValueError(f"images must be (N, C, H, W) uint8, got {images.dtype} {images.shape}")
+    labels = np.asarray(labels)
+    if labels.shape != (images.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be {images.shape[0]} integers, got {labels.dtype} {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= 2**31):
+        raise ValueError("labels must be in [0, 2**31)")
+    return labels.astype(np.int64)
+
+
+def _put_all(env: lmdb.Environment, images: np.ndarray, labels: np.ndarray, order: np.ndarray, desc: str) -> None:
+    """Put the Datums in `order` under ascending keys, doubling the map size whenever it is full."""
+    pb2 = caffe_pb2()
+    n, c, h, w = images.shape
+    with tqdm(total=n, desc=desc, unit="img", file=sys.stderr, mininterval=1.0, leave=False) as bar:
+        for start in range(0, n, BATCH):
+            stop = min(start + BATCH, n)
+            while True:
+                try:
+                    with env.begin(write=True) as txn:
+                        for key in range(start, stop):
+                            src = int(order[key])
+                            datum = pb2.Datum(channels=c, height=h, width=w, label=int(labels[src]),
+                                              data=images[src].tobytes(), encoded=False)
+                            txn.put(f"{key:08d}".encode(), datum.SerializeToString(), append=True)
+                    break
+                except lmdb.MapFullError:
+                    new_size = env.info()["map_size"] * 2
+                    log.info("LMDB map full; growing it to %d bytes", new_size)
+                    env.set_mapsize(new_size)
+            bar.update(stop - start)
+
+
+def write_datum_lmdb(path: Path, images: np.ndarray, labels: np.ndarray, shuffle_seed: int,
+                     force: bool = False) -> dict:
+    """Write images (N,C,H,W uint8) and labels as a shuffled raw-Datum LMDB; return its manifest entry."""
+    path = Path(path)
+    labels = _check_inputs(images, labels)
+    clean_stale_tmp(path)
+    if path.exists() and not force:
+        raise KitError(f"LMDB {path} already exists", "pass force=True (CLI: --force) to rebuild it, or delete it")
+    n, c, h, w = images.shape
+    order = np.random.default_rng(shuffle_seed).permutation(n)
+    tmp = tmp_path(path)
+    map_size = max(1 << 20, 2 * n * (c * h * w + 64))  # grown on demand by _put_all
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        env = lmdb.open(str(tmp), map_size=map_size, subdir=True, create=True, sync=True)
+        try:
+            _put_all(env, np.ascontiguousarray(images), labels, order, path.name)
+            env.sync(True)
+        finally:
+            env.close()
+        if path.exists():  # force: swap the old one out, then drop it
+            old = path.with_name(f"{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            remove_path(old)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            remove_path(tmp)
+    entry = lmdb_entry(path, labels, (c, h, w))
+    entry["shuffle_seed"] = int(shuffle_seed)
+    log.info("wrote %s: %d Datums %dx%dx%d, labels %s..%s", path, n, c, h, w, entry["label_min"], entry["label_max"])
+    return entry
+
+
+def lmdb_entry(path: Path, labels: np.ndarray, chw: tuple[int, int, int]) -> dict:
+    """Return the manifest entry of a written LMDB: counts, label range, shape, sha256 of data.mdb."""
+    counts = np.bincount(labels) if labels.size else np.zeros(0, np.int64)
+    return {
+        "records": int(labels.size),
+        "label_counts": {str(i): int(k) for i, k in enumerate(counts) if k},
+        "label_min": int(labels.min()) if labels.size else None,
+        "label_max": int(labels.max()) if labels.size else None,
+        "channels": int(chw[0]), "height": int(chw[1]), "width": int(chw[2]),
+        "sha256": sha256(Path(path) / "data.mdb"),
+    }
+
+
+def read_datum_lmdb(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a raw-Datum LMDB in key order: (N,C,H,W) uint8 images and int64 labels."""
+    pb2 = caffe_pb2()
+    if not is_complete_lmdb(path):
+        raise KitError(f"no LMDB at {path}", "prepare the data first: make split-random")
+    images, labels = [], []
+    env = lmdb.open(str(path), readonly=True, lock=False, subdir=True)
+    try:
+        with env.begin() as txn:
+            for _key, value in txn.cursor():
+                d = pb2.Datum.FromString(value)
+                if d.encoded:
+                    raise ValueError(f"{path}: encoded Datums are not supported here")
+                images.append(np.frombuffer(d.data, np.uint8).reshape(d.channels, d.height, d.width))
+                labels.append(d.label)
+    finally:
+        env.close()
+    if not images:
+        return np.zeros((0, 0, 0, 0), np.uint8), np.zeros(0, np.int64)
+    return np.stack(images), np.asarray(labels, np.int64)
+
+
+def compute_mean(lmdb_path: Path, out_path: Path) -> Path:
+    """Run the real `compute_image_mean -backend lmdb` on an LMDB, writing `out_path` atomically."""
+    out_path = Path(out_path)
+    tool = caffe_tool("compute_image_mean")
+    clean_stale_tmp(out_path)
+    tmp = tmp_path(out_path)
+    cmd = [tool, "-backend", "lmdb", str(lmdb_path), str(tmp)]
+    env = {**os.environ, "GLOG_logtostderr": "1"}
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        if proc.returncode != 0 or not tmp.is_file():
+            tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+            if "requires OpenCV" in proc.stderr:
+                raise KitError(f"{tool} refuses to run without OpenCV (an unpatched Caffe build)",
+                               "rebuild with the kit's patches: make caffe (or point CAFFE_ROOT at a build with OpenCV)")
+            raise RuntimeError(f"{' '.join(cmd)} failed (rc {proc.returncode}):\n{tail}")
+        os.replace(tmp, out_path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    log.info("wrote mean %s (compute_image_mean on %s)", out_path, lmdb_path)
+    return out_path
+
+
+def read_mean(path: Path) -> np.ndarray:
+    """Read a mean .binaryproto as a (C,H,W) float32 array."""
+    blob = caffe_pb2().BlobProto.FromString(Path(path).read_bytes())
+    if blob.HasField("shape"):
+        shape = tuple(blob.shape.dim)[-3:]
+    else:
+        shape = (blob.channels, blob.height, blob.width)
+    return np.asarray(blob.data, np.float32).reshape(shape)

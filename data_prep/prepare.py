@@ -1,0 +1,183 @@
+"""Per-split data: class split -> LMDBs (one per half and phase) + mean files + manifest.
+
+Layout under the work folder, for dataset `fa20`:
+```
+work/fa20/dataset/            fa20.npz, classes.json        (build_fa20)
+work/fa20/random<seed>/       split.json, manifest.json, data/
+    data/A_train_lmdb  A_val_lmdb  B_train_lmdb  B_val_lmdb
+    data/A_mean.binaryproto  B_mean.binaryproto
+work/fa20/all/                the same with one half 'all' (all 20 classes)
+```
+Labels are re-indexed 0..K-1 within each half, in ascending original-label
+order (`splits.idxmap`). Images are stored as (N, 1, 28, 28). Means come from
+each half's train LMDB via Caffe's `compute_image_mean`.
+
+`manifest.json` is written last, atomically: a split folder without it is
+unfinished and is rebuilt from scratch; with it (and every file it lists),
+`prepare_*` is a no-op.
+
+Shuffle seeds: the LMDB of half number h (0 = first, in split.json order) and
+phase p (0 = train, 1 = val) of a random split with seed s is shuffled with
+`default_rng(1_000_003 * (s + 1) + 10 * h + p)`; the whole-dataset split uses
+s = -1 (so its seeds, 0..11, never collide with a random split's).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from data_prep import fa20
+from runner.atomic import write_json, remove_path, sha256
+from data_prep.lmdb_io import compute_mean, is_complete_lmdb, write_datum_lmdb
+from data_prep.splits import Split, make_random_split, whole_split, write_split_json
+from runner.errors import KitError
+
+log = logging.getLogger(__name__)
+
+MANIFEST_FORMAT = 1
+PHASES = ("train", "val")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """How to build and load one dataset the kit knows."""
+
+    num_classes: int
+    build: Callable[[Path], Path]
+    load: Callable[[Path], "fa20.FA20"]
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "fa20": DatasetSpec(num_classes=len(fa20.CLASS_NAMES), build=fa20.build_fa20, load=fa20.load_fa20),
+}
+
+
+def dataset_spec(dataset: str) -> DatasetSpec:
+    """Return the spec of `dataset`, or raise KitError listing the valid names."""
+    if dataset not in DATASETS:
+        raise KitError(f"unknown dataset {dataset!r}", f"use one of: {', '.join(sorted(DATASETS))}")
+    return DATASETS[dataset]
+
+
+def dataset_dir(work: Path, dataset: str) -> Path:
+    """Return the folder of the built dataset itself."""
+    dataset_spec(dataset)
+    return Path(work) / dataset / "dataset"
+
+
+def split_dir(work: Path, dataset: str, split_name: str) -> Path:
+    """Return the folder of one split (e.g. 'random0', 'all')."""
+    dataset_spec(dataset)
+    return Path(work) / dataset / split_name
+
+
+def shuffle_seed(split_seed: int | None, half_index: int, phase: str) -> int:
+    """Return the LMDB shuffle seed of a (split seed, half, phase); see the module docstring."""
+    s = -1 if split_seed is None else int(split_seed)
+    return 1_000_003 * (s + 1) + 10 * half_index + PHASES.index(phase)
+
+
+def read_manifest(sdir: Path) -> dict | None:
+    """Return the parsed manifest.json of a split folder, or None if absent or unreadable."""
+    path = Path(sdir) / "manifest.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable %s (%s)", path, exc)
+        return None
+
+
+def _manifest_complete(sdir: Path, manifest: dict) -> bool:
+    """Whether every file the manifest lists exists."""
+    for rel in manifest.get("files", {}):
+        p = sdir / rel
+        if not (is_complete_lmdb(p) if rel.endswith("_lmdb") else p.is_file()):
+            log.warning("%s lists %s, which is missing: rebuilding", sdir / "manifest.json", p)
+            return False
+    return True
+
+
+def _check_same(sdir: Path, manifest: dict, dataset: str, split: Split, content: str) -> None:
+    """Raise KitError if an existing manifest describes a different split or dataset build."""
+    if manifest.get("dataset") != dataset or Split.from_dict(manifest["split"]) != split:
+        raise KitError(f"{sdir} holds a different split than {split.name} of {dataset}",
+                       f"delete {sdir} or rebuild it with force")
+    if manifest.get("dataset_content_sha256") != content:
+        raise KitError(f"{sdir} was prepared from a different build of {dataset}",
+                       f"delete {sdir} or rebuild it with force")
+
+
+def _half_arrays(x: np.ndarray, y: np.ndarray, split: Split, half: str) -> tuple[np.ndarray, np.ndarray]:
+    """Select one half's images as (N,1,H,W) and relabel them 0..K-1 (ascending original label)."""
+    mapping = split.idxmap(half)
+    lookup = np.full(split.num_classes, -1, np.int64)
+    lookup[list(mapping)] = list(mapping.values())
+    keep = lookup[y] >= 0
+    return np.ascontiguousarray(x[keep][:, None]), lookup[y[keep]]
+
+
+def _prepare(work: Path, dataset: str, split: Split, force: bool) -> Path:
+    """Build (or reuse) the LMDBs, means and manifest of `split`; return its folder."""
+    spec = dataset_spec(dataset)
+    ddir, sdir = dataset_dir(work, dataset), split_dir(work, dataset, split.name)
+    spec.build(ddir)
+    content = json.loads((ddir / fa20.CLASSES_NAME).read_text())["content_sha256"]
+    manifest = read_manifest(sdir)
+    if manifest is not None and not force:
+        _check_same(sdir, manifest, dataset, split, content)
+        if _manifest_complete(sdir, manifest):
+            log.info("split %s of %s already prepared in %s (manifest.json present): nothing to do",
+                     split.name, dataset, sdir)
+            return sdir
+    remove_path(sdir / "manifest.json")  # from here on the folder is unfinished
+    t0 = time.monotonic()
+    data = spec.load(ddir)
+    names = list(data.class_names)
+    extra = {"dataset": dataset,
+             "class_names": {h: [names[c] for c in cs] for h, cs in split.halves.items()},
+             "idxmap": {h: {str(o): n for o, n in split.idxmap(h).items()} for h in split.halves}}
+    if hasattr(data, "kinds"):
+        extra["kinds"] = {h: [data.kinds[c] for c in cs] for h, cs in split.halves.items()}
+    write_split_json(sdir / "split.json", split, extra)
+    files: dict[str, dict] = {"split.json": {"sha256": sha256(sdir / "split.json")}}
+    phases = {"train": (data.train_x, data.train_y), "val": (data.val_x, data.val_y)}
+    for h_index, half in enumerate(split.halves):
+        for phase, (x, y) in phases.items():
+            rel = f"data/{half}_{phase}_lmdb"
+            images, labels = _half_arrays(x, y, split, half)
+            entry = write_datum_lmdb(sdir / rel, images, labels, shuffle_seed(split.seed, h_index, phase), force=True)
+            files[rel] = {"half": half, "phase": phase, **entry}
+        rel = f"data/{half}_mean.binaryproto"
+        compute_mean(sdir / f"data/{half}_train_lmdb", sdir / rel)
+        files[rel] = {"half": half, "from": f"data/{half}_train_lmdb", "sha256": sha256(sdir / rel)}
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "dataset": dataset,
+        "dataset_content_sha256": content,
+        "split": split.to_dict(),
+        "class_names": extra["class_names"],
+        "files": files,
+    }
+    write_json(sdir / "manifest.json", manifest)
+    log.info("prepared split %s of %s in %s (%.1f s)", split.name, dataset, sdir, time.monotonic() - t0)
+    return sdir
+
+
+def prepare_split(work: Path, dataset: str, seed: int, force: bool = False) -> Path:
+    """Prepare the random A/B split `seed` of `dataset` under work/<dataset>/random<seed>/; return it."""
+    spec = dataset_spec(dataset)
+    return _prepare(Path(work), dataset, make_random_split(spec.num_classes, seed), force)
+
+
+def prepare_whole(work: Path, dataset: str, force: bool = False) -> Path:
+    """Prepare all classes of `dataset` as one half 'all' under work/<dataset>/all/; return it."""
+    spec = dataset_spec(dataset)
+    return _prepare(Path(work), dataset, whole_split(spec.num_classes), force)
