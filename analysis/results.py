@@ -1,0 +1,118 @@
+"""A split's runs, from their logs and run.json, as one results table (and the figure).
+
+`collect_runs(split_dir)` turns every `split_dir/runs/<treatment>/` that has a
+`run.json` and a `train.log` into one row (see ROW_COLUMNS). It reads only
+the logs and the run metadata (run.json; result.json's existence means
+"finished"), never the generators.
+
+Log segments of a run, parsed as one run in this order: `train.log.1`,
+`train.log.2`, ... (earlier segments moved aside, numeric order, optionally
+gzipped: `train.log.3.gz`), then `train.log` (the current one; the runner
+appends each resume to it after a `#### ...` line). Later rows win.
+
+Each run's curves go beside its log as `curve.train.csv` and `curve.test.csv`
+(BVLC parse_log columns); they are derived files, rewritten only when missing
+or older than the newest log segment.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from pathlib import Path
+
+from analysis.parse_log import ParsedLog, parse_log, score, write_csv_atomic, write_csvs
+from runner.errors import KitError
+
+log = logging.getLogger(__name__)
+
+ROW_COLUMNS = ("dataset", "split", "treatment", "kind", "source", "target", "n", "finetuned",
+               "score", "final_accuracy", "iterations", "tests", "wall_seconds", "active_seconds",
+               "skipped_lines", "finished")
+CURVE_PREFIX = "curve"  # runs/<t>/curve.train.csv, runs/<t>/curve.test.csv
+_SEGMENT = re.compile(r"train\.log\.(\d+)(\.gz)?")
+_TRAIN_FIRST = "train some first: make train TREATMENT=baseA"
+
+
+def log_segments(run_dir: Path) -> list[Path]:
+    """The run's log files, earliest first: train.log.1, train.log.2, ..., train.log."""
+    numbered = sorted((int(m.group(1)), p.name, p) for p in Path(run_dir).iterdir()
+                      if (m := _SEGMENT.fullmatch(p.name)) and p.is_file())
+    current = Path(run_dir) / "train.log"
+    return [p for _, _, p in numbered] + ([current] if current.is_file() else [])
+
+
+def _read_run_json(path: Path) -> dict:
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise KitError(f"{path} is not valid JSON ({exc})",
+                       f"move {path.parent} aside and train that treatment again") from exc
+    if not isinstance(meta, dict):
+        raise KitError(f"{path} is not a JSON object", f"move {path.parent} aside and train it again")
+    return meta
+
+
+def _write_curves(run_dir: Path, parsed: ParsedLog, segments: list[Path]) -> None:
+    newest = max(p.stat().st_mtime for p in segments)
+    targets = [run_dir / f"{CURVE_PREFIX}.{kind}.csv" for kind in ("train", "test")]
+    if all(t.is_file() and t.stat().st_mtime >= newest for t in targets):
+        return
+    write_csvs(parsed, run_dir / CURVE_PREFIX)
+
+
+def run_row(meta: dict, parsed: ParsedLog, run_dir: Path, finished: bool) -> dict:
+    """One results row from a run's run.json content and its parsed logs."""
+    split_dir = run_dir.parent.parent
+    accs = parsed.test_accuracies
+    return {"dataset": meta.get("dataset", split_dir.parent.name),
+            "split": meta.get("split", split_dir.name),
+            "treatment": meta.get("treatment", run_dir.name),
+            "kind": meta.get("kind"), "source": meta.get("source"), "target": meta.get("target"),
+            "n": int(meta.get("n") or 0), "finetuned": bool(meta.get("finetune", False)),
+            "score": score(accs), "final_accuracy": accs[-1] if accs else math.nan,
+            "iterations": parsed.last_iteration, "tests": len(accs),
+            "wall_seconds": parsed.wall_seconds, "active_seconds": parsed.active_seconds,
+            "skipped_lines": parsed.skipped_lines, "finished": finished}
+
+
+def collect_runs(split_dir: Path) -> list[dict]:
+    """Parse every run under split_dir/runs into one row each (sorted by folder name)."""
+    runs = Path(split_dir) / "runs"
+    if not runs.is_dir():
+        return []
+    rows = []
+    for run_dir in sorted(p for p in runs.iterdir() if p.is_dir()):
+        if not (run_dir / "run.json").is_file() or not (run_dir / "train.log").is_file():
+            log.info("%s has no run.json or train.log yet; left out", run_dir)
+            continue
+        meta = _read_run_json(run_dir / "run.json")
+        segments = log_segments(run_dir)
+        parsed = parse_log(segments)
+        _write_curves(run_dir, parsed, segments)
+        rows.append(run_row(meta, parsed, run_dir, (run_dir / "result.json").is_file()))
+    log.info("%d run(s) under %s, %d finished", len(rows), runs, sum(r["finished"] for r in rows))
+    return rows
+
+
+def write_results_csv(rows: list[dict], path: Path) -> Path:
+    """Write the rows as CSV (ROW_COLUMNS first, then any other keys) atomically; return path."""
+    extra = [k for row in rows for k in row if k not in ROW_COLUMNS]
+    header = [*ROW_COLUMNS, *dict.fromkeys(extra)]
+    write_csv_atomic(Path(path), header, rows)
+    return Path(path)
+
+
+def analyze_split(split_dir: Path) -> dict:
+    """Collect the split's runs; write results/results.csv and results/figure2.{png,pdf}."""
+    from analysis.plots import plot_transfer  # pylint: disable=import-outside-toplevel  (matplotlib is slow to import)
+    split_dir = Path(split_dir)
+    rows = collect_runs(split_dir)
+    if not rows:
+        raise KitError(f"no runs under {split_dir / 'runs'}", _TRAIN_FIRST)
+    out = split_dir / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    results_csv = write_results_csv(rows, out / "results.csv")
+    png, pdf = plot_transfer(rows, out / "figure2", runs_dir=split_dir / "runs")
+    return {"results_csv": results_csv, "figure_png": png, "figure_pdf": pdf}

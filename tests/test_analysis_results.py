@@ -1,0 +1,112 @@
+"""Tests of analysis/results.py and analysis/plots.py: run folders -> results table -> Figure 2."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from analysis.parse_log import score
+from analysis.plots import group_of, plot_transfer
+from analysis.results import ROW_COLUMNS, analyze_split, collect_runs, log_segments
+from runner.errors import KitError
+from test_analysis import modern
+
+
+def _run(split: Path, name: str, meta: dict, logs: dict[str, str], finished: bool) -> Path:
+    run = split / "runs" / name
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"treatment": name, "dataset": "fa20", "split": "random0", **meta}))
+    for file_name, text in logs.items():
+        (run / file_name).write_text(text)
+    if finished:
+        (run / "result.json").write_text("{}")
+    return run
+
+
+def test_log_segments_order(tmp_path: Path):
+    for name in ("train.log", "train.log.10", "train.log.2.gz", "train.log.1", "train.log.bak", "curve.test.csv"):
+        (tmp_path / name).write_text("")
+    assert [p.name for p in log_segments(tmp_path)] == ["train.log.1", "train.log.2.gz", "train.log.10", "train.log"]
+
+
+def test_collect_runs_and_analyze_split(tmp_path: Path):
+    split = tmp_path / "fa20" / "random0"
+    base_log = modern("0403", 0, range(0, 50, 10), 0.5)
+    _run(split, "baseB", {"kind": "base", "source": None, "target": "B", "n": 0, "finetune": False},
+         {"train.log": base_log}, finished=True)
+    plus = _run(split, "A3B+", {"kind": "transfer", "source": "A", "target": "B", "n": 3, "finetune": True},
+                {"train.log.1": base_log, "train.log": modern("0403", 100, range(20, 70, 10), 0.7)},
+                finished=False)
+    (split / "runs" / "B2B").mkdir()  # prepared, never trained: left out
+    rows = {r["treatment"]: r for r in collect_runs(split)}
+    assert sorted(rows) == ["A3B+", "baseB"]
+    base, trans = rows["baseB"], rows["A3B+"]
+    assert (base["kind"], base["n"], base["finetuned"], base["finished"]) == ("base", 0, False, True)
+    assert (trans["source"], trans["target"], trans["n"], trans["finetuned"], trans["finished"]) == (
+        "A", "B", 3, True, False)
+    assert base["score"] == pytest.approx(0.52) and base["final_accuracy"] == 0.54
+    assert (base["iterations"], base["tests"]) == (40, 5)
+    assert (trans["iterations"], trans["tests"], trans["final_accuracy"]) == (60, 7, 0.76)
+    assert trans["score"] == pytest.approx(score([0.5, 0.51, 0.72, 0.73, 0.74, 0.75, 0.76]))
+    assert (trans["wall_seconds"], trans["active_seconds"]) == (104, 8)  # 4 s, gap, 4 s
+    curve = (plus / "curve.test.csv").read_text().splitlines()
+    assert curve[0] == "NumIters,Seconds,LearningRate,accuracy,loss" and len(curve) == 1 + 7
+    out = analyze_split(split)
+    table = out["results_csv"].read_text().splitlines()
+    assert table[0].split(",")[: len(ROW_COLUMNS)] == list(ROW_COLUMNS) and len(table) == 1 + 2
+    assert out["figure_png"].read_bytes()[:4] == b"\x89PNG" and out["figure_pdf"].read_bytes()[:4] == b"%PDF"
+    assert out["results_csv"] == split / "results" / "results.csv"
+
+
+def test_analyze_split_needs_runs(tmp_path: Path):
+    with pytest.raises(KitError, match="no runs under"):
+        analyze_split(tmp_path)
+    _run(tmp_path, "baseA", {"kind": "base", "target": "A", "n": 0}, {"train.log": modern("0403", 0, range(1), 0.5)},
+         finished=False)
+    with pytest.raises(KitError, match="no finished runs under"):
+        analyze_split(tmp_path)
+    assert (tmp_path / "results" / "results.csv").is_file()  # the table is still written
+
+
+def test_bad_run_json_is_a_kit_error(tmp_path: Path):
+    run = _run(tmp_path, "baseA", {}, {"train.log": ""}, finished=False)
+    (run / "run.json").write_text("{not json")
+    with pytest.raises(KitError, match="not valid JSON"):
+        collect_runs(tmp_path)
+
+
+def _rows() -> list[dict]:
+    common = {"finished": True, "dataset": "fa20", "split": "random0"}
+    rows = [{"kind": "base", "source": None, "target": t, "n": 0, "finetuned": False, "score": 0.6 + i / 100,
+             **common} for i, t in enumerate("AB")]
+    for n in range(1, 8):
+        for src, dst, ft in [(s, d, f) for s in "AB" for d in "AB" for f in (False, True)]:
+            rows.append({"kind": "transfer", "source": src, "target": dst, "n": n, "finetuned": ft,
+                         "score": 0.6 - (src != dst) * n / 100 + ft * 0.01, **common})
+    return rows
+
+
+def test_plot_transfer_writes_png_and_pdf(tmp_path: Path):
+    png, pdf = plot_transfer(_rows(), tmp_path / "fig" / "figure2")
+    assert (png.name, pdf.name) == ("figure2.png", "figure2.pdf")
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
+    assert pdf.read_bytes()[:4] == b"%PDF" and pdf.stat().st_size > 5_000
+    again, _ = plot_transfer(_rows(), tmp_path / "again")
+    assert again.read_bytes() == png.read_bytes()  # fixed jitter: the same rows, the same picture
+    only_bases, _ = plot_transfer(_rows()[:2], tmp_path / "bases")
+    assert only_bases.read_bytes()[:4] == b"\x89PNG" and only_bases.read_bytes() != png.read_bytes()
+    assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name]
+
+
+def test_plot_pooling_and_nothing_to_plot(tmp_path: Path):
+    row = {"kind": "transfer", "n": 3}
+    assert group_of({**row, "source": "A", "target": "A", "finetuned": False}) == "BnB"
+    assert group_of({**row, "source": "B", "target": "B", "finetuned": True}) == "BnB+"
+    assert group_of({**row, "source": "B", "target": "A", "finetuned": True}) == "AnB+"
+    assert group_of({**row, "source": "A", "target": "B", "finetuned": False}) == "AnB"
+    assert group_of({"kind": "base", "n": 0}) == "base"
+    with pytest.raises(KitError, match="no finished runs under"):
+        plot_transfer([{**r, "finished": False} for r in _rows()], tmp_path / "figure2")
+    with pytest.raises(KitError, match="no finished runs under"):
+        plot_transfer([], tmp_path / "figure2")
