@@ -16,7 +16,7 @@ KIT      := $(VENV)/bin/transfer-kit
 STAMP    := $(VENV)/.kit-venv-complete
 export GLOG_logtostderr := 1
 
-.PHONY: help setup system venv caffe dataset split-random train plots demo test test-fast clean-work
+.PHONY: help setup system venv caffe dataset split-random train plots demo test test-fast
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -43,7 +43,7 @@ dataset: setup  ## build the embedded FA-20 dataset (and its contact sheet)
 	$(KIT) dataset --work $(WORK) --dataset $(DATASET)
 
 split-random: setup  ## a random A/B split with its LMDBs and means: DATASET=fa20 SEED=0
-	$(KIT) split-random --work $(WORK) --dataset $(DATASET) --seed $(SEED)
+	$(KIT) split-random --work $(WORK) --dataset $(DATASET) --seed $(SEED) $(if $(FORCE),--force)
 
 train: setup  ## train one treatment: TREATMENT=A3B+ DATASET=fa20 SEED=0
 	$(KIT) train --work $(WORK) --dataset $(DATASET) --seed $(SEED) --treatment '$(TREATMENT)' $(if $(ITERS),--iters $(ITERS)) $(if $(FORCE),--force)

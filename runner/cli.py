@@ -12,24 +12,13 @@ from pathlib import Path
 
 from runner.errors import KitError
 
-DATASETS = ("fa20",)
 
 
 def _common(p: argparse.ArgumentParser, seed: bool = True) -> None:
     p.add_argument("--work", type=Path, default=Path("work"), help="work folder for data and runs")
-    p.add_argument("--dataset", default="fa20", help=f"dataset ({', '.join(DATASETS)})")
+    p.add_argument("--dataset", default="fa20", help="dataset (fa20: the embedded FA-20)")
     if seed:
         p.add_argument("--seed", type=int, default=0, help="random split seed (the authors used 0..3)")
-
-
-def _check_dataset(name: str) -> None:
-    if name not in DATASETS:
-        raise KitError(f"unknown dataset {name!r}", f"use DATASET={' or '.join(DATASETS)}")
-
-
-def _check_seed(seed: int) -> None:
-    if seed < 0:
-        raise KitError(f"bad seed {seed}", "use a non-negative integer, e.g. SEED=0")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, seed=False)
     p = sub.add_parser("split-random", help="random A/B class split with LMDBs and means", formatter_class=fmt)
     _common(p)
+    p.add_argument("--force", action="store_true", help="rebuild the split's LMDBs and means")
     p = sub.add_parser("train", help="train one treatment (baseA, A3B, B5B+, ...)", formatter_class=fmt)
     _common(p)
     p.add_argument("--treatment", required=True, help="treatment name, e.g. baseA, A3B, A3B+")
@@ -61,9 +51,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Carry out one parsed command."""
-    _check_dataset(args.dataset)
+    from data_prep.prepare import dataset_spec
+    from data_prep.splits import check_seed
+    dataset_spec(args.dataset)
     if hasattr(args, "seed"):
-        _check_seed(args.seed)
+        check_seed(args.seed)
+    if getattr(args, "iters", None) is not None and args.iters <= 0:
+        raise KitError(f"--iters must be a positive number of iterations, got {args.iters}",
+                       "pass e.g. --iters 300 (ITERS=300), or leave it out for the solver's max_iter")
+    if getattr(args, "threads", None) is not None and args.threads <= 0:
+        raise KitError(f"--threads must be positive, got {args.threads}", "pass e.g. --threads 1")
+    if getattr(args, "jobs", None) is not None and args.jobs <= 0:
+        raise KitError(f"--jobs must be positive, got {args.jobs}", "pass e.g. --jobs 2")
     if args.command == "dataset":
         from data_prep.fa20 import build_fa20, contact_sheet
         out = build_fa20(args.work / args.dataset / "dataset")
@@ -71,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"FA-20 in {out}; contact sheet {sheet}")
     elif args.command == "split-random":
         from data_prep.prepare import prepare_split
-        print(f"split ready: {prepare_split(args.work, args.dataset, args.seed)}")
+        print(f"split ready: {prepare_split(args.work, args.dataset, args.seed, force=args.force)}")
     elif args.command == "train":
         from generators.treatments import parse
         treatment = parse(args.treatment)

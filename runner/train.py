@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from data_prep.prepare import split_dir
 from generators import netgen
 from generators.surgery import transplant
 from generators.treatments import Treatment, parse
@@ -45,7 +46,7 @@ class RunSpec:
     @property
     def split_dir(self) -> Path:
         """Folder of the split the run trains on."""
-        return Path(self.work) / self.dataset / f"random{self.seed}"
+        return split_dir(Path(self.work), self.dataset, f"random{self.seed}")
 
     @property
     def run_dir(self) -> Path:
@@ -77,10 +78,10 @@ def _data_spec(spec: RunSpec) -> netgen.DataSpec:
 def _check_labels(spec: RunSpec, num_classes: int) -> None:
     """Refuse labels >= num_output before Caffe sees them (release Caffe corrupts memory)."""
     manifest = json.loads((spec.split_dir / "manifest.json").read_text())
-    for name, entry in manifest.get("lmdbs", {}).items():
-        if name.startswith(spec.treatment.target + "_") and entry["label_max"] >= num_classes:
+    for name, entry in manifest.get("files", {}).items():
+        if entry.get("half") == spec.treatment.target and (entry.get("label_max") or 0) >= num_classes:
             raise KitError(f"{name} has label {entry['label_max']} but the net has {num_classes} outputs",
-                           f"rebuild the split: make split-random DATASET={spec.dataset} SEED={spec.seed}")
+                           f"rebuild the split: make split-random DATASET={spec.dataset} SEED={spec.seed} FORCE=1")
 
 
 def _write_once(path: Path, text: str) -> None:
@@ -199,7 +200,7 @@ def _finish(spec: RunSpec, record: dict, seconds: float) -> dict:
     parsed = parse_log([run / "train.log"])
     accs = [row["accuracy"] for row in parsed.test if row.get("accuracy") is not None]
     result = {"treatment": spec.treatment.name, "model": str(model.relative_to(run)),
-              "model_sha256": atomic.sha256(model), "score": score(accs),
+              "model_sha256": atomic.sha256(model), "score": score(accs) if accs else None,
               "final_accuracy": accs[-1] if accs else None, "iterations": record["max_iter"],
               "wall_seconds": round(seconds, 1)}
     atomic.write_json(run / "result.json", result)
