@@ -1,10 +1,14 @@
-"""analysis package of the transfer kit: logs -> tidy CSV per run -> results table -> Figure 2.
+"""analysis package of the transfer kit: logs -> tidy CSV per run -> results table -> figures and tables.
 
 - parse_log: one streaming parser for 2014 and modern Caffe logs (plain or .gz), merge of
   restarted runs, BVLC-compatible CSVs, the paper's score (mean of the 10 best test accuracies).
 - glog: glog line prefixes and the clock that makes their year-less stamps monotonic seconds.
 - results: a split's run folders -> results rows and results.csv; analyze_split (for `make plots`).
-- plots: the paper's Figure 2 (top-1 accuracy against n) as PNG and PDF.
+- original: the authors' published results/ folder -> the same results table (import-original).
+- plots, figures, figure3, table1: Figure 2 (top, bottom), Figure 3, Table 1, training curves,
+  all drawn from results tables alone (plus per-run curve CSVs); the authors' runs as an overlay.
+- filters: conv1 filters of a .caffemodel as an image grid.
+- commands: the CLI subcommands import-original, figures, table1, filters.
 
 It reads only logs and run metadata (run.json, result.json); it never imports generators/ or data_prep/.
 """

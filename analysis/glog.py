@@ -101,6 +101,18 @@ class Clock:
         self._date, self._sod, self._key = new, stamp.seconds_of_day, key
         return self.elapsed
 
+    def advance_fields(self, year: int | None, month: int, day: int, seconds_of_day: float) -> float | None:
+        """`advance` for a stamp given by its fields (the parser's fast path: no Stamp on the same day)."""
+        if (year, month, day) != self._key:
+            return self.advance(Stamp(year, month, day, seconds_of_day))
+        delta = seconds_of_day - self._sod
+        if -_JITTER < delta < 0:
+            return self.elapsed
+        if delta > 0:
+            self.elapsed = round(self.elapsed + delta, 6)
+        self._sod = seconds_of_day
+        return self.elapsed
+
     def _to_date(self, stamp: Stamp) -> date | None:
         """The calendar date of a stamp, inferring its year from the previous one."""
         try:

@@ -53,6 +53,9 @@ RE_LOSS = re.compile(rf"Iteration (\d+)(?: \([^()]*\))?, loss = ({_NUM})")
 RE_TESTING = re.compile(r"Iteration (\d+), Testing net(?: \(#(\d+)\))?")
 RE_OUTPUT = re.compile(rf"(Train|Test) net output #(\d+): (\S+) = ({_NUM})(?: \(\* {_NUM} = {_NUM} loss\))?")
 RE_SCORE = re.compile(rf"Test score #(\d+): ({_NUM})")
+# fast path for the bulk of a log: a whole `Iteration N, lr|loss = X` line (== split_prefix + RE_LR/RE_LOSS)
+RE_FAST = re.compile(rf"[IWEF](\d{{8}}|\d{{4}}) (\d\d):(\d\d):(\d\d(?:\.\d+)?)\s+\d+ [^\s\]]+\] ?\s*"
+                     rf"Iteration (\d+)(?:, lr = ({_NUM})|(?: \([^()]*\))?, loss = ({_NUM}))\s*")
 KEYWORDS = ("Iteration ", "net output #", "Test score")
 SCORE_NAMES = {0: "accuracy", 1: "loss"}  # the 2014 format numbers its test outputs
 SEGMENT_MARK = "#### "  # runner/train.py writes such a line before each start of caffe
@@ -123,8 +126,34 @@ class _Parser:
     def feed_file(self, path: Path) -> None:
         self.out.sources.append(str(path))
         self._new_segment()
+        fast = RE_FAST.fullmatch
         for number, line in enumerate(read_lines(path, self.out.truncated_files), 1):
-            self.feed(line.rstrip("\r\n"), path, number)
+            line = line.rstrip("\r\n")
+            m = fast(line)
+            if m is None or not self._fast(m.groups()):
+                self.feed(line, path, number)
+
+    def _fast(self, groups: tuple) -> bool:
+        """Use a line RE_FAST matched; False (nothing changed) when its stamp is not valid."""
+        ymd, hh, mi, ss, it, lr, loss = groups
+        hh, mi, ss, month, day = int(hh), int(mi), float(ss), int(ymd[-4:-2]), int(ymd[-2:])
+        if hh > 23 or mi > 59 or ss >= 61 or not 1 <= month <= 12 or not 1 <= day <= 31:
+            return False
+        now = self.clock.advance_fields(int(ymd[:4]) if len(ymd) == 8 else None, month, day,
+                                        hh * 3600 + mi * 60 + ss)
+        if now is None:
+            return False
+        if not self.segment:
+            self.segment = [now, now]
+        self.segment[1] = now
+        self.open_test = None
+        if lr is not None:
+            self.train_outputs_ok = False
+            self._train_row(int(it), now)["LearningRate"] = float(lr)
+        else:
+            self._train_row(int(it), now).setdefault("loss", float(loss))
+            self.train_outputs_ok = True
+        return True
 
     def feed(self, line: str, path: Path, number: int) -> None:
         if line.startswith(SEGMENT_MARK):

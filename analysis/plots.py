@@ -44,7 +44,8 @@ def group_of(row: dict) -> str | None:
     return style + ("+" if row.get("finetuned") else "")
 
 
-def _plottable(rows: list[dict]) -> dict[str, list[tuple[int, float]]]:
+def plottable(rows: list[dict]) -> dict[str, list[tuple[int, float]]]:
+    """(n, score) of the finished rows by Figure 2 group."""
     points: dict[str, list[tuple[int, float]]] = {g: [] for g in GROUPS}
     for row in rows:
         group, value = group_of(row), row.get("score")
@@ -70,10 +71,39 @@ def _save(fig: Figure, path: Path, fmt: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def plot_transfer(rows: list[dict], out_stem: Path, runs_dir: Path | None = None) -> list[Path]:
+def save_both(fig: Figure, out_stem: Path) -> list[Path]:
+    """Write a figure as out_stem.png and out_stem.pdf (atomically); return the two paths."""
+    out_stem = Path(out_stem)
+    out_stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [out_stem.with_name(out_stem.name + ".png"), out_stem.with_name(out_stem.name + ".pdf")]
+    for path, fmt in zip(paths, ("png", "pdf")):
+        _save(fig, path, fmt)
+    log.info("figure written: %s", ", ".join(map(str, paths)))
+    return paths
+
+
+def _overlay(ax, rows: list[dict], rng: np.random.Generator) -> None:
+    """The authors' runs as hollow markers (their group's colour and marker, no fill) with dashed means."""
+    for group, pts in plottable(rows).items():
+        if not pts:
+            continue
+        label, colour, marker, offset = GROUPS[group]
+        ns = np.array([n for n, _ in sorted(pts)], dtype=float)
+        ys = np.array([y for _, y in sorted(pts)])
+        ax.scatter(ns + offset + rng.uniform(-_JITTER, _JITTER, len(ns)), ys, s=30, marker=marker,
+                   facecolors="none", edgecolors=colour, linewidths=0.9, zorder=2,
+                   label=f"authors' {label} ({len(pts)})")
+        levels = sorted(set(ns))
+        if group != "base":
+            ax.plot(np.array(levels) + offset, [ys[ns == n].mean() for n in levels], color=colour,
+                    linestyle="--", linewidth=0.8, zorder=2)
+
+
+def plot_transfer(rows: list[dict], out_stem: Path, runs_dir: Path | None = None,
+                  overlay: list[dict] | None = None) -> list[Path]:
     """Draw Figure 2 from results rows (finished ones); write out_stem.png and .pdf; return them."""
     out_stem = Path(out_stem)
-    points = _plottable(rows)
+    points = plottable(rows)
     if not any(points.values()):
         where = runs_dir if runs_dir is not None else out_stem.parent
         raise KitError(f"no finished runs under {where}", "train some first: make train TREATMENT=baseA")
@@ -97,6 +127,8 @@ def plot_transfer(rows: list[dict], out_stem: Path, runs_dir: Path | None = None
         else:
             ax.plot(np.array(levels) + offset, means, color=colour, marker=marker, markersize=7,
                     linewidth=1.5, zorder=4)
+    if overlay:
+        _overlay(ax, overlay, rng)
     ax.set_xlim(-0.5, MAX_N + 0.5)
     ax.set_xticks(range(MAX_N + 1))
     ax.set_xlabel("Layer n at which the network is chopped and retrained")
@@ -105,9 +137,4 @@ def plot_transfer(rows: list[dict], out_stem: Path, runs_dir: Path | None = None
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(loc="best", fontsize=8, frameon=False)
     fig.tight_layout()
-    out_stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [out_stem.with_name(out_stem.name + ".png"), out_stem.with_name(out_stem.name + ".pdf")]
-    for path, fmt in zip(paths, ("png", "pdf")):
-        _save(fig, path, fmt)
-    log.info("figure written: %s", ", ".join(map(str, paths)))
-    return paths
+    return save_both(fig, out_stem)

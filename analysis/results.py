@@ -16,6 +16,7 @@ or older than the newest log segment.
 """
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import math
@@ -104,15 +105,66 @@ def write_results_csv(rows: list[dict], path: Path) -> Path:
     return Path(path)
 
 
-def analyze_split(split_dir: Path) -> dict:
-    """Collect the split's runs; write results/results.csv and results/figure2.{png,pdf}."""
-    from analysis.plots import plot_transfer  # pylint: disable=import-outside-toplevel  (matplotlib is slow to import)
+_INT = ("n", "iterations", "tests", "skipped_lines", "log_files", "images_per_class")
+_FLOAT = ("score", "final_accuracy", "wall_seconds", "active_seconds")
+_BOOL = ("finetuned", "finished")
+
+
+def _typed(key: str, text: str):
+    if text == "":
+        return math.nan if key in _FLOAT else None
+    if key in _INT:
+        return int(float(text))
+    if key in _FLOAT:
+        return float(text)
+    if key in _BOOL:
+        return text.strip().lower() in ("true", "1", "yes")
+    return text
+
+
+def read_results_csv(path: Path) -> list[dict]:
+    """Read a results table (ours or an imported one) back into typed rows."""
+    path = Path(path)
+    if not path.is_file():
+        raise KitError(f"results table {path} does not exist",
+                       "pass a CSV written by `make plots` or `transfer-kit import-original`")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [k for k in ("split", "kind", "source", "target", "n", "finetuned", "score")
+                   if k not in (reader.fieldnames or [])]
+        if missing:
+            raise KitError(f"{path} is not a results table (no column {', '.join(missing)})",
+                           "pass a CSV written by `make plots` or `transfer-kit import-original`")
+        try:
+            return [{k: _typed(k, v or "") for k, v in row.items()} for row in reader]
+        except ValueError as exc:
+            raise KitError(f"{path} has a bad value ({exc})", "regenerate it with the kit") from exc
+
+
+_RANDOM_SPLIT = re.compile(r"random\d+")
+
+
+def analyze_split(split_dir: Path, original: Path | None = None) -> dict:
+    """Collect the split's runs; write results/results.csv and every figure and table (analysis.figures).
+
+    results.csv holds this split's rows and those of the dataset's other
+    non-random splits (`natman`, `all`, ...: the controls of Figure 3); the
+    figures are drawn from it alone, plus the runs' curve CSVs. `original`: an
+    imported authors' table, drawn as a hollow overlay (and its own Table 1).
+    """
+    from analysis.figures import write_figures  # pylint: disable=import-outside-toplevel  (matplotlib is slow to import)
     split_dir = Path(split_dir)
+    original_rows = read_results_csv(original) if original is not None else None
     rows = collect_runs(split_dir)
     if not rows:
         raise KitError(f"no runs under {split_dir / 'runs'}", _TRAIN_FIRST)
+    siblings = sorted(p for p in split_dir.parent.iterdir()
+                      if p != split_dir and (p / "runs").is_dir() and not _RANDOM_SPLIT.fullmatch(p.name))
+    others = [row for sib in siblings for row in collect_runs(sib)]
     out = split_dir / "results"
     out.mkdir(parents=True, exist_ok=True)
-    results_csv = write_results_csv(rows, out / "results.csv")
-    png, pdf = plot_transfer(rows, out / "figure2", runs_dir=split_dir / "runs")
-    return {"results_csv": results_csv, "figure_png": png, "figure_pdf": pdf}
+    results_csv = write_results_csv(rows + others, out / "results.csv")
+    curves = [(row["treatment"], split_dir / "runs" / row["treatment"]) for row in rows]
+    figures = write_figures(read_results_csv(results_csv), out, original=original_rows, curves=curves,
+                            where=split_dir / "runs")
+    return {"results_csv": results_csv, **figures}

@@ -1,0 +1,151 @@
+"""The paper's Figure 3: dissimilar tasks, random frozen weights, and both against random-split AnB.
+
+Pieces, each read from results rows (finished, with a score):
+- natman transfer: split `natman`, frozen transfers (kind transfer, not
+  fine-tuned) and that split's bases; lines join a target's base and its
+  transfers (the authors' natman A is natural, B man-made);
+- random frozen weights: kind `random-weights` (first n layers random and
+  frozen, `randfrozen{n}`) and the bases of the same split (`all`);
+- random-split AnB: frozen transfers with source != target on `random<s>` splits.
+Bottom panel: every piece normalized by its own base, i.e. a run's score minus
+the mean score of the base runs on the same split with the same target.
+A piece with no runs is drawn as absent and named in the returned list.
+"""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from analysis.plots import MAX_N, save_both
+
+_RANDOM_SPLIT = re.compile(r"random\d+")
+# piece: (label, colour, marker)
+PIECES = {
+    "natman": ("natman transfer (XnY, dissimilar)", "tab:orange", "h"),
+    "random": ("random frozen weights (randfrozen{n})", "tab:gray", "s"),
+    "anb": ("random-split AnB (similar)", "tab:red", "D"),
+}
+
+
+def _ok(row: dict) -> bool:
+    value = row.get("score")
+    return row.get("finished", True) is not False and value is not None and not math.isnan(float(value))
+
+
+def piece_of(row: dict) -> str | None:
+    """The Figure 3 piece a results row belongs to (None: not in this figure, or a base)."""
+    split, kind = str(row.get("split") or ""), row.get("kind")
+    if kind == "random-weights":
+        return "random"
+    if kind != "transfer" or row.get("finetuned"):
+        return None
+    if split == "natman":
+        return "natman"
+    if _RANDOM_SPLIT.fullmatch(split) and row.get("source") != row.get("target"):
+        return "anb"
+    return None
+
+
+def base_means(rows: list[dict]) -> dict[tuple[str, str], float]:
+    """Mean base score by (split, target)."""
+    acc: dict[tuple[str, str], list[float]] = {}
+    for row in filter(_ok, rows):
+        if row.get("kind") == "base":
+            acc.setdefault((str(row.get("split")), str(row.get("target"))), []).append(float(row["score"]))
+    return {k: float(np.mean(v)) for k, v in acc.items()}
+
+
+def collect(rows: list[dict]) -> dict[str, list[dict]]:
+    """The usable rows of each piece."""
+    out: dict[str, list[dict]] = {p: [] for p in PIECES}
+    for row in filter(_ok, rows):
+        piece = piece_of(row)
+        if piece:
+            out[piece].append(row)
+    return out
+
+
+def _line(ax, pts: list[tuple[int, float]], colour: str, marker: str, label: str | None, hollow: bool) -> None:
+    if not pts:
+        return
+    ns = np.array([n for n, _ in pts], dtype=float)
+    ys = np.array([y for _, y in pts])
+    face = "none" if hollow else colour
+    ax.scatter(ns, ys, s=22, marker=marker, facecolors=face, edgecolors=colour, alpha=0.8, zorder=3)
+    levels = sorted(set(ns))
+    ax.plot(levels, [ys[ns == n].mean() for n in levels], color=colour, marker=marker, markersize=6,
+            markerfacecolor=face, linestyle="--" if hollow else "-", linewidth=0.9 if hollow else 1.5,
+            label=label, zorder=4)
+
+
+def _absent(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=9, color="grey")
+
+
+def _top_panel(ax, rows: list[dict], bases: dict, piece: str, hollow: bool) -> bool:
+    label, colour, marker = PIECES[piece]
+    targets = sorted({str(r.get("target")) for r in rows})
+    shades = ["tab:orange", "tab:brown", "tab:gray"]
+    for i, target in enumerate(targets):
+        c = colour if piece == "random" else shades[i % len(shades)]
+        mine = [r for r in rows if str(r.get("target")) == target]
+        pts = [(int(r["n"]), float(r["score"])) for r in mine]
+        pts += [(0, bases[k]) for k in sorted({(str(r["split"]), target) for r in mine}) if k in bases]
+        who = "authors' " if hollow else ""
+        _line(ax, sorted(pts), c, marker, f"{who}target {target}", hollow)
+    return bool(rows)
+
+
+def _normalized(pieces: dict[str, list[dict]], bases: dict) -> dict[str, list[tuple[int, float]]]:
+    out = {}
+    for piece, rows in pieces.items():
+        out[piece] = sorted((int(r["n"]), float(r["score"]) - bases[(str(r["split"]), str(r["target"]))])
+                            for r in rows if (str(r["split"]), str(r["target"])) in bases)
+    return out
+
+
+def plot_figure3(rows: list[dict], out_stem: Path, overlay: list[dict] | None = None) -> tuple[list[Path], list[str]]:
+    """Draw Figure 3 from results rows; return (png and pdf paths, or [] when no piece exists; absent pieces)."""
+    sets = [(rows, False)] + ([(overlay, True)] if overlay else [])
+    collected = [(collect(r), base_means(r), hollow) for r, hollow in sets]
+    absent = [f"figure3 {PIECES[p][0]}: no runs" for p in PIECES if not collected[0][0][p]]
+    if not any(collected[0][0].values()):
+        return [], absent
+    fig = Figure(figsize=(9, 7.5))
+    grid = fig.add_gridspec(2, 2)
+    tl, tr, bottom = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])
+    for ax, piece, title in ((tl, "natman", "Dissimilar tasks (natman; A natural in the authors' runs)"),
+                             (tr, "random", "Random frozen weights, first n layers")):
+        drawn = False
+        for pieces, bases, hollow in collected:
+            drawn |= _top_panel(ax, pieces[piece], bases, piece, hollow)
+        if not collected[0][0][piece]:
+            _absent(ax, f"absent: no {PIECES[piece][0]} runs")
+        ax.set_title(title, fontsize=9)
+        if drawn:
+            ax.legend(fontsize=7, frameon=False)
+    for pieces, bases, hollow in collected:
+        for piece, pts in _normalized(pieces, bases).items():
+            label, colour, marker = PIECES[piece]
+            _line(bottom, pts, colour, marker, ("authors' " if hollow else "") + label if pts else None, hollow)
+    unnormalized = [p for p in PIECES if collected[0][0][p] and not _normalized(collected[0][0], collected[0][1])[p]]
+    absent += [f"figure3 bottom {PIECES[p][0]}: no base run to normalize by" for p in unnormalized]
+    bottom.axhline(0, color="black", linestyle=":", linewidth=1)
+    bottom.set_title("Each normalized by its own base (score minus base mean)", fontsize=9)
+    bottom.set_ylabel("relative top-1 accuracy")
+    if bottom.get_legend_handles_labels()[0]:
+        bottom.legend(fontsize=7, frameon=False, loc="lower left")
+    for ax in (tl, tr, bottom):
+        ax.set_xlim(-0.5, MAX_N + 0.5)
+        ax.set_xticks(range(MAX_N + 1))
+        ax.set_xlabel("Layer n", fontsize=8)
+        ax.grid(True, axis="y", alpha=0.3)
+    tl.set_ylabel("top-1 accuracy")
+    if absent:
+        fig.text(0.01, 0.005, "absent: " + "; ".join(a.removeprefix("figure3 ") for a in absent), fontsize=7, color="grey")
+    fig.tight_layout(rect=(0, 0.02, 1, 1))
+    return save_both(fig, out_stem), absent

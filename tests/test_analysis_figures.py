@@ -1,0 +1,198 @@
+"""Tests of Table 1, Figures 2 (bottom) and 3, training curves, conv1 filter grids, the parser's fast path."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from google.protobuf import text_format
+from matplotlib.image import imread
+
+from analysis.figure3 import collect, plot_figure3
+from analysis.figures import write_figures
+from analysis.filters import conv1_weights, filter_grid, write_filters
+from analysis.parse_log import parse_log
+from analysis.results import analyze_split, read_results_csv, write_results_csv
+from analysis.table1 import table1, to_markdown
+from runner.cli import main
+from runner.errors import KitError
+from test_analysis import glog, modern
+
+
+def _row(split: str, kind: str, source, target: str, n: int, ft: bool, score: float, finished: bool = True) -> dict:
+    return {"dataset": "t", "split": split, "treatment": f"{source}{n}{target}{'+' * ft}", "kind": kind,
+            "source": source, "target": target, "n": n, "finetuned": ft, "score": score, "finished": finished}
+
+
+def _table1_rows() -> list[dict]:
+    return [
+        _row("random0", "base", None, "A", 0, False, 0.60), _row("random0", "base", None, "B", 0, False, 0.62),
+        _row("random1", "base", None, "B", 0, False, 0.64),
+        _row("random0", "transfer", "A", "B", 1, True, 0.63), _row("random0", "transfer", "B", "A", 1, True, 0.65),
+        _row("random1", "transfer", "A", "B", 3, True, 0.66), _row("random0", "transfer", "A", "B", 5, True, 0.70),
+        _row("random0", "transfer", "B", "B", 1, True, 0.61), _row("random0", "transfer", "A", "A", 3, True, 0.62),
+        _row("random1", "transfer", "B", "B", 3, True, 0.60), _row("random0", "transfer", "B", "B", 5, True, 0.65),
+        # none of these may count: not a random split, unfinished, no score, frozen, a random-weights net
+        _row("natman", "transfer", "A", "B", 3, True, 0.99), _row("random0", "transfer", "A", "B", 5, True, 0.99, False),
+        _row("random0", "transfer", "A", "B", 7, True, math.nan), _row("random0", "transfer", "A", "B", 6, False, 0.99),
+        _row("natman", "base", None, "B", 0, False, 0.10), _row("all", "random-weights", None, "all", 4, False, 0.99),
+    ]
+
+
+def test_table1_against_hand_computation(tmp_path: Path, capsys):
+    # by hand: base mean 0.62; AnB+ 1:.63,.65 3:.66 5:.70; BnB+ 1:.61 3:.62,.60 5:.65
+    expected = {  # layers: (runs, over base pooled, over BnB+ pooled, over base layer means, over BnB+ layer means)
+        "1-7": (4, 4.0, 4.0, (2 + 4 + 8) / 3, (3 + 5 + 5) / 3),
+        "3-7": (2, 6.0, 100 * (0.68 - (0.62 + 0.60 + 0.65) / 3), 6.0, 5.0),
+        "5-7": (1, 8.0, 5.0, 8.0, 5.0),
+    }
+    path = write_results_csv(_table1_rows(), tmp_path / "t.csv")
+    table = table1(read_results_csv(path))
+    for row in table:
+        runs, *values = expected[row["layers"]]
+        got = [row[k] for k in ("over_baseB_pooled", "over_BnB+_pooled", "over_baseB_layer_means",
+                                "over_BnB+_layer_means")]
+        assert row["AnB+_runs"] == runs and row["base_runs"] == 3
+        assert got == pytest.approx(values, abs=1e-9), row["layers"]
+    assert [r["layers"] for r in table] == ["1-7", "3-7", "5-7"]
+    assert "| 1-7 | 4 | +4.00 | +4.00 | +4.67 | +4.33 | 1.6 / 1.4 |" in to_markdown(table)
+    assert main(["table1", str(path), "--csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("layers,AnB+_runs") and lines[3].startswith("5-7,1,3,1,8.0")
+
+
+def test_table1_needs_anb_plus():
+    with pytest.raises(KitError, match="no finished AnB\\+ runs"):
+        table1([r for r in _table1_rows() if not (r["finetuned"] and r["source"] != r["target"])])
+
+
+def _all_rows() -> list[dict]:
+    rows = _table1_rows()[:11]
+    for n in range(1, 8):
+        rows += [_row("random0", "transfer", "A", "B", n, False, 0.62 - n / 100),
+                 _row("random0", "transfer", "B", "B", n, False, 0.61 - (3 <= n <= 5) / 50),
+                 _row("natman", "transfer", "A", "B", n, False, 0.5 - n / 30),
+                 _row("natman", "transfer", "B", "A", n, False, 0.55 - n / 30),
+                 _row("all", "random-weights", None, "all", n, False, 0.4 / n)]
+    rows += [_row("natman", "base", None, "A", 0, False, 0.60), _row("natman", "base", None, "B", 0, False, 0.50),
+             _row("all", "base", None, "all", 0, False, 0.57)]
+    return rows
+
+
+def test_write_figures_everything(tmp_path: Path):
+    out = write_figures(_all_rows(), tmp_path / "figs", original=_all_rows()[:30])
+    assert out["absent"] == []
+    for key in ("figure_png", "figure2_bottom_png", "figure3_png", "table1_md", "table1_original_md"):
+        assert out[key].is_file()
+    for key in ("figure_png", "figure2_bottom_png", "figure3_png"):
+        assert out[key].read_bytes()[:4] == b"\x89PNG" and out[key.replace("png", "pdf")].read_bytes()[:4] == b"%PDF"
+    pieces = collect(_all_rows())
+    assert [len(pieces[p]) for p in ("natman", "random", "anb")] == [14, 7, 7]
+    assert not [p for p in (tmp_path / "figs").iterdir() if ".tmp" in p.name]
+
+
+def test_figure3_says_what_is_absent(tmp_path: Path):
+    only_random = [r for r in _all_rows() if r["split"].startswith("random")]
+    paths, absent = plot_figure3(only_random, tmp_path / "f3")
+    assert len(paths) == 2 and paths[0].is_file()
+    assert len(absent) == 2 and "natman" in absent[0] and "random frozen" in absent[1]
+    no_bases = [r for r in _all_rows() if not (r["split"] == "natman" and r["kind"] == "base")]
+    _, absent = plot_figure3(no_bases, tmp_path / "f3b")
+    assert absent == ["figure3 bottom natman transfer (XnY, dissimilar): no base run to normalize by"]
+    assert plot_figure3(_table1_rows()[:3], tmp_path / "none")[0] == []
+
+
+def test_analyze_split_with_original_and_sibling_splits(tmp_path: Path):
+    dataset = tmp_path / "fa20"
+    for split, name, meta, acc in (
+            ("random0", "baseB", {"kind": "base", "target": "B"}, 0.5),
+            ("random0", "A2B+", {"kind": "transfer", "source": "A", "target": "B", "n": 2, "finetune": True}, 0.6),
+            ("all", "randfrozen2", {"kind": "random-weights", "target": "all", "n": 2}, 0.2),
+            ("all", "base", {"kind": "base", "target": "all"}, 0.4)):
+        run = dataset / split / "runs" / name
+        run.mkdir(parents=True)
+        (run / "run.json").write_text(json.dumps({"treatment": name, "dataset": "fa20", "split": split, **meta}))
+        (run / "train.log").write_text(modern("0403", 0, range(0, 50, 10), acc))
+        (run / "result.json").write_text("{}")
+    original = write_results_csv(_all_rows(), tmp_path / "orig.csv")
+    out = analyze_split(dataset / "random0", original=original)
+    table = read_results_csv(out["results_csv"])
+    assert sorted((r["split"], r["treatment"]) for r in table) == [
+        ("all", "base"), ("all", "randfrozen2"), ("random0", "A2B+"), ("random0", "baseB")]
+    assert out["curves_png"].is_file() and out["table1_md"].is_file() and out["table1_original_md"].is_file()
+    assert out["absent"] == ["figure3 natman transfer (XnY, dissimilar): no runs",
+                             "figure3 random-split AnB (similar): no runs"]
+    assert "| 1-7 | 1 | +10.00 |" in out["table1_md"].read_text()  # A2B+ 0.62 vs baseB 0.52
+
+
+# ---- conv1 filters ----------------------------------------------------------------------
+
+def _model(tmp_path: Path, channels: int, weights: np.ndarray) -> Path:
+    from runner.caffe_env import caffe_pb2, import_caffe
+    caffe = import_caffe()
+    net = caffe_pb2.NetParameter(name="tiny")
+    data = net.layer.add(name="data", type="Input", top=["data"])
+    data.input_param.shape.add(dim=[1, channels, 8, 8])
+    conv = net.layer.add(name="conv1", type="Convolution", bottom=["data"], top=["conv1"])
+    conv.convolution_param.num_output = weights.shape[0]
+    conv.convolution_param.kernel_size.append(weights.shape[2])
+    ip = net.layer.add(name="ip", type="InnerProduct", bottom=["conv1"], top=["ip"])
+    ip.inner_product_param.num_output = 2
+    proto = tmp_path / f"net{channels}.prototxt"
+    proto.write_text(text_format.MessageToString(net))
+    model = caffe.Net(str(proto), caffe.TEST)
+    model.params["conv1"][0].data[...] = weights
+    path = tmp_path / f"net{channels}.caffemodel"
+    model.save(str(path))
+    return path
+
+
+def test_filters_grey_and_colour(tmp_path: Path, capsys):
+    grey = np.arange(5 * 1 * 3 * 3, dtype=np.float32).reshape(5, 1, 3, 3)
+    path = _model(tmp_path, 1, grey)
+    name, read = conv1_weights(path)
+    assert name == "conv1" and np.array_equal(read, grey)
+    png = write_filters(path, tmp_path / "grey.png", scale=2)
+    image = imread(png)
+    assert image.shape[:2] == (2 * (6 + 1) + 1, 3 * (6 + 1) + 1)  # 5 filters: 3 columns, 2 rows of 6x6 tiles
+    tile = image[1:7, 1:7, 0]
+    assert tile[0, 0] == 0 and tile[-1, -1] == 1 and tile[0, 2] == pytest.approx(1 / 8, abs=1 / 255)
+    assert image[0, 0, 0] == pytest.approx(0.1, abs=1 / 255)  # border
+    colour = np.zeros((4, 3, 2, 2), dtype=np.float32)
+    colour[0, 0, 0, 0] = 1  # Caffe's channel 0 is blue
+    colour[1, 2, 1, 1] = 1  # channel 2 is red
+    cpath = _model(tmp_path, 3, colour)
+    grid = filter_grid(conv1_weights(cpath)[1], scale=1)
+    assert list(grid[1, 1]) == [0, 0, 1] and list(grid[2, 1 + 3 + 1]) == [1, 0, 0]
+    assert main(["filters", str(cpath), "--out", str(tmp_path / "c.png")]) == 0
+    assert imread(tmp_path / "c.png").shape[2] in (3, 4) and "filters:" in capsys.readouterr().out
+
+
+def test_filters_bad_input(tmp_path: Path):
+    with pytest.raises(KitError, match="does not exist"):
+        conv1_weights(tmp_path / "none.caffemodel")
+    junk = tmp_path / "junk.caffemodel"
+    junk.write_bytes(b"\xff\xff\xff\xff not a protobuf")
+    with pytest.raises(KitError, match="not a Caffe model"):
+        conv1_weights(junk)
+
+
+# ---- the parser's fast path agrees with the general one --------------------------------
+
+def test_fast_path_edge_lines(tmp_path: Path):
+    good = [glog("0403 10:00:00.0", "Iteration 0, lr = 0.01"),
+            glog("0403 10:00:00.1", "   Iteration 0, loss = 6.9   ").replace("\n", "\r\n"),
+            glog("20260403 10:00:01.0", "Iteration 20 (3.1 iter/s, 6.4s/20 iters), loss = nan"),
+            glog("0403 10:00:02.0", "Iteration 40, lr = 1e-05")]
+    bad = [glog("0403 25:00:03.0", "Iteration 60, lr = 0.01"),   # hour 25
+           glog("0230 10:00:03.0", "Iteration 60, loss = 1"),    # Feb 30
+           glog("0403 10:00:03.0", "Iteration 60 (x), lr = 1"),  # lr never has a parenthesis
+           glog("0403 10:00:03.0", "Iteration 60, lr = 1 2")]
+    log = tmp_path / "t.log"
+    log.write_text("".join(good + bad))
+    parsed = parse_log(log)
+    assert parsed.skipped_lines == len(bad)
+    assert [(r["NumIters"], r.get("LearningRate")) for r in parsed.train] == [(0, 0.01), (20, 0.01), (40, 1e-05)]
+    assert parsed.train[0]["loss"] == 6.9 and math.isnan(parsed.train[1]["loss"])
