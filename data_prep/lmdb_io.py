@@ -7,6 +7,7 @@ layer (which reads in key order) sees the classes mixed. It writes into
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import subprocess
@@ -180,3 +181,57 @@ def read_mean(path: Path) -> np.ndarray:
     else:
         shape = (blob.channels, blob.height, blob.width)
     return np.asarray(blob.data, np.float32).reshape(shape)
+
+
+def write_records_lmdb(path: Path, records, total: int, desc: str, map_size: int = 1 << 30,
+                       batch: int = 256) -> str:
+    """Stream (key, value) byte pairs into a new LMDB at `path` (tmp folder + rename); return their sha256.
+
+    The digest covers every key and value in the order given (length-prefixed),
+    so it is computed while writing, without re-reading a large data.mdb.
+    `path` must not exist (callers remove or move an old one first).
+    """
+    path = Path(path)
+    clean_stale_tmp(path)
+    if path.exists():
+        raise KitError(f"LMDB {path} already exists", "delete it, or pass force (CLI: --force) to rebuild it")
+    tmp = tmp_path(path)
+    digest = hashlib.sha256()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        env = lmdb.open(str(tmp), map_size=max(1 << 20, map_size), subdir=True, create=True, sync=True)
+        try:
+            with tqdm(total=total, desc=desc, unit="img", file=sys.stderr, mininterval=1.0, leave=False) as bar:
+                chunk: list[tuple[bytes, bytes]] = []
+                for item in records:
+                    chunk.append(item)
+                    if len(chunk) >= batch:
+                        _put_chunk(env, chunk, digest)
+                        bar.update(len(chunk))
+                        chunk = []
+                _put_chunk(env, chunk, digest)
+                bar.update(len(chunk))
+            env.sync(True)
+        finally:
+            env.close()
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            remove_path(tmp)
+    return digest.hexdigest()
+
+
+def _put_chunk(env: lmdb.Environment, chunk: list[tuple[bytes, bytes]], digest) -> None:
+    """Put one transaction's records, doubling the map size whenever it is full."""
+    while True:
+        try:
+            with env.begin(write=True) as txn:
+                for key, value in chunk:
+                    if not txn.put(key, value, overwrite=False):
+                        raise KitError(f"key {key[:80]!r} occurs twice", "list every image once")
+            break
+        except lmdb.MapFullError:
+            env.set_mapsize(env.info()["map_size"] * 2)
+            log.info("LMDB map full; grew it to %d bytes", env.info()["map_size"])
+    for key, value in chunk:
+        digest.update(len(key).to_bytes(4, "little") + key + len(value).to_bytes(8, "little") + value)

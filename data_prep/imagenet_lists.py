@@ -1,0 +1,197 @@
+"""ILSVRC2012 list files: read Caffe's auxiliary lists, build the kit's splits, write per-half lists.
+
+Input, a folder LISTS as Caffe's `data/ilsvrc12/get_ilsvrc_aux.sh` gives it:
+`synsets.txt` (one WordNet id per line; label i = line i), `train.txt` and
+`val.txt` (`FILE LABEL` per line; train paths relative to the image folder's
+`train/`, e.g. `n01440764/n01440764_10026.JPEG`, val paths relative to `val/`).
+
+Output, for split NAME, under `<work>/imagenet/NAME/`: `split.json` and
+`lists/{half}_{train,val}.txt` in the authors' format: the lines of the half's
+classes in input order, relabelled 0..K-1 in ascending original label
+(`splits.apply_split_to_list`), `FILE NEWLABEL\n`. Splits:
+- `random<s>`: the authors' A/B halves for seed s (`splits.make_random_split`);
+- `natman`: A natural (449), B man-made (551), from WordNet (`natman`);
+- `reduced<k>`: one half `all` (every class, labels unchanged) whose train
+  list keeps the first k lines of each class in list order (the authors used
+  k = 1, 2, 5, ..., 1300); val unchanged;
+- `all`: every class, every image (the 1000-class base net).
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from data_prep.splits import Split, apply_split_to_list, check_seed, make_random_split, whole_split
+from runner.atomic import sha256, write_json, write_text
+from runner.errors import KitError
+
+log = logging.getLogger(__name__)
+
+DATASET = "imagenet"
+PHASES = ("train", "val")
+LIST_FILES = ("synsets.txt", "train.txt", "val.txt")
+AUTHORS_PER_CLASS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 750, 1000, 1300)  # the paper's reduced-volume k
+KINDS = ("random", "natural", "reduced", "whole")
+_WNID = re.compile(r"^n\d{8}$")
+FIX_LISTS = ("LISTS must be a folder with synsets.txt, train.txt and val.txt as Caffe's "
+             "data/ilsvrc12/get_ilsvrc_aux.sh gives them (FILE LABEL per line)")
+
+
+@dataclass(frozen=True, eq=False)
+class IlsvrcLists:
+    """Parsed LISTS: synset ids in label order, (path, label) per phase, sha256 of each input file."""
+
+    folder: Path
+    synsets: tuple[str, ...]
+    entries: dict[str, list[tuple[str, int]]]
+    sha256: dict[str, str]
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (lines of synsets.txt)."""
+        return len(self.synsets)
+
+
+def _read_lines(path: Path) -> list[str]:
+    """Return the non-empty lines of a list file, or raise KitError if it is missing."""
+    if not path.is_file():
+        raise KitError(f"list file {path} is missing", FIX_LISTS)
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise KitError(f"{path} is not a text file ({exc.reason})", FIX_LISTS) from exc
+    return [ln.rstrip("\r\n") for ln in text.splitlines()]
+
+
+def read_synsets(path: Path) -> tuple[str, ...]:
+    """Read synsets.txt: one unique WordNet id `n########` per line (label = line number - 1)."""
+    out = []
+    for num, line in enumerate(_read_lines(Path(path)), 1):
+        wnid = line.split()[0] if line.strip() else ""
+        if not _WNID.match(wnid):
+            raise KitError(f"{path} line {num}: expected a WordNet id like n01440764, got {line!r}", FIX_LISTS)
+        out.append(wnid)
+    if len(set(out)) != len(out) or len(out) < 2:
+        raise KitError(f"{path} must list at least 2 distinct synsets, got {len(out)} ({len(set(out))} distinct)",
+                       FIX_LISTS)
+    return tuple(out)
+
+
+def read_image_list(path: Path, num_classes: int) -> list[tuple[str, int]]:
+    """Read a `FILE LABEL` list, checking every label is in 0..num_classes-1 and no file repeats."""
+    out, seen = [], set()
+    for num, line in enumerate(_read_lines(Path(path)), 1):
+        if not line.strip():
+            continue
+        parts = line.rsplit(None, 1)
+        if len(parts) != 2 or not parts[1].isdigit():
+            raise KitError(f"{path} line {num}: expected 'FILE LABEL', got {line!r}", FIX_LISTS)
+        label = int(parts[1])
+        if label >= num_classes:
+            raise KitError(f"{path} line {num}: label {label} is outside synsets.txt's 0..{num_classes - 1}",
+                           FIX_LISTS)
+        if parts[0] in seen:
+            raise KitError(f"{path} line {num}: {parts[0]} is listed twice", FIX_LISTS)
+        seen.add(parts[0])
+        out.append((parts[0], label))
+    if not out:
+        raise KitError(f"{path} lists no images", FIX_LISTS)
+    return out
+
+
+def load_lists(folder: Path) -> IlsvrcLists:
+    """Read and check LISTS/{synsets,train,val}.txt."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise KitError(f"LISTS folder {folder} does not exist", FIX_LISTS)
+    synsets = read_synsets(folder / "synsets.txt")
+    entries = {p: read_image_list(folder / f"{p}.txt", len(synsets)) for p in PHASES}
+    digests = {name: sha256(folder / name) for name in LIST_FILES}
+    log.info("read %s: %d classes, %d train and %d val images", folder, len(synsets),
+             len(entries["train"]), len(entries["val"]))
+    return IlsvrcLists(folder=folder, synsets=synsets, entries=entries, sha256=digests)
+
+
+def first_per_class(entries: list[tuple[str, int]], per_class: int) -> list[tuple[str, int]]:
+    """Keep the first `per_class` entries of each label, in list order."""
+    taken: dict[int, int] = {}
+    out = []
+    for path, label in entries:
+        if taken.get(label, 0) < per_class:
+            taken[label] = taken.get(label, 0) + 1
+            out.append((path, label))
+    return out
+
+
+def split_name(kind: str, seed: int | None = None, per_class: int | None = None) -> str:
+    """Return the split folder name of a kind: random<seed>, natman, reduced<k>, all."""
+    if kind == "random":
+        return f"random{check_seed(seed)}"
+    if kind == "reduced":
+        return f"reduced{check_per_class(per_class)}"
+    if kind == "natural":
+        from data_prep.natman import NATMAN_SPLIT  # pylint: disable=import-outside-toplevel
+        return NATMAN_SPLIT
+    if kind == "whole":
+        return "all"
+    raise KitError(f"unknown ImageNet split kind {kind!r}", f"use one of: {', '.join(KINDS)}")
+
+
+def check_per_class(per_class) -> int:
+    """Return a valid images-per-class count (a positive int), else raise KitError."""
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+        raise KitError(f"invalid images per class {per_class!r}",
+                       f"pass a positive integer, e.g. PERCLASS=10 (the authors used {AUTHORS_PER_CLASS})")
+    return per_class
+
+
+def make_split(kind: str, lists: IlsvrcLists, seed: int | None = None, per_class: int | None = None) -> Split:
+    """Return the Split of a kind for these lists (see the module docstring)."""
+    name = split_name(kind, seed, per_class)
+    if kind == "random":
+        return make_random_split(lists.num_classes, seed)
+    if kind == "natural":
+        from data_prep.natman import natural_manmade_split  # pylint: disable=import-outside-toplevel
+        from data_prep.wordnet import load_wordnet  # pylint: disable=import-outside-toplevel
+        return natural_manmade_split(load_wordnet(), lists.synsets)
+    whole = whole_split(lists.num_classes)
+    return Split(name=name, halves=whole.halves, num_classes=whole.num_classes)
+
+
+def half_lists(lists: IlsvrcLists, split: Split, per_class: int | None = None) -> dict[str, str]:
+    """Return {'<half>_<phase>.txt': text} in the authors' format (train cut to per_class if given)."""
+    out = {}
+    for half, labels in split.halves.items():
+        for phase in PHASES:
+            entries = lists.entries[phase]
+            if phase == "train" and per_class is not None:
+                entries = first_per_class(entries, per_class)
+            out[f"{half}_{phase}.txt"] = apply_split_to_list([f"{p} {lab}" for p, lab in entries], labels)
+    return out
+
+
+def write_split_lists(sdir: Path, lists: IlsvrcLists, split: Split, per_class: int | None = None,
+                      kinds: dict[str, list[str]] | None = None, force: bool = False) -> dict:
+    """Write `sdir`/split.json and `sdir`/lists/*.txt atomically; return split.json's content."""
+    sdir = Path(sdir)
+    texts = half_lists(lists, split, per_class)
+    old = {name: (sdir / "lists" / name) for name in texts}
+    changed = [n for n, p in old.items() if p.is_file() and p.read_text() != texts[n]]
+    if changed and (sdir / "manifest.json").is_file() and not force:
+        raise KitError(f"{sdir} was prepared from other lists ({', '.join(changed)} would change)",
+                       "pass --force (FORCE=1) to rewrite the lists and rebuild the split's LMDBs")
+    for name, text in texts.items():
+        write_text(sdir / "lists" / name, text)
+    meta = {**split.to_dict(), "dataset": DATASET, "per_class": per_class,
+            "class_names": {h: [lists.synsets[c] for c in cs] for h, cs in split.halves.items()},
+            "idxmap": {h: {str(o): n for o, n in split.idxmap(h).items()} for h in split.halves},
+            "source_lists_sha256": lists.sha256,
+            "lists": {f"lists/{n}": {"lines": t.count("\n"), "sha256": sha256(sdir / "lists" / n)}
+                      for n, t in texts.items()}}
+    if kinds is not None:
+        meta["kinds"] = kinds
+    write_json(sdir / "split.json", meta, sort_keys=False)
+    log.info("wrote split %s: %s", split.name, ", ".join(f"{n} ({t.count(chr(10))} lines)" for n, t in texts.items()))
+    return meta
