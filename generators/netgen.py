@@ -4,7 +4,14 @@
 of the classifier: the first n weight layers keep their names (so Caffe's
 copy-by-name loads them) and get `lr_mult: 0, decay_mult: 0` when frozen; the
 layers above n get the suffix `-new` (as the authors' `conv4-new`), so nothing
-can be copied into them by name.
+can be copied into them by name. A random-weights treatment (`randfrozen{n}`,
+the authors' `nolearn`) freezes layers 1..n and renames nothing, as the
+authors' files do.
+
+The classifier keeps the template's fc8 width unless `exact_classes` is set:
+the CaffeNet template has 1000 outputs, which the authors kept for their 449-,
+500- and 551-class halves (the paper protocol's default); the FA-20 template's
+width is its halves' exact class count.
 """
 from __future__ import annotations
 
@@ -19,6 +26,11 @@ from runner.errors import KitError
 
 WEIGHT_LAYER_TYPES = ("Convolution", "InnerProduct")
 NEW_SUFFIX = "-new"
+# The paper's solver template per protocol (relative to the kit's root): the
+# reduced-volume base nets have their own schedule; every other CaffeNet run
+# uses solvers/caffenet_solver.prototxt.
+PAPER_SOLVERS = {"reduced": "solvers/caffenet_reduced_solver.prototxt"}
+PAPER_SOLVER = "solvers/caffenet_solver.prototxt"
 LEARN = ((1.0, 1.0), (2.0, 0.0))   # (lr_mult, decay_mult) of weights, biases
 FROZEN = ((0.0, 0.0), (0.0, 0.0))
 
@@ -77,8 +89,18 @@ def _set_data(net, data: DataSpec, batch_train: int | None, batch_val: int | Non
             layer.data_param.batch_size = batch
 
 
+def classifier_width(template, num_classes: int, exact_classes: bool = False) -> int:
+    """fc8's width: the template's (the paper protocol: 1000), or `num_classes` when `exact_classes`."""
+    width = num_classes if exact_classes else weight_layers(template)[-1].inner_product_param.num_output
+    if width < num_classes:
+        raise KitError(f"fc8 of {template.name!r} has {width} outputs but the target has {num_classes} classes",
+                       "use exact_classes=True (the exact class count) or a template with a wider fc8")
+    return width
+
+
 def make_treatment(template, t: Treatment, data: DataSpec, num_classes: int,
-                   batch_train: int | None = None, batch_val: int | None = None):
+                   batch_train: int | None = None, batch_val: int | None = None,
+                   exact_classes: bool = False):
     """Return a new train_val NetParameter for treatment `t` built from `template`."""
     net = caffe_pb2.NetParameter()
     net.CopyFrom(template)
@@ -89,11 +111,12 @@ def make_treatment(template, t: Treatment, data: DataSpec, num_classes: int,
         _set_params(layer, FROZEN if t.frozen(i) else LEARN)
         if t.kind == "transfer" and not t.copied(i):
             layer.name += NEW_SUFFIX
-    layers[-1].inner_product_param.num_output = num_classes
+    layers[-1].inner_product_param.num_output = classifier_width(template, num_classes, exact_classes)
     return net
 
 
-def make_solver(template, net_path: str, random_seed: int, iters: int | None = None):
+def make_solver(template, net_path: str, random_seed: int, iters: int | None = None,
+                test_iter: int | None = None, snapshot: int | None = None):
     """Return a SolverParameter for net `net_path`; `iters` rescales the schedule to that budget."""
     solver = caffe_pb2.SolverParameter()
     solver.CopyFrom(template)
@@ -105,7 +128,37 @@ def make_solver(template, net_path: str, random_seed: int, iters: int | None = N
         solver.stepsize = max(1, round(template.stepsize * scale))
         solver.test_interval = max(1, round(template.test_interval * scale))
         solver.snapshot = max(1, round(template.snapshot * scale))
+    if test_iter:
+        del solver.test_iter[:]
+        solver.test_iter.append(test_iter)
+    if snapshot:
+        solver.snapshot = snapshot
     return solver
+
+
+def _rule_matches(rule, phase_value: int) -> bool:
+    return not rule.HasField("phase") or rule.phase == phase_value
+
+
+def phase_net(net, phase: str):
+    """The net Caffe builds for `phase` ('TRAIN' or 'TEST'): layers filtered by their include/exclude phase."""
+    value = caffe_pb2.Phase.Value(phase)
+    out = caffe_pb2.NetParameter()
+    out.CopyFrom(net)
+    del out.layer[:]
+    for layer in net.layer:
+        rules = list(layer.include) + list(layer.exclude)
+        if any(r.HasField("min_level") or r.HasField("max_level") or r.stage or r.not_stage for r in rules):
+            raise KitError(f"layer {layer.name!r} has level/stage rules", "use phase rules only in templates")
+        if layer.include and not any(_rule_matches(r, value) for r in layer.include):
+            continue
+        if any(_rule_matches(r, value) for r in layer.exclude):
+            continue
+        kept = out.layer.add()
+        kept.CopyFrom(layer)
+        del kept.include[:]
+        del kept.exclude[:]
+    return out
 
 
 def to_deploy(net, input_shape: tuple[int, ...]):

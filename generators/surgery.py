@@ -88,6 +88,51 @@ def transplant(base_net, base_model: Path, target_net, t: Treatment, out: Path,
     return audit
 
 
+def random_init(target_net, t: Treatment, out: Path, input_shape: tuple[int, ...], seed: int) -> list[str]:
+    """Write `out` for a random-weights treatment: every blob at its seeded filler, nothing copied; return the audit."""
+    if t.kind != "random-weights":
+        raise KitError(f"{t.name} is a {t.kind} treatment, not random weights", "use transplant() for transfers")
+    caffe = import_caffe()
+    caffe.set_random_seed(seed)
+    target = _net_from_message(caffe, to_deploy(target_net, input_shape))
+    audit = []
+    for i, layer in enumerate(weight_layers(target_net), start=1):
+        role = f"frozen at random init (layer {i} <= n={t.n})" if t.frozen(i) else f"trained (layer {i} > n={t.n})"
+        for b, blob in enumerate(target.params[layer.name]):
+            _check_filler(target_net, layer.name, b, blob.data)
+            audit.append(f"{layer.name}.{b} {tuple(blob.data.shape)} left at filler "
+                         f"({_filler(target_net, layer.name, b)}, seed {seed}), {role}; nothing copied")
+    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
+    target.save(str(tmp))
+    os.replace(tmp, out)
+    del target
+    for line in audit:
+        log.info("surgery: %s", line)
+    return audit
+
+
+def _check_filler(net, layer_name: str, blob_index: int, data: np.ndarray) -> None:
+    """Fail unless `data` looks drawn from the layer's filler: exact constants, gaussian mean 0 and its std."""
+    f = _filler_param(net, layer_name, blob_index)
+    if f.type == "constant":
+        ok = bool(np.all(data == np.float32(f.value)))
+    elif f.type == "gaussian":
+        ok = abs(float(data.mean())) < 0.1 * f.std + 1e-12 and abs(float(data.std()) / f.std - 1) < 0.1
+    else:
+        ok = True  # other fillers are not used by the kit's templates
+    if not ok:
+        raise KitError(f"{layer_name}.{blob_index} does not match its {f.type} filler after initialisation",
+                       "report this as a bug")
+
+
+def _filler_param(net, layer_name: str, blob_index: int):
+    for layer in net.layer:
+        if layer.name == layer_name:
+            p = layer.convolution_param if layer.type == "Convolution" else layer.inner_product_param
+            return p.weight_filler if blob_index == 0 else p.bias_filler
+    raise KitError(f"no layer {layer_name!r}", "report this as a bug")
+
+
 def _filler(net, layer_name: str, blob_index: int) -> str:
     for layer in net.layer:
         if layer.name == layer_name:
@@ -97,4 +142,4 @@ def _filler(net, layer_name: str, blob_index: int) -> str:
     return "?"
 
 
-__all__ = ["transplant", "NEW_SUFFIX"]
+__all__ = ["transplant", "random_init", "NEW_SUFFIX"]

@@ -1,9 +1,22 @@
-"""Treatment names of the paper (baseA, A3B, B5B+, ...) parsed into a small value.
+"""Treatment names of the paper (baseA, A3B, B5B+, randfrozen3, ...) parsed into a small value.
 
 A treatment says which half a net is trained on (the target), and for a transfer
 which base net the first n weight layers come from (the source) and whether
 they stay frozen (`AnB`) or are fine-tuned (`AnB+`). The registry lists every
 valid name of a protocol; a bad name is an error that lists them.
+
+Protocols (the split a protocol trains on is chosen by the runner):
+
+| protocol | split folder      | names                                                  |
+|----------|-------------------|--------------------------------------------------------|
+| random   | random{s}         | baseA, baseB, XnY, XnY+ (X, Y in A, B; n in 1..7)       |
+| natman   | natman            | baseA, baseB, AnB, BnA, AnB+, BnA+ (A natural, B man-made) |
+| whole    | all               | base (all classes), randfrozen{n} (n in 1..7)          |
+| reduced  | reduced{k}        | base (all classes, k training images per class)        |
+
+`randfrozen{n}` is the authors' `nolearn_1_{n}`: the first n layers stay at
+their random (seeded filler) initialisation and are frozen; the net trains on
+all classes. generators/authors.py maps every authors' run name to these.
 """
 from __future__ import annotations
 
@@ -14,25 +27,31 @@ from runner.errors import KitError
 
 NUM_WEIGHT_LAYERS = 8
 HALVES = ("A", "B")
-PROTOCOLS = ("random",)
+ALL = "all"  # the one 'half' of the whole-dataset and reduced splits
+PROTOCOLS = ("random", "natman", "whole", "reduced")
 
 _BASE = re.compile(r"^base(?P<target>[AB])$")
 _TRANSFER = re.compile(r"^(?P<source>[AB])(?P<n>[1-7])(?P<target>[AB])(?P<plus>\+?)$")
+_RANDFROZEN = re.compile(r"^randfrozen(?P<n>[1-7])$")
 
 
 @dataclass(frozen=True)
 class Treatment:
-    """One treatment: a base net, or the first n layers of base `source` moved to `target`."""
+    """One treatment: a base net, n layers of base `source` moved to `target`, or n random frozen layers."""
 
     name: str
     target: str
     source: str | None = None
     n: int = 0
     finetune: bool = False
+    random_weights: bool = False
+    protocol: str = "random"
 
     @property
     def kind(self) -> str:
-        """'base' or 'transfer'."""
+        """'base', 'transfer' or 'random-weights'."""
+        if self.random_weights:
+            return "random-weights"
         return "base" if self.source is None else "transfer"
 
     @property
@@ -46,30 +65,39 @@ class Treatment:
         return None if self.source is None else f"base{self.source}"
 
     def frozen(self, layer_index: int) -> bool:
-        """True when weight layer `layer_index` (1-based) is copied and kept fixed."""
+        """True when weight layer `layer_index` (1-based) is kept fixed during training."""
         return layer_index <= self.n and not self.finetune
 
     def copied(self, layer_index: int) -> bool:
         """True when weight layer `layer_index` (1-based) starts from the base model."""
-        return layer_index <= self.n
+        return self.kind == "transfer" and layer_index <= self.n
 
     def as_dict(self) -> dict:
         """The fields a run records in run.json."""
         return {"treatment": self.name, "kind": self.kind, "source": self.source,
-                "target": self.target, "n": self.n, "finetune": self.finetune}
+                "target": self.target, "n": self.n, "finetune": self.finetune,
+                "protocol": self.protocol}
+
+
+def _transfers(pairs: list[tuple[str, str]]) -> list[str]:
+    names = []
+    for n in range(1, NUM_WEIGHT_LAYERS):
+        for plus in ("", "+"):
+            names += [f"{src}{n}{dst}{plus}" for src, dst in pairs]
+    return names
 
 
 def valid_names(protocol: str = "random") -> list[str]:
     """Every treatment name of `protocol`, bases first, then by n, frozen before fine-tuned."""
-    if protocol not in PROTOCOLS:
-        raise KitError(f"unknown protocol {protocol!r}", f"use one of: {', '.join(PROTOCOLS)}")
-    names = [f"base{h}" for h in HALVES]
-    for n in range(1, NUM_WEIGHT_LAYERS):
-        for plus in ("", "+"):
-            for src in HALVES:
-                for dst in HALVES:
-                    names.append(f"{src}{n}{dst}{plus}")
-    return names
+    if protocol == "random":
+        return [f"base{h}" for h in HALVES] + _transfers([(s, d) for s in HALVES for d in HALVES])
+    if protocol == "natman":
+        return [f"base{h}" for h in HALVES] + _transfers([("A", "B"), ("B", "A")])
+    if protocol == "whole":
+        return ["base"] + [f"randfrozen{n}" for n in range(1, NUM_WEIGHT_LAYERS)]
+    if protocol == "reduced":
+        return ["base"]
+    raise KitError(f"unknown protocol {protocol!r}", f"use one of: {', '.join(PROTOCOLS)}")
 
 
 def figure2_names() -> list[str]:
@@ -80,21 +108,36 @@ def figure2_names() -> list[str]:
     return names
 
 
+def _match(name: str, protocol: str) -> Treatment | None:
+    if protocol in ("whole", "reduced") and name == "base":
+        return Treatment(name=name, target=ALL, protocol=protocol)
+    if protocol == "whole" and (m := _RANDFROZEN.match(name)):
+        return Treatment(name=name, target=ALL, n=int(m["n"]), random_weights=True, protocol=protocol)
+    if protocol not in ("random", "natman"):
+        return None
+    if m := _BASE.match(name):
+        return Treatment(name=name, target=m["target"], protocol=protocol)
+    if m := _TRANSFER.match(name):
+        if protocol == "natman" and m["source"] == m["target"]:
+            return None
+        return Treatment(name=name, target=m["target"], source=m["source"], n=int(m["n"]),
+                         finetune=m["plus"] == "+", protocol=protocol)
+    return None
+
+
 def parse(name: str, protocol: str = "random") -> Treatment:
-    """Parse a treatment name such as 'baseA', 'A3B' or 'B5B+'; raise KitError listing valid names."""
-    m = _BASE.match(name or "")
-    if m:
-        return Treatment(name=name, target=m["target"])
-    m = _TRANSFER.match(name or "")
-    if m:
-        return Treatment(name=name, target=m["target"], source=m["source"],
-                         n=int(m["n"]), finetune=m["plus"] == "+")
-    shown = ", ".join(valid_names(protocol)[:6])
-    raise KitError(f"invalid treatment {name!r}",
-                   f"use baseA, baseB or XnY / XnY+ with X, Y in A, B and n in 1..7 "
-                   f"(e.g. {shown}, ...; {len(valid_names(protocol))} in all)")
+    """Parse a treatment name such as 'baseA', 'A3B', 'B5B+' or 'randfrozen3'; raise KitError listing valid names."""
+    names = valid_names(protocol)
+    t = _match(name or "", protocol)
+    if t is not None:
+        return t
+    shown = ", ".join(names[:6])
+    raise KitError(f"invalid treatment {name!r} for protocol {protocol}",
+                   f"use one of {len(names)} names, e.g. {shown}{', ...' if len(names) > 6 else ''} "
+                   f"(random: baseA, baseB or XnY / XnY+ with X, Y in A, B and n in 1..7; "
+                   f"whole: base, randfrozen1..7; reduced: base)")
 
 
 def in_dependency_order(treatments: list[Treatment]) -> list[Treatment]:
     """Sort so that every base comes before the transfers that start from it."""
-    return sorted(treatments, key=lambda t: (t.kind != "base", t.n, t.finetune, t.name))
+    return sorted(treatments, key=lambda t: (t.kind == "transfer", t.n, t.finetune, t.name))

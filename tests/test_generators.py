@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from generators import netgen
-from generators.treatments import figure2_names, in_dependency_order, parse, valid_names
+from generators.treatments import PROTOCOLS, figure2_names, in_dependency_order, parse, valid_names
 from runner.errors import KitError
 from conftest import ROOT
 
@@ -45,9 +45,30 @@ def test_parse_invalid_lists_the_valid_names(name):
     assert "invalid treatment" in str(err.value) and "baseA" in str(err.value) and "fix:" in str(err.value)
 
 
+def test_other_protocols():
+    assert valid_names("natman") == ["baseA", "baseB"] + [f"{s}{n}{d}{p}" for n in range(1, 8) for p in ("", "+")
+                                                          for s, d in (("A", "B"), ("B", "A"))]
+    assert valid_names("whole") == ["base"] + [f"randfrozen{n}" for n in range(1, 8)]
+    assert valid_names("reduced") == ["base"]
+    for protocol in PROTOCOLS:
+        assert all(parse(n, protocol).name == n and parse(n, protocol).protocol == protocol
+                   for n in valid_names(protocol))
+    r = parse("randfrozen3", "whole")
+    assert (r.kind, r.target, r.n, r.base_name, r.finetune) == ("random-weights", "all", 3, None, False)
+    assert [r.frozen(i) for i in range(1, 9)] == [True] * 3 + [False] * 5
+    assert not any(r.copied(i) for i in range(1, 9)), "random weights copy nothing"
+    assert parse("base", "whole").kind == "base" and parse("base", "reduced").target == "all"
+    for name, protocol in [("A3A", "natman"), ("base", "random"), ("randfrozen3", "random"),
+                           ("randfrozen8", "whole"), ("randfrozen0", "whole"), ("baseA", "whole"), ("A1B", "reduced")]:
+        with pytest.raises(KitError, match=f"invalid treatment.*{protocol}"):
+            parse(name, protocol)
+
+
 def test_unknown_protocol():
     with pytest.raises(KitError, match="unknown protocol"):
         valid_names("imagenet-2015")
+    with pytest.raises(KitError, match="unknown protocol"):
+        parse("baseA", "imagenet-2015")
 
 
 def test_dependency_order_puts_bases_first():
@@ -73,9 +94,9 @@ def test_template_has_caffenet_structure():
     assert types.count("Pooling") == 3
 
 
-@pytest.mark.parametrize("name", [n for n in valid_names("random")])
-def test_every_treatment_net(name):
-    t = parse(name)
+@pytest.mark.parametrize("protocol,name", [(p, n) for p in PROTOCOLS for n in valid_names(p)])
+def test_every_treatment_net(protocol, name):
+    t = parse(name, protocol)
     net = netgen.make_treatment(netgen.load_net(TEMPLATE), t, DATA, num_classes=10)
     layers = _layers(net)
     for i, layer in enumerate(layers, start=1):
@@ -95,9 +116,13 @@ def test_every_treatment_net(name):
 def test_classifier_width_and_template_untouched():
     template = netgen.load_net(TEMPLATE)
     before = template.SerializeToString()
-    net = netgen.make_treatment(template, parse("A5B"), DATA, num_classes=7)
+    net = netgen.make_treatment(template, parse("A5B"), DATA, num_classes=7, exact_classes=True)
     assert _layers(net)[-1].inner_product_param.num_output == 7
+    net = netgen.make_treatment(template, parse("A5B"), DATA, num_classes=7)
+    assert _layers(net)[-1].inner_product_param.num_output == 10, "default: the template's width"
     assert template.SerializeToString() == before
+    with pytest.raises(KitError, match="exact_classes"):
+        netgen.make_treatment(template, parse("A5B"), DATA, num_classes=11)
 
 
 def test_text_round_trip_is_a_valid_caffe_net():
@@ -120,3 +145,58 @@ def test_deploy_has_no_data_or_loss():
     deploy = netgen.to_deploy(net, (1, 1, 28, 28))
     types = [layer.type for layer in deploy.layer]
     assert types[0] == "Input" and "Data" not in types and "SoftmaxWithLoss" not in types
+
+
+def test_phase_net_filters_by_phase():
+    net = netgen.make_treatment(netgen.load_net(TEMPLATE), parse("A3B"), DATA, num_classes=10)
+    train, test = netgen.phase_net(net, "TRAIN"), netgen.phase_net(net, "TEST")
+    assert [layer.type for layer in train.layer].count("Data") == 1 and "Accuracy" not in [x.type for x in train.layer]
+    assert test.layer[0].data_param.source == "V_lmdb" and train.layer[0].data_param.source == "T_lmdb"
+    assert "Accuracy" in [layer.type for layer in test.layer]
+    assert not any(layer.include or layer.exclude for layer in list(train.layer) + list(test.layer))
+
+
+def _blobs(path):
+    msg = netgen.caffe_pb2.NetParameter()
+    msg.ParseFromString(path.read_bytes())
+    return {layer.name: [list(b.data) for b in layer.blobs] for layer in msg.layer if layer.blobs}
+
+
+def test_random_weights_init_is_audited_and_stays_frozen_in_caffe(tmp_path):
+    """randfrozen3: init.caffemodel from seeded fillers, then real caffe train keeps conv1-3 at it."""
+    import numpy as np
+    from data_prep.lmdb_io import compute_mean, write_datum_lmdb
+    from generators.surgery import random_init, transplant
+    from conftest import run_caffe
+    rng = np.random.default_rng(0)
+    for phase in ("train", "val"):
+        write_datum_lmdb(tmp_path / f"{phase}_lmdb", rng.integers(0, 256, (40, 1, 28, 28), dtype=np.uint8),
+                         np.arange(40) % 10, shuffle_seed=1)
+    compute_mean(tmp_path / "train_lmdb", tmp_path / "mean.binaryproto")
+    t = parse("randfrozen3", "whole")
+    data = netgen.DataSpec(str(tmp_path / "train_lmdb"), str(tmp_path / "val_lmdb"), str(tmp_path / "mean.binaryproto"))
+    net = netgen.make_treatment(netgen.load_net(TEMPLATE), t, data, num_classes=10, batch_train=8, batch_val=8)
+    assert [layer.name for layer in _layers(net)] == NAMES, "the authors' nolearn nets rename nothing"
+    audit = random_init(net, t, tmp_path / "init.caffemodel", (1, 1, 28, 28), seed=5)
+    assert len(audit) == 16 and all("nothing copied" in line and "left at filler" in line for line in audit)
+    assert "frozen at random init" in audit[5] and "trained" in audit[6]
+    random_init(net, t, tmp_path / "again.caffemodel", (1, 1, 28, 28), seed=5)
+    random_init(net, t, tmp_path / "other.caffemodel", (1, 1, 28, 28), seed=6)
+    init = _blobs(tmp_path / "init.caffemodel")
+    assert init == _blobs(tmp_path / "again.caffemodel") != _blobs(tmp_path / "other.caffemodel")
+    with pytest.raises(KitError, match="not random weights"):
+        random_init(net, parse("A3B"), tmp_path / "x.caffemodel", (1, 1, 28, 28), seed=5)
+    with pytest.raises(KitError):
+        transplant(net, tmp_path / "missing.caffemodel", net, t, tmp_path / "x.caffemodel", (1, 1, 28, 28), 5)
+    solver = netgen.make_solver(netgen.load_solver(SOLVER), "train_val.prototxt", random_seed=2, iters=3,
+                                test_iter=1, snapshot=3)
+    (tmp_path / "train_val.prototxt").write_text(netgen.to_text(net))
+    (tmp_path / "solver.prototxt").write_text(netgen.to_text(solver))
+    (tmp_path / "snapshots").mkdir()
+    run_caffe(["train", "--solver=solver.prototxt", "--weights=init.caffemodel"], tmp_path, tmp_path / "train.log")
+    trained = _blobs(tmp_path / "snapshots" / "snap_iter_3.caffemodel")
+    for name in NAMES[:3]:
+        assert trained[name] == init[name], f"{name} is frozen at its random init"
+    for name in NAMES[3:]:
+        assert trained[name][0] != init[name][0], f"{name} trains"
+    assert "conv1 does not need backward computation" in (tmp_path / "train.log").read_text()

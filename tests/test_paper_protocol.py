@@ -1,0 +1,84 @@
+"""The paper protocol end to end at toy size: split, database, generate, surgery, `caffe train`, log.
+
+A tiny ILSVRC-layout folder of JPEGs (8 classes, `data_prep.imagenet_synth`)
+is split by the kit's ImageNet code (authors' seed-0 procedure: 4 classes per
+half) and put into LMDBs of 256x256 Datums with per-half means by
+`compute_image_mean` (`data_prep.imagenet.prepare_imagenet`); then baseA and
+A3B are generated from the paper's CaffeNet template and solver (fc8 at 1000 outputs,
+as the authors) with only the batch reduced by the named options, and trained
+for 4 iterations by the real `caffe` binary on one thread.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from analysis.parse_log import parse_log
+from data_prep.imagenet import prepare_imagenet
+from data_prep.imagenet_synth import make_synthetic_ilsvrc
+from generators import netgen
+from generators.surgery import transplant
+from generators.treatments import parse
+from runner.caffe_env import caffe_pb2
+from conftest import ROOT, run_caffe
+
+WNIDS = tuple(f"n{c + 1:08d}" for c in range(8))
+ITERS = 4
+INPUT = (1, 3, 227, 227)
+
+
+def _generate(run, sdir, name, num_classes):
+    t = parse(name)
+    data = netgen.DataSpec(str(sdir / "data" / f"{t.target}_train_lmdb"), str(sdir / "data" / f"{t.target}_val_lmdb"),
+                           str(sdir / "data" / f"{t.source or t.target}_mean.binaryproto"))
+    net = netgen.make_treatment(netgen.load_net(ROOT / "prototxt" / "caffenet.prototxt"), t, data, num_classes,
+                                batch_train=4, batch_val=4)
+    solver = netgen.make_solver(netgen.load_solver(ROOT / "solvers" / "caffenet_solver.prototxt"),
+                                "train_val.prototxt", random_seed=1, iters=ITERS, test_iter=1, snapshot=ITERS)
+    (run / "snapshots").mkdir(parents=True)
+    (run / "train_val.prototxt").write_text(netgen.to_text(net))
+    (run / "solver.prototxt").write_text(netgen.to_text(solver))
+    return t, net
+
+
+def _conv_blobs(model):
+    msg = caffe_pb2.NetParameter()
+    msg.ParseFromString(model.read_bytes())
+    return {layer.name: [np.array(b.data, np.float32) for b in layer.blobs]
+            for layer in msg.layer if layer.type == "Convolution"}
+
+
+@pytest.mark.slow
+def test_paper_protocol_base_then_transfer(tmp_path):
+    images, lists = make_synthetic_ilsvrc(tmp_path / "ilsvrc", wnids=WNIDS, train_per_class=3, val_per_class=2)
+    sdir = prepare_imagenet(tmp_path / "work", lists, "random", seed=0, images=images)
+    manifest = json.loads((sdir / "manifest.json").read_text())
+    assert {h: len(c) for h, c in manifest["split"]["halves"].items()} == {"A": 4, "B": 4}
+    assert manifest["files"]["data/A_train_lmdb"]["height"] == 256
+
+    base_run = sdir / "runs" / "baseA"
+    _, base_net = _generate(base_run, sdir, "baseA", num_classes=4)
+    assert netgen.weight_layers(base_net)[-1].inner_product_param.num_output == 1000, "the authors' fc8 width"
+    run_caffe(["train", "--solver=solver.prototxt"], base_run, base_run / "train.log")
+    base_model = base_run / "snapshots" / f"snap_iter_{ITERS}.caffemodel"
+
+    run = sdir / "runs" / "A3B"
+    t, net = _generate(run, sdir, "A3B", num_classes=4)
+    audit = transplant(base_net, base_model, net, t, run / "init.caffemodel", INPUT, seed=1)
+    assert sum("copied from base" in line for line in audit) == 6 and sum("dropped" in line for line in audit) == 10
+    run_caffe(["train", "--solver=solver.prototxt", "--weights=init.caffemodel"], run, run / "train.log")
+
+    text = (run / "train.log").read_text()
+    assert "Finetuning from init.caffemodel" in text and "conv3 does not need backward computation" in text
+    base, moved = _conv_blobs(base_model), _conv_blobs(run / "snapshots" / f"snap_iter_{ITERS}.caffemodel")
+    for name in ("conv1", "conv2", "conv3"):
+        assert all(np.array_equal(a, b) for a, b in zip(base[name], moved[name])), f"{name} copied and frozen"
+    assert "conv4" not in moved and moved["conv4-new"][0].shape == base["conv4"][0].shape
+    for log in (base_run / "train.log", run / "train.log"):
+        parsed = parse_log([log])
+        assert parsed.train[0]["NumIters"] == 0 and np.isfinite(parsed.train[0]["loss"])
+        assert [row["NumIters"] for row in parsed.test] == list(range(1, ITERS + 1)), "no test at iteration 0"
+        assert all(0.0 <= a <= 1.0 for a in parsed.test_accuracies) and len(parsed.test_accuracies) == ITERS
+        assert all("loss" in row for row in parsed.test), "the test loss (2014's Test score #1) is logged"
