@@ -11,12 +11,42 @@ ITERS    ?=
 TREATMENT ?=
 FORCE    ?=
 PYTEST_ARGS ?=
+# ImageNet (DATASET=imagenet): LISTS = folder with Caffe's synsets.txt, train.txt,
+# val.txt; IMAGES = ILSVRC2012 image folder (train/, val/): given, the split
+# targets also build the split's LMDBs and means (every image decoded once, into
+# $(WORK)/imagenet/dataset); PERCLASS = k of split-reduced; JOBS = decoding processes.
+LISTS    ?=
+IMAGES   ?=
+PERCLASS ?=
+RUNS     ?=
+JOBS     ?= 1
+# The grid (make grid / make status): PROTOCOL = random, natman, ...; JOBS = local
+# runs at a time (BLAS threads: cores // JOBS); ENGINE = local or slurm;
+# TREATMENTS = comma-separated subset; MODE = cpu or gpu (Caffe's mode);
+# SLURM_CONFIG = TOML file overriding runner/slurm.toml.
+PROTOCOL ?= random
+ENGINE   ?= local
+TREATMENTS ?=
+MODE     ?= cpu
+SLURM_CONFIG ?=
+# Analysis: ORIGINAL = an imported authors' results table (make import-original)
+# drawn as hollow markers by make plots; RESULTS_DIR = the authors' results/
+# folder; RESULTS = a results table CSV (make table1); MODEL/OUT of make filters.
+ORIGINAL ?=
+RESULTS_DIR ?=
+RESULTS  ?=
+MODEL    ?=
+OUT      ?=
+GRID_ARGS = --work $(WORK) --dataset $(DATASET) --seed $(SEED) --protocol $(PROTOCOL) $(if $(TREATMENTS),--treatments '$(TREATMENTS)')
+IMAGENET_ARGS = $(if $(LISTS),--lists '$(LISTS)') $(if $(IMAGES),--images '$(IMAGES)') --jobs $(JOBS)
+# split-natural and split-reduced are ImageNet only: DATASET is passed on only when given
+DATASET_IF_GIVEN = $(if $(filter command line environment,$(origin DATASET)),--dataset $(DATASET))
 
 KIT      := $(VENV)/bin/transfer-kit
 STAMP    := $(VENV)/.kit-venv-complete
 export GLOG_logtostderr := 1
 
-.PHONY: help setup system venv caffe dataset split-random train plots demo test test-fast
+.PHONY: help setup system venv caffe dataset split-random split-natural split-reduced train grid status plots import-original table1 filters bench-import demo test test-fast compare-original
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -42,17 +72,44 @@ setup: caffe  ## everything the kit needs
 dataset: setup  ## build the embedded FA-20 dataset (and its contact sheet)
 	$(KIT) dataset --work $(WORK) --dataset $(DATASET)
 
-split-random: setup  ## a random A/B split with its LMDBs and means: DATASET=fa20 SEED=0
-	$(KIT) split-random --work $(WORK) --dataset $(DATASET) --seed $(SEED) $(if $(FORCE),--force)
+split-random: setup  ## a random A/B split with its LMDBs and means: DATASET=fa20 SEED=0 (imagenet: LISTS=dir [IMAGES=dir])
+	$(KIT) split-random --work $(WORK) --dataset $(DATASET) --seed $(SEED) $(if $(FORCE),--force) $(if $(filter imagenet,$(DATASET)),$(IMAGENET_ARGS))
+
+split-natural: setup  ## ImageNet natural (A) / man-made (B) split: LISTS=dir [IMAGES=dir]
+	$(KIT) split-natural --work $(WORK) $(DATASET_IF_GIVEN) $(IMAGENET_ARGS) $(if $(FORCE),--force)
+
+split-reduced: setup  ## ImageNet, first PERCLASS train images of every class: PERCLASS=k LISTS=dir [IMAGES=dir]
+	$(KIT) split-reduced --work $(WORK) $(DATASET_IF_GIVEN) $(if $(PERCLASS),--per-class '$(PERCLASS)') $(IMAGENET_ARGS) $(if $(FORCE),--force)
 
 train: setup  ## train one treatment: TREATMENT=A3B+ DATASET=fa20 SEED=0
 	$(KIT) train --work $(WORK) --dataset $(DATASET) --seed $(SEED) --treatment '$(TREATMENT)' $(if $(ITERS),--iters $(ITERS)) $(if $(FORCE),--force)
 
-plots: setup  ## redraw the figures from the logs of the runs that exist
-	$(KIT) plots --work $(WORK) --dataset $(DATASET) --seed $(SEED)
+grid: setup  ## every treatment of a protocol, bases first: PROTOCOL=random DATASET=fa20 SEED=0 [JOBS=2] [ENGINE=slurm]
+	$(KIT) grid $(GRID_ARGS) --jobs $(JOBS) --engine $(ENGINE) --$(MODE) $(if $(ITERS),--iters $(ITERS)) $(if $(SLURM_CONFIG),--slurm-config '$(SLURM_CONFIG)')
+
+status: setup  ## the state of every run of a grid (and its Slurm jobs): PROTOCOL=random DATASET=fa20 SEED=0
+	$(KIT) status $(GRID_ARGS)
+
+plots: setup  ## results table, Figures 2 and 3, Table 1, curves from the runs' logs [ORIGINAL=authors.csv]
+	$(KIT) plots --work $(WORK) --dataset $(DATASET) --seed $(SEED) $(if $(ORIGINAL),--original '$(ORIGINAL)')
+
+import-original: setup  ## the authors' results/ folder as a results table: RESULTS_DIR=DIR [OUT=FILE.csv]
+	$(KIT) import-original '$(RESULTS_DIR)' --out '$(or $(OUT),$(WORK)/original/results.csv)' --curves '$(WORK)/original/curves'
+
+table1: setup  ## print the paper's Table 1 from a results table: RESULTS=FILE.csv
+	$(KIT) table1 '$(RESULTS)'
+
+filters: setup  ## conv1 filters of a model as an image grid: MODEL=X.caffemodel OUT=X.png
+	$(KIT) filters '$(MODEL)' --out '$(OUT)'
+
+bench-import: setup  ## time import-original on a synthetic folder the size of the authors' (354 logs, 213 MB)
+	$(VENV)/bin/python bench/bench_import.py --jobs 2
 
 demo: setup  ## the whole experiment on FA-20: split, 2 bases, 28 transfers, plot
 	$(KIT) demo --work $(WORK) --dataset $(DATASET) --seed $(SEED) $(if $(ITERS),--iters $(ITERS))
+
+compare-original: setup  ## the kit's CaffeNet files against authors' run folders: RUNS="DIR ..."
+	$(KIT) compare-original $(RUNS)
 
 test: setup  ## install everything, then run the whole test suite
 	$(VENV)/bin/python -m pytest tests $(PYTEST_ARGS)

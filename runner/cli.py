@@ -1,11 +1,14 @@
 """transfer-kit: re-run "How transferable are features in deep neural networks?" in real Caffe.
 
-Subcommands mirror the Makefile's targets: dataset, split-random, train,
-plots, demo. Errors are one line (`error: problem; fix: ...`) and exit 2.
+Subcommands mirror the Makefile's targets: dataset, split-random (FA-20 or
+ImageNet), split-natural and split-reduced (ImageNet), train, plots, demo;
+compare-original checks the kit's CaffeNet files against the authors' run
+folders. Errors are one line (`error: problem; fix: ...`) and exit 2.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from pathlib import Path
@@ -16,9 +19,81 @@ from runner.errors import KitError
 
 def _common(p: argparse.ArgumentParser, seed: bool = True) -> None:
     p.add_argument("--work", type=Path, default=Path("work"), help="work folder for data and runs")
-    p.add_argument("--dataset", default="fa20", help="dataset (fa20: the embedded FA-20)")
+    p.add_argument("--dataset", default="fa20",
+                   help="dataset (fa20: the embedded FA-20; imagenet: ILSVRC2012 from --lists, --images)")
     if seed:
         p.add_argument("--seed", type=int, default=0, help="random split seed (the authors used 0..3)")
+
+
+def _imagenet_options(p: argparse.ArgumentParser, imagenet_only: bool = False) -> None:
+    """Options of the ImageNet split commands (split-natural and split-reduced are ImageNet only)."""
+    if imagenet_only:
+        p.set_defaults(dataset="imagenet")
+        p.add_argument("--force", action="store_true", help="rewrite changed lists; rebuild the split's LMDBs and means")
+    p.add_argument("--lists", type=Path, default=None,
+                   help="imagenet: folder with Caffe's synsets.txt, train.txt, val.txt (FILE LABEL per line)")
+    p.add_argument("--images", type=Path, default=None,
+                   help="imagenet: ILSVRC2012 folder (train/<wnid>/*.JPEG, val/*.JPEG); builds LMDBs and means")
+    p.add_argument("--jobs", type=int, default=1, help="imagenet: processes decoding images (first build only)")
+
+
+def _imagenet_split(args: argparse.Namespace) -> int:
+    """split-random/-natural/-reduced of ImageNet: the lists, and with --images the LMDBs and means."""
+    if args.dataset != "imagenet":
+        if args.command == "split-random":
+            raise KitError(f"--lists/--images are for --dataset imagenet, not {args.dataset}",
+                           "pass --dataset imagenet (DATASET=imagenet), or leave them out")
+        raise KitError(f"{args.command} is for ImageNet only, got --dataset {args.dataset}",
+                       "pass --dataset imagenet (DATASET=imagenet)")
+    if args.lists is None:
+        raise KitError(f"{args.command} of imagenet needs the list folder",
+                       "pass --lists DIR (LISTS=DIR) holding Caffe's synsets.txt, train.txt, val.txt")
+    if args.jobs <= 0:
+        raise KitError(f"--jobs must be positive, got {args.jobs}", "pass e.g. --jobs 2")
+    from data_prep.imagenet import prepare_imagenet
+    kind = {"split-random": "random", "split-natural": "natural", "split-reduced": "reduced"}[args.command]
+    sdir = prepare_imagenet(args.work, args.lists, kind, seed=getattr(args, "seed", None),
+                            per_class=getattr(args, "per_class", None), images=args.images, jobs=args.jobs,
+                            force=args.force)
+    print(f"split ready: {sdir}" + ("" if args.images else " (lists only; --images DIR builds LMDBs and means)"))
+    return 0
+
+
+def _mode_options(p: argparse.ArgumentParser) -> None:
+    """--gpu / --cpu: Caffe's mode (GPU mode passes -gpu 0: the device Slurm or CUDA_VISIBLE_DEVICES gives)."""
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--gpu", dest="gpu", action="store_true", help="train in Caffe's GPU mode (device 0)")
+    mode.add_argument("--cpu", dest="gpu", action="store_false", help="train in Caffe's CPU mode")
+
+
+def _grid_options(p: argparse.ArgumentParser) -> None:
+    """Which grid: a protocol's treatments, or a subset of them."""
+    p.add_argument("--protocol", default="random", help="protocol whose treatments form the grid (random, natman, ...)")
+    p.add_argument("--treatments", default=None,
+                   help="comma-separated subset of the protocol's treatments (default: all of them)")
+
+
+def _grid(args: argparse.Namespace) -> int:
+    """grid and status."""
+    from runner import grid
+    only = [n for n in args.treatments.split(",") if n] if args.treatments else None
+    if args.command == "status":
+        print(grid.format_status(grid.status_rows(args.work, args.dataset, args.seed, args.protocol, only)))
+        return 0
+    if args.engine == "slurm":
+        from runner import slurm
+        from runner.train import RunSpec
+        config = slurm.load_config(args.slurm_config)
+        specs = [RunSpec(args.work, args.dataset, args.seed, t, iters=args.iters, gpu=args.gpu)
+                 for t in grid.treatments(args.protocol, only)]
+        for line in slurm.submit_grid(specs, config):
+            print(line)
+        return 0
+    from runner.supervise import install_handlers
+    install_handlers()
+    grid.run_grid(args.work, args.dataset, args.seed, only, protocol=args.protocol, iters=args.iters,
+                  jobs=args.jobs, gpu=args.gpu)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,23 +109,86 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("split-random", help="random A/B class split with LMDBs and means", formatter_class=fmt)
     _common(p)
     p.add_argument("--force", action="store_true", help="rebuild the split's LMDBs and means")
+    _imagenet_options(p)
+    p = sub.add_parser("split-natural", formatter_class=fmt,
+                       help="ImageNet: natural (A) / man-made (B) split from WordNet; LMDBs and means with --images")
+    _common(p, seed=False)
+    _imagenet_options(p, imagenet_only=True)
+    p = sub.add_parser("split-reduced", formatter_class=fmt,
+                       help="ImageNet: all classes, the first k train images of each; LMDBs and means with --images")
+    _common(p, seed=False)
+    p.add_argument("--per-class", type=int, default=None,
+                   help="train images per class, k (the authors used 1 2 5 10 25 50 100 250 500 750 1000 1300)")
+    _imagenet_options(p, imagenet_only=True)
     p = sub.add_parser("train", help="train one treatment (baseA, A3B, B5B+, ...)", formatter_class=fmt)
     _common(p)
     p.add_argument("--treatment", required=True, help="treatment name, e.g. baseA, A3B, A3B+")
     p.add_argument("--iters", type=int, default=None, help="iteration budget (default: the solver's max_iter)")
     p.add_argument("--threads", type=int, default=None, help="BLAS threads for Caffe (default: all cores)")
     p.add_argument("--force", action="store_true", help="redo a finished run (the old one is moved aside)")
-    p = sub.add_parser("plots", help="results table and figure from the runs' logs", formatter_class=fmt)
+    _mode_options(p)
+    p.add_argument("--protocol", default="random", help="protocol the treatment belongs to (random, natman, ...)")
+    p = sub.add_parser("grid", help="every treatment of a protocol, bases first; local (--jobs) or Slurm",
+                       formatter_class=fmt)
     _common(p)
+    _grid_options(p)
+    p.add_argument("--iters", type=int, default=None, help="iteration budget per run")
+    p.add_argument("--jobs", type=int, default=1, help="local runs at a time (BLAS threads: cores // jobs)")
+    p.add_argument("--engine", choices=("local", "slurm"), default="local", help="run here, or submit with sbatch")
+    p.add_argument("--slurm-config", type=Path, default=None,
+                   help="TOML file overriding runner/slurm.toml (partition, time, cpus, gpus, ...)")
+    _mode_options(p)
+    p = sub.add_parser("status", help="state of every run of a grid (and its Slurm jobs)", formatter_class=fmt)
+    _common(p)
+    _grid_options(p)
+    p = sub.add_parser("plots", help="results table, Figures 2 and 3, Table 1, curves from the runs' logs",
+                       formatter_class=fmt)
+    _common(p)
+    p.add_argument("--original", type=Path, default=None,
+                   help="an imported authors' results table (import-original), drawn as hollow markers")
+    from analysis.commands import add_parsers as add_analysis_parsers
+    add_analysis_parsers(sub, fmt)
     p = sub.add_parser("demo", help="split, 2 bases, 28 transfers, figure", formatter_class=fmt)
     _common(p)
     p.add_argument("--iters", type=int, default=None, help="iteration budget per run")
     p.add_argument("--jobs", type=int, default=2, help="runs at a time")
+    p = sub.add_parser("compare-original", formatter_class=fmt,
+                       help="compare the kit's prototxt with authors' run folders (exit 1 on a difference not allowed)")
+    p.add_argument("run_folders", nargs="*", type=Path, metavar="RUN_FOLDER",
+                   help="authors' run folder(s) named like half0A, transfer-ft0A0B_1_3, nolearn_1_3")
+    p.add_argument("--list-allowed", action="store_true", help="print the allowed differences with their reasons")
     return parser
+
+
+def _compare_original(args: argparse.Namespace) -> int:
+    """Print every difference per folder; 1 when any is not in the allowed list."""
+    from generators.compare import ALLOWED, compare_folder
+    if args.list_allowed:
+        for allowed in ALLOWED:
+            print(f"{allowed.key}: {allowed.reason}")
+    if not args.run_folders and not args.list_allowed:
+        raise KitError("no RUN_FOLDER given", "pass authors' run folders, e.g. ../shared/reference/original_runs/half0A")
+    failed = 0
+    for folder in args.run_folders:
+        results = compare_folder(folder)
+        bad = [d for d, allowed in results if allowed is None]
+        for d, allowed in results:
+            print(f"{folder.name}: {'allowed [' + allowed.key + ']' if allowed else 'NOT ALLOWED'}: {d}")
+        print(f"{folder.name}: {len(results)} differences, {len(bad)} not allowed: {'FAIL' if bad else 'OK'}")
+        failed += bool(bad)
+    return 1 if failed else 0
 
 
 def run(args: argparse.Namespace) -> int:
     """Carry out one parsed command."""
+    if args.command == "compare-original":
+        return _compare_original(args)
+    from analysis.commands import COMMANDS as ANALYSIS_COMMANDS, print_outputs, run_command
+    if args.command in ANALYSIS_COMMANDS:
+        return run_command(args)
+    if args.command in ("split-natural", "split-reduced") or (
+            args.command == "split-random" and (args.dataset == "imagenet" or args.lists or args.images)):
+        return _imagenet_split(args)
     from data_prep.prepare import dataset_spec
     from data_prep.splits import check_seed
     dataset_spec(args.dataset)
@@ -71,21 +209,27 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "split-random":
         from data_prep.prepare import prepare_split
         print(f"split ready: {prepare_split(args.work, args.dataset, args.seed, force=args.force)}")
+    elif args.command in ("grid", "status"):
+        return _grid(args)
     elif args.command == "train":
         from generators.treatments import parse
-        treatment = parse(args.treatment)
+        treatment = parse(args.treatment, args.protocol)
+        from runner.supervise import install_handlers
         from runner.train import RunSpec, train
-        spec = RunSpec(args.work, args.dataset, args.seed, treatment, iters=args.iters, threads=args.threads)
+        install_handlers()
+        spec = RunSpec(args.work, args.dataset, args.seed, treatment, iters=args.iters, threads=args.threads,
+                       gpu=args.gpu)
         result = train(spec, force=args.force)
         print(f"{treatment.name}: score {result['score']:.4f} (mean of the 10 best test accuracies), "
               f"run folder {spec.run_dir}")
     elif args.command == "plots":
         from analysis.results import analyze_split
-        outputs = analyze_split(args.work / args.dataset / f"random{args.seed}")
-        for key, path in outputs.items():
-            print(f"{key}: {path}")
+        outputs = analyze_split(args.work / args.dataset / f"random{args.seed}", original=args.original)
+        print_outputs(outputs)
     elif args.command == "demo":
         from runner.demo import demo
+        from runner.supervise import install_handlers
+        install_handlers()
         demo(args.work, args.dataset, args.seed, iters=args.iters, jobs=args.jobs)
     return 0
 
@@ -99,6 +243,12 @@ def main(argv: list[str] | None = None) -> int:
         return run(args)
     except KitError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return getattr(exc, "exit_code", 2)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        print(f"error: disk full while writing {exc.filename or ''} ({exc.strerror}); "
+              "fix: free space there (or use another --work), then rerun the same command", file=sys.stderr)
         return 2
 
 

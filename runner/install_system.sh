@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages the kit needs (Caffe's build and run-time
-# libraries, the Fashion-MNIST data package), only when one is missing.
+# libraries, the Fashion-MNIST data package, WordNet 3.0 for ImageNet's
+# natural/man-made split, Slurm and munge for the Slurm engine and its tests),
+# only when one is missing.
 set -euo pipefail
 PKGS=(
   build-essential
@@ -9,6 +11,8 @@ PKGS=(
   libboost-system-dev libboost-filesystem-dev libboost-thread-dev
   libboost-regex-dev libboost-python-dev
   dataset-fashion-mnist
+  wordnet-base
+  slurm-wlm munge
 )
 missing=()
 for p in "${PKGS[@]}"; do

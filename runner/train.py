@@ -4,13 +4,18 @@
 solver.prototxt, init.caffemodel (transfers), surgery.txt, run.json,
 train.log, snapshots/ and, once finished, result.json. A finished run is
 never redone without `force` (which moves the old folder to
-`<split>/replaced/`); an unfinished one resumes from its newest .solverstate.
+`<split>/replaced/`); an unfinished one resumes from its newest whole
+.solverstate (runner.snapshots; a truncated one is set aside with a warning),
+and train.log continues with a `#### transfer-kit ...` line marking each
+(re)start. Inputs are checked first (runner.inputs), caffe runs under
+runner.supervise (lock, signals -> snapshot, live iteration), a failure leaves
+failed.json, and only a whole final model gets a result.json.
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
-import re
 import shlex
 import subprocess
 import sys
@@ -20,16 +25,22 @@ from pathlib import Path
 
 from data_prep.prepare import split_dir
 from generators import netgen
-from generators.surgery import transplant
+from generators.surgery import random_init, transplant
 from generators.treatments import Treatment, parse
-from runner import atomic
-from runner.caffe_env import caffe_env, caffe_version, tool
+from runner import atomic, inputs, snapshots, supervise
+from runner.caffe_env import caffe_version, tool
+from runner.resume import disk_full, low_space, resume
 from runner.errors import KitError
 
 log = logging.getLogger(__name__)
 KIT = Path(__file__).resolve().parents[1]
-TEMPLATES = {"fa20": ("prototxt/fa20_caffenet.prototxt", "solvers/fa20_solver.prototxt")}
-INPUT_SHAPES = {"fa20": (1, 1, 28, 28)}
+TEMPLATES = {"fa20": ("prototxt/fa20_caffenet.prototxt", "solvers/fa20_solver.prototxt"),
+             "imagenet": ("prototxt/caffenet.prototxt", "solvers/caffenet_solver.prototxt")}
+INPUT_SHAPES = {"fa20": (1, 1, 28, 28), "imagenet": (1, 3, 227, 227)}
+# fc8 width: the exact class count of the target (FA-20); ImageNet keeps the authors' 1000.
+EXACT_CLASSES = {"fa20"}
+STARTS_FROM_INIT = ("transfer", "random-weights")  # kinds whose run starts from init.caffemodel
+PROTOCOL_SPLITS = {"natman": "natman", "whole": "all"}  # split folder per protocol; random: random<seed>
 
 
 @dataclass(frozen=True)
@@ -42,11 +53,13 @@ class RunSpec:
     treatment: Treatment
     iters: int | None = None
     threads: int | None = None
+    gpu: bool = False
 
     @property
     def split_dir(self) -> Path:
         """Folder of the split the run trains on."""
-        return split_dir(Path(self.work), self.dataset, f"random{self.seed}")
+        return split_dir(Path(self.work), self.dataset, PROTOCOL_SPLITS.get(self.treatment.protocol,
+                                                                           f"random{self.seed}"))
 
     @property
     def run_dir(self) -> Path:
@@ -77,11 +90,7 @@ def _data_spec(spec: RunSpec) -> netgen.DataSpec:
 
 def _check_labels(spec: RunSpec, num_classes: int) -> None:
     """Refuse labels >= num_output before Caffe sees them (release Caffe corrupts memory)."""
-    manifest = json.loads((spec.split_dir / "manifest.json").read_text())
-    for name, entry in manifest.get("files", {}).items():
-        if entry.get("half") == spec.treatment.target and (entry.get("label_max") or 0) >= num_classes:
-            raise KitError(f"{name} has label {entry['label_max']} but the net has {num_classes} outputs",
-                           f"rebuild the split: make split-random DATASET={spec.dataset} SEED={spec.seed} FORCE=1")
+    inputs.check_labels(spec, inputs.read_manifest(spec), num_classes)
 
 
 def _write_once(path: Path, text: str) -> None:
@@ -95,13 +104,8 @@ def _write_once(path: Path, text: str) -> None:
 
 
 def base_model(spec: RunSpec) -> Path:
-    """The finished model of the base net a transfer starts from."""
-    name = spec.treatment.base_name
-    result = spec.split_dir / "runs" / name / "result.json"
-    if not result.is_file():
-        raise KitError(f"missing base model for {spec.treatment.name}: run {name} has not finished",
-                       spec.make_cmd(name))
-    return result.parent / json.loads(result.read_text())["model"]
+    """The finished, sha256-checked model of the base net a transfer starts from."""
+    return inputs.base_model(spec)
 
 
 def prepare(spec: RunSpec) -> dict:
@@ -115,7 +119,8 @@ def prepare(spec: RunSpec) -> dict:
     base_path = base_model(spec) if t.kind == "transfer" else None
     run = spec.run_dir
     (run / "snapshots").mkdir(parents=True, exist_ok=True)
-    net = netgen.make_treatment(template, t, _data_spec(spec), num_classes)
+    net = netgen.make_treatment(template, t, _data_spec(spec), num_classes,
+                                exact_classes=spec.dataset in EXACT_CLASSES)
     solver = netgen.make_solver(netgen.load_solver(solver_tpl), "train_val.prototxt",
                                 random_seed=spec.seed + 1, iters=spec.iters)
     _write_once(run / "train_val.prototxt", netgen.to_text(net))
@@ -123,20 +128,25 @@ def prepare(spec: RunSpec) -> dict:
     inputs = {"train_val.prototxt": atomic.sha256(run / "train_val.prototxt"),
               "solver.prototxt": atomic.sha256(run / "solver.prototxt"),
               "manifest.json": atomic.sha256(spec.split_dir / "manifest.json")}
-    if base_path is not None:
+    if t.kind in STARTS_FROM_INIT:
         init = run / "init.caffemodel"
-        if not init.exists():
-            base_net = netgen.load_net(base_path.parent.parent / "train_val.prototxt")
-            audit = transplant(base_net, base_path, net, t, init, INPUT_SHAPES[spec.dataset],
-                               seed=spec.seed + 1)
+        if not init.exists() or not (run / "surgery.txt").exists():  # killed between the two: redo
+            if base_path is not None:
+                base_net = netgen.load_net(base_path.parent.parent / "train_val.prototxt")
+                audit = transplant(base_net, base_path, net, t, init, INPUT_SHAPES[spec.dataset],
+                                   seed=spec.seed + 1)
+            else:  # random weights: the first n layers frozen at their seeded fillers
+                audit = random_init(net, t, init, INPUT_SHAPES[spec.dataset], seed=spec.seed + 1)
             atomic.write_text(run / "surgery.txt", "\n".join(audit) + "\n")
-        inputs["base.caffemodel"] = atomic.sha256(base_path)
+        if base_path is not None:
+            inputs["base.caffemodel"] = atomic.sha256(base_path)
         inputs["init.caffemodel"] = atomic.sha256(init)
-    record = {**t.as_dict(), "dataset": spec.dataset, "split": f"random{spec.seed}",
+    record = {**t.as_dict(), "dataset": spec.dataset, "split": spec.split_dir.name,
               "seed": spec.seed, "random_seed": solver.random_seed, "max_iter": solver.max_iter,
               "base_model": str(base_path) if base_path else None, "inputs": inputs,
               "caffe": caffe_version(), "caffe_binary": tool("caffe"), "git_commit": _git_commit(),
-              "command": shlex.join(sys.argv)}
+              "command": shlex.join(sys.argv), "caffe_mode": "gpu" if spec.gpu else "cpu",
+              "threads": spec.threads}
     atomic.write_json(run / "run.json", record)
     return record
 
@@ -147,43 +157,84 @@ def _git_commit() -> str:
 
 
 def newest_solverstate(run: Path) -> Path | None:
-    """The .solverstate of the highest iteration in run/snapshots, if any."""
-    states = [(int(m.group(1)), p) for p in (run / "snapshots").glob("*.solverstate")
-              if (m := re.search(r"_iter_(\d+)\.solverstate$", p.name))]
-    return max(states)[1] if states else None
+    """The whole .solverstate of the highest iteration in run/snapshots (incomplete ones set aside)."""
+    found = snapshots.newest_valid(run)
+    return found[1] if found else None
 
 
-def train(spec: RunSpec, force: bool = False) -> dict:
+def preflight(spec: RunSpec) -> None:
+    """Check the split, its data and labels, and a transfer's base model before touching the run folder."""
+    t = spec.treatment
+    manifest = inputs.read_manifest(spec)
+    halves = json.loads((spec.split_dir / "split.json").read_text())["halves"]
+    inputs.check_labels(spec, manifest, len(halves[t.target]))
+    inputs.check_data(spec, manifest, {t.target, t.source or t.target})
+    if t.kind == "transfer":
+        inputs.base_model(spec)
+
+
+def is_finished(run: Path) -> bool:
+    """Whether run holds a result.json whose model is there with the recorded sha256."""
+    try:
+        result = json.loads((run / "result.json").read_text())
+    except (OSError, ValueError):
+        return False
+    model = run / result.get("model", "")
+    return model.is_file() and atomic.sha256(model) == result.get("model_sha256")
+
+
+def train(spec: RunSpec, force: bool = False, on_iter=None) -> dict:
     """Run (or resume, or skip if finished) one treatment; return its result.json content."""
     run = spec.run_dir
-    result_path = run / "result.json"
-    if result_path.exists() and not force:
+    if (run / "result.json").exists() and not force:
+        if not is_finished(run):
+            raise KitError(f"{run}/result.json names a model that is missing or altered",
+                           f"redo the run: {spec.make_cmd(spec.treatment.name)} FORCE=1")
         log.info("%s is finished; keeping it (use --force to redo)", run)
-        return json.loads(result_path.read_text())
+        return {**json.loads((run / "result.json").read_text()), "status": "skipped"}
+    preflight(spec)
     if force and run.exists():
+        if supervise.lock_holder(run) is not None:
+            raise KitError(f"{run} is being trained by another process", "wait for it or stop it, then rerun")
         dest = spec.split_dir / "replaced" / f"{spec.treatment.name}-{time.strftime('%Y%m%dT%H%M%S')}"
         dest.parent.mkdir(parents=True, exist_ok=True)
         run.rename(dest)
         log.info("moved the old run to %s", dest)
+    with supervise.run_lock(run) as lock_fd:
+        (run / "failed.json").unlink(missing_ok=True)
+        try:
+            return _train_locked(spec, lock_fd, on_iter)
+        except supervise.Interrupted:
+            raise
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            err = disk_full(run, exc)
+            _mark_failed(run, err)
+            raise err from exc
+        except KitError as exc:
+            _mark_failed(run, exc)
+            raise
+
+
+def _mark_failed(run: Path, exc: KitError) -> None:
+    try:
+        atomic.write_json(run / "failed.json", {"error": str(exc), "time": time.strftime("%Y-%m-%d %H:%M:%S")})
+    except OSError:
+        log.warning("could not write %s/failed.json", run)
+
+
+def _train_locked(spec: RunSpec, lock_fd: int, on_iter) -> dict:
+    run = spec.run_dir
     record = prepare(spec)
-    cmd = [tool("caffe"), "train", "--solver=solver.prototxt"]
-    state = newest_solverstate(run)
-    if state is not None:
-        cmd.append(f"--snapshot=snapshots/{state.name}")
-    elif spec.treatment.kind == "transfer":
-        cmd.append("--weights=init.caffemodel")
+    found = snapshots.newest_valid(run)
+    if found and found[0] >= record["max_iter"]:
+        log.info("%s: snapshot %s is the last iteration; finishing without caffe", run, found[1].name)
+        return _finish(spec, record, 0.0, "resumed")
     start = time.time()
-    with open(run / "train.log", "a") as logf:
-        logf.write(f"#### transfer-kit {time.strftime('%Y-%m-%d %H:%M:%S')}: "
-                   f"{'resuming from ' + state.name if state else 'starting'}: {shlex.join(cmd[1:])}\n")
-        logf.flush()
-        proc = subprocess.run(cmd, cwd=run, stdout=logf, stderr=subprocess.STDOUT,
-                              env=caffe_env(spec.threads), check=False)
-    if proc.returncode != 0:
-        raise KitError(f"caffe train of {spec.treatment.name} failed (exit {proc.returncode}); "
-                       f"last line: {_last_line(run / 'train.log')}",
-                       f"read {run / 'train.log'}; rerun the same command to resume")
-    return _finish(spec, record, time.time() - start)
+    status = resume(run, lock_fd, spec.threads, spec.gpu, on_iter=on_iter, name=spec.treatment.name,
+                    weights="init.caffemodel" if spec.treatment.kind in STARTS_FROM_INIT else None)
+    return _finish(spec, record, time.time() - start, status)
 
 
 def _last_line(path: Path) -> str:
@@ -191,18 +242,24 @@ def _last_line(path: Path) -> str:
     return lines[-1][-200:] if lines else "(empty log)"
 
 
-def _finish(spec: RunSpec, record: dict, seconds: float) -> dict:
+def _finish(spec: RunSpec, record: dict, seconds: float, status: str) -> dict:
     from analysis.parse_log import parse_log, score  # pylint: disable=import-outside-toplevel
     run = spec.run_dir
     model = run / "snapshots" / f"snap_iter_{record['max_iter']}.caffemodel"
     if not model.is_file():
         raise KitError(f"caffe train ended without {model}", f"read {run / 'train.log'}")
+    problem = snapshots.model_problem(model, snapshots.expected_blobs(run / "train_val.prototxt"))
+    if problem:
+        if low_space(run):
+            raise disk_full(run, problem)
+        raise KitError(f"the final model is incomplete: {problem}", "rerun the same command to resume")
     parsed = parse_log([run / "train.log"])
     accs = [row["accuracy"] for row in parsed.test if row.get("accuracy") is not None]
+    log_text = (run / "train.log").read_text(errors="replace")
+    starts = sum(1 for line in log_text.splitlines() if line.startswith("#### transfer-kit ") and " pid " in line)
     result = {"treatment": spec.treatment.name, "model": str(model.relative_to(run)),
               "model_sha256": atomic.sha256(model), "score": score(accs) if accs else None,
               "final_accuracy": accs[-1] if accs else None, "iterations": record["max_iter"],
-              "wall_seconds": round(seconds, 1)}
+              "wall_seconds": round(seconds, 1), "caffe_starts": starts}
     atomic.write_json(run / "result.json", result)
-    return result
-
+    return {**result, "status": status}

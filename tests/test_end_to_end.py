@@ -123,3 +123,19 @@ def test_transfer_without_its_base_is_a_one_line_error(work):
     assert len(lines) == 1 and lines[0].startswith("error: missing base model for B2A")
     assert "make train TREATMENT=baseB DATASET=fa20 SEED=0" in lines[0]
     assert not (runs(work) / "B2A").exists()
+
+
+def test_random_frozen_weights_on_all_classes(tmp_path):
+    """randfrozen2 on FA-20's 20 classes: init from seeded fillers, conv1-2 stay at it, fc8 is 20 wide."""
+    from data_prep.prepare import prepare_whole
+    prepare_whole(tmp_path, "fa20")
+    ok(kit(tmp_path, "train", "--protocol", "whole", "--treatment", "randfrozen2", "--iters", "10",
+           "--threads", "1"))
+    run = tmp_path / "fa20" / "all" / "runs" / "randfrozen2"
+    init, final = blobs(run / "init.caffemodel"), blobs(final_model(run))
+    for layer in ("conv1", "conv2"):
+        assert all(np.array_equal(i, f) for i, f in zip(init[layer], final[layer])), layer
+    assert not np.array_equal(init["conv3"][0], final["conv3"][0])
+    assert final["fc8"][0].size == 20 * 256
+    assert "nothing copied" in (run / "surgery.txt").read_text()
+    assert json.loads((run / "run.json").read_text())["split"] == "all"

@@ -1,0 +1,221 @@
+"""The grid of one split: every treatment of a protocol, bases first, then each transfer after its base.
+
+`run_grid` trains locally with `jobs` runs at a time, each caffe limited to
+cores // jobs BLAS threads. Finished runs are skipped, unfinished ones resume
+(runner.train). Each run ends with one summary line (treatment, status,
+score, wall time) on stderr; while it works, tqdm bars on stderr show the grid
+(in iterations, with its ETA) and every running caffe, read live from its log.
+Bars are drawn when stderr is a terminal or TRANSFER_KIT_PROGRESS=1.
+`status_rows` tells the state of every run of a grid from its run folder
+(and, for a grid submitted to Slurm, from squeue/scontrol: runner.slurm).
+The treatment names come from generators.treatments.valid_names(protocol),
+so new protocols plug in without changes here.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from pathlib import Path
+
+from tqdm import tqdm
+
+from generators.treatments import Treatment, in_dependency_order, parse, valid_names
+from runner import snapshots, supervise
+from runner.errors import KitError
+from runner.train import KIT, TEMPLATES, RunSpec, is_finished, train
+
+log = logging.getLogger(__name__)
+BAR = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} it [{elapsed} < ETA {remaining}]"
+
+
+def treatments(protocol: str = "random", only: list[str] | None = None) -> list[Treatment]:
+    """The treatments of a protocol's grid (or the subset `only`), in dependency order."""
+    names = valid_names(protocol)
+    for name in only or []:
+        if name not in names:
+            parse(name, protocol)  # raises the one-line error that lists valid names
+    chosen = [parse(n, protocol) for n in (only or names)]
+    by_name = {t.name for t in chosen}
+    for t in chosen:
+        if t.base_name and t.base_name not in by_name:
+            log.debug("%s needs %s, which is not in this grid: it must be finished already", t.name, t.base_name)
+    return in_dependency_order(chosen)
+
+
+def budget(dataset: str, iters: int | None) -> int:
+    """Iterations of one run: `iters`, or the solver template's max_iter."""
+    if iters:
+        return iters
+    from generators import netgen  # pylint: disable=import-outside-toplevel
+    return netgen.load_solver(KIT / TEMPLATES[dataset][1]).max_iter
+
+
+def _last_iter(log_path: Path) -> int | None:
+    """The last `Iteration N` in the tail of a caffe log."""
+    import re  # pylint: disable=import-outside-toplevel
+    try:
+        with open(log_path, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, 2) - 20000))
+            found = re.findall(rb"\] Iteration (\d+)", fh.read())
+    except OSError:
+        return None
+    return int(found[-1]) if found else None
+
+
+def run_state(spec: RunSpec) -> dict:
+    """State of one run from its folder: finished, running, failed, resumable at iter N, or not started."""
+    run = spec.run_dir
+    row = {"treatment": spec.treatment.name, "state": "not started", "detail": "", "iter": None}
+    if is_finished(run):
+        result = json.loads((run / "result.json").read_text())
+        score = result.get("score")
+        return {**row, "state": "finished", "iter": result.get("iterations"),
+                "detail": f"score {score:.4f}" if score is not None else "no test accuracy"}
+    pid = supervise.lock_holder(run) if run.is_dir() else None
+    if pid is not None:
+        it = _last_iter(run / "train.log")
+        return {**row, "state": "running", "iter": it, "detail": f"pid {pid}, iteration {it}"}
+    found = snapshots.peek_newest(run) if run.is_dir() else None
+    if found:
+        row.update(state=f"resumable at iter {found[0]}", iter=found[0])
+    elif (run / "train.log").exists():
+        row.update(state="resumable at iter 0", iter=0)
+    if (run / "failed.json").exists():
+        error = json.loads((run / "failed.json").read_text()).get("error", "")
+        row.update(state="failed", detail=f"{error[:160]} ({row['state']})")
+    return row
+
+
+def status_rows(work: Path, dataset: str, seed: int, protocol: str = "random",
+                only: list[str] | None = None) -> list[dict]:
+    """The state of every run of a grid (with Slurm job states when the grid was submitted there)."""
+    from runner import slurm  # pylint: disable=import-outside-toplevel
+    specs = [RunSpec(Path(work), dataset, seed, t) for t in treatments(protocol, only)]
+    rows = [run_state(s) for s in specs]
+    if specs:
+        jobs = slurm.job_states(specs[0].split_dir)
+        for row in rows:
+            slurm.merge_state(row, jobs.get(row["treatment"]))
+    return rows
+
+
+def format_status(rows: list[dict]) -> str:
+    """A table: one line per run, then counts per state."""
+    lines = [f"{'treatment':10s} {'state':24s} detail"]
+    lines += [f"{r['treatment']:10s} {r['state']:24s} {r['detail']}".rstrip() for r in rows]
+    counts: dict[str, int] = {}
+    for r in rows:
+        key = r["state"].split(" at iter")[0]
+        counts[key] = counts.get(key, 0) + 1
+    lines.append(", ".join(f"{v} {k}" for k, v in counts.items()))
+    return "\n".join(lines)
+
+
+def _show_bars() -> bool:
+    return sys.stderr.isatty() or os.environ.get("TRANSFER_KIT_PROGRESS") == "1"
+
+
+class _Progress:
+    """The grid bar (iterations left over all runs, with ETA) and one bar per running caffe."""
+
+    def __init__(self, total: int, slots: int):
+        self.lock = threading.Lock()
+        self.free = list(range(1, slots + 1))
+        self.grid = tqdm(total=total, desc="grid", bar_format=BAR, file=sys.stderr, position=0,
+                         disable=not _show_bars(), mininterval=1.0, dynamic_ncols=True)
+
+    def start(self, name: str, first: int, total: int):
+        """A bar for one run; returns (on_iter callback, close function)."""
+        with self.lock:
+            slot = self.free.pop(0) if self.free else len(self.free) + 1
+        bar = tqdm(total=total, initial=first, desc=f"{name:6s}", bar_format=BAR, file=sys.stderr,
+                   position=slot, leave=False, disable=self.grid.disable, mininterval=1.0, dynamic_ncols=True)
+        last = [first]
+
+        def on_iter(it: int) -> None:
+            with self.lock:
+                step = max(0, min(it, total) - last[0])
+                last[0] += step
+                bar.update(step)
+                self.grid.update(step)
+
+        def close() -> None:
+            with self.lock:
+                bar.close()
+                self.free.append(slot)
+                self.free.sort()
+        return on_iter, close
+
+    def say(self, line: str) -> None:
+        """One summary line, printed above the bars."""
+        with self.lock:
+            tqdm.write(line, file=sys.stderr)
+
+
+def _summary(name: str, status: str, score, seconds: float) -> str:
+    shown = f"{score:.4f}" if isinstance(score, float) else "-"
+    return f"{name:10s} {status:11s} score {shown:6s}  wall {seconds:7.1f} s"
+
+
+def run_grid(work: Path, dataset: str, seed: int, names: list[str] | None = None, protocol: str = "random",
+             iters: int | None = None, jobs: int = 1, gpu: bool = False) -> dict[str, dict]:
+    """Train a grid on one split, bases first, `jobs` at a time; return results by treatment name."""
+    todo = treatments(protocol, names)
+    cores = len(os.sched_getaffinity(0))
+    threads = max(1, cores // jobs)
+    log.info("grid of %d runs (%s, %s seed %d): %d at a time, %d BLAS thread(s) each",
+             len(todo), protocol, dataset, seed, jobs, threads)
+    specs = {t.name: RunSpec(Path(work), dataset, seed, t, iters=iters, threads=threads, gpu=gpu) for t in todo}
+    per_run = budget(dataset, iters)
+    first = {n: 0 if is_finished(s.run_dir) else ((snapshots.peek_newest(s.run_dir) or (0,))[0]
+                                                  if s.run_dir.is_dir() else 0) for n, s in specs.items()}
+    total = sum(per_run - first[n] for n, s in specs.items() if not is_finished(s.run_dir))
+    progress = _Progress(total, jobs)
+    results: dict[str, dict] = {}
+    failed: dict[str, str] = {}
+    pending, running = list(todo), {}
+
+    def job(spec: RunSpec) -> dict:
+        on_iter, close = progress.start(spec.treatment.name, first[spec.treatment.name], per_run)
+        try:
+            return train(spec, on_iter=on_iter)
+        finally:
+            close()
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        while pending or running:
+            for t in [t for t in pending if t.base_name in failed]:
+                pending.remove(t)
+                failed[t.name] = f"base {t.base_name} failed"
+                progress.say(_summary(t.name, "blocked", None, 0.0) + f"  (base {t.base_name} failed)")
+            ready = [t for t in pending if t.base_name is None or t.base_name in results
+                     or (t.base_name not in specs and t.base_name not in failed)]
+            for t in ready[: jobs - len(running)] if not supervise.stop_requested() else []:
+                pending.remove(t)
+                running[pool.submit(job, specs[t.name])] = (t, time.time())
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                t, t0 = running.pop(fut)
+                try:
+                    res = fut.result()
+                    results[t.name] = res
+                    progress.say(_summary(t.name, res.get("status", "trained"), res.get("score"), time.time() - t0))
+                except KitError as exc:
+                    failed[t.name] = str(exc)
+                    status = "interrupted" if isinstance(exc, supervise.Interrupted) else "failed"
+                    progress.say(_summary(t.name, status, None, time.time() - t0) + f"  {exc}")
+    progress.grid.close()
+    if supervise.stop_requested():
+        raise supervise.Interrupted(f"grid stopped on request: {len(results)} of {len(todo)} runs finished",
+                                    "rerun the same command to resume", supervise.stop_requested())
+    if failed:
+        raise KitError(f"{len(failed)} of {len(todo)} run(s) failed: {', '.join(sorted(failed))}",
+                       "see `transfer-kit status` and their train.log; rerun the same command to resume them")
+    return results

@@ -1,0 +1,150 @@
+"""The grid and `status` with the real CLI and the real `caffe` binary, and bad input to them.
+
+A four-run grid (2 bases, 2 transfers, 2 iterations each) runs two at a
+time; then every bad input of issue 4 gets a one-line error with its fix and
+leaves nothing marked finished.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+GRID = "baseA,baseB,A1B,B1B+"
+
+
+def kit(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `transfer-kit ARGS` as a user would."""
+    return subprocess.run([sys.executable, "-m", "runner.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, check=False)
+
+
+def one_line_error(proc: subprocess.CompletedProcess, *parts: str) -> str:
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [ln for ln in proc.stderr.strip().splitlines() if not ln.startswith(("INFO", "WARNING"))]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "; fix: " in lines[0], proc.stderr
+    for part in parts:
+        assert part in lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("args, parts", [
+    (["grid", "--protocol", "imaginary"], ["unknown protocol 'imaginary'", "random"]),
+    (["status", "--treatments", "baseA,A9B"], ["invalid treatment 'A9B'", "baseA"]),
+    (["grid", "--treatments", "A3C"], ["invalid treatment 'A3C'", "n in 1..7"]),
+])
+def test_unknown_treatment_or_protocol(tmp_path, args, parts):
+    one_line_error(kit(*args, "--work", str(tmp_path)), *parts)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    """A work folder where the four-run grid ran with JOBS=2 (progress bars forced on)."""
+    work = tmp_path_factory.mktemp("grid")
+    assert kit("split-random", "--seed", "0", "--work", str(work)).returncode == 0
+    proc = kit("grid", "--work", str(work), "--treatments", GRID, "--iters", "2", "--jobs", "2",
+               env={"TRANSFER_KIT_PROGRESS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return work, proc
+
+
+def runs(work: Path) -> Path:
+    return work / "fa20" / "random0" / "runs"
+
+
+@pytest.mark.slow
+def test_grid_runs_bases_first_two_at_a_time(grid):
+    work, proc = grid
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", proc.stderr).replace("\r", "\n")
+    summary = [ln for ln in text.splitlines() if " score " in ln and " wall " in ln]
+    assert sorted(ln.split()[0] for ln in summary) == sorted(GRID.split(","))
+    assert all(ln.split()[1] == "trained" for ln in summary)
+    assert "ETA" in proc.stderr and "grid" in proc.stderr
+    for name in GRID.split(","):
+        meta = json.loads((runs(work) / name / "run.json").read_text())
+        assert meta["threads"] == max(1, len(os.sched_getaffinity(0)) // 2)
+    base_done = (runs(work) / "baseA" / "result.json").stat().st_mtime
+    first_line = (runs(work) / "A1B" / "train.log").read_text().splitlines()[0]
+    assert first_line.startswith("#### transfer-kit") and (runs(work) / "A1B" / "train.log").stat().st_mtime > base_done
+    assert (runs(work) / "A1B" / "run.json").stat().st_mtime >= base_done
+
+
+@pytest.mark.slow
+def test_grid_rerun_skips_finished_and_status_lists_all(grid):
+    work, _ = grid
+    proc = kit("grid", "--work", str(work), "--treatments", GRID, "--iters", "2")
+    assert proc.returncode == 0
+    assert sum(" skipped " in ln for ln in proc.stderr.splitlines()) == 4
+    status = kit("status", "--work", str(work), "--treatments", GRID + ",A2B")
+    rows = {ln.split()[0]: ln for ln in status.stdout.splitlines()[1:-1]}
+    assert all("finished" in rows[n] and "score" in rows[n] for n in GRID.split(","))
+    assert "not started" in rows["A2B"] and status.stdout.splitlines()[-1] == "4 finished, 1 not started"
+
+
+def _copy_split(work: Path, dest: Path) -> Path:
+    """A copy of the grid's split with baseA finished (a fresh folder to break)."""
+    subprocess.run(["cp", "-a", str(work / "fa20"), str(dest / "fa20")], check=True)
+    for name in ("baseB", "A1B", "B1B+"):
+        subprocess.run(["rm", "-rf", str(runs(dest) / name)], check=True)
+    return dest
+
+
+def train(work: Path, name: str) -> subprocess.CompletedProcess:
+    return kit("train", "--work", str(work), "--seed", "0", "--treatment", name, "--iters", "2", "--threads", "1")
+
+
+@pytest.mark.slow
+def test_corrupt_lmdb_is_refused(grid, tmp_path):
+    work = _copy_split(grid[0], tmp_path)
+    mdb = work / "fa20" / "random0" / "data" / "B_train_lmdb" / "data.mdb"
+    data = bytearray(mdb.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    mdb.write_bytes(bytes(data))
+    one_line_error(train(work, "baseB"), "B_train_lmdb/data.mdb is corrupt", "make split-random DATASET=fa20 SEED=0 FORCE=1")
+    assert not (runs(work) / "baseB").exists()
+
+
+@pytest.mark.slow
+def test_labels_out_of_range_are_refused(grid, tmp_path):
+    work = _copy_split(grid[0], tmp_path)
+    manifest = work / "fa20" / "random0" / "manifest.json"
+    m = json.loads(manifest.read_text())
+    m["files"]["data/B_val_lmdb"]["label_max"] = 10
+    manifest.write_text(json.dumps(m))
+    one_line_error(train(work, "baseB"), "data/B_val_lmdb has labels 0..10 but the net has 10 outputs", "FORCE=1")
+    assert not (runs(work) / "baseB").exists()
+
+
+@pytest.mark.slow
+def test_corrupt_or_missing_base_model_names_the_command(grid, tmp_path):
+    work = _copy_split(grid[0], tmp_path)
+    one_line_error(train(work, "B2A"), "missing base model for B2A", "make train TREATMENT=baseB DATASET=fa20 SEED=0")
+    model = runs(work) / "baseA" / json.loads((runs(work) / "baseA" / "result.json").read_text())["model"]
+    model.write_bytes(model.read_bytes()[:1000])
+    one_line_error(train(work, "A2B"), "base model", "is corrupt", "make train TREATMENT=baseA DATASET=fa20 SEED=0 FORCE=1")
+    assert not (runs(work) / "A2B").exists()
+    status = kit("status", "--work", str(work), "--treatments", "baseA")
+    assert "finished" not in status.stdout.splitlines()[1]  # a base whose model was altered is not finished
+
+
+@pytest.mark.slow
+def test_garbage_newest_snapshot_is_set_aside_and_the_run_starts(grid, tmp_path):
+    work = _copy_split(grid[0], tmp_path)
+    run = runs(work) / "baseB"
+    run.mkdir(parents=True)
+    (run / "snapshots").mkdir()
+    (run / "snapshots" / "snap_iter_1.solverstate").write_bytes(b"\x08\x01garbage")  # corrupt, newest
+    (run / "snapshots" / "snap_iter_1.caffemodel").write_bytes(b"garbage")
+    proc = train(work, "baseB")
+    assert proc.returncode == 0, proc.stderr
+    assert "snap_iter_1.solverstate is incomplete" in proc.stderr
+    assert (run / "snapshots" / "snap_iter_1.solverstate.incomplete").exists()
+    assert "starting: train" in (run / "train.log").read_text() and (run / "result.json").exists()
