@@ -162,6 +162,13 @@ def _summary(name: str, status: str, score, seconds: float) -> str:
     return f"{name:10s} {status:11s} score {shown:6s}  wall {seconds:7.1f} s"
 
 
+def _eta(done: int, total: int, start: float) -> str:
+    """`[done/total] elapsed, ETA` for a summary line (ETA from the mean wall time per run so far)."""
+    elapsed = time.time() - start
+    left = elapsed / done * (total - done) if done else 0.0
+    return f"  [{done}/{total}; elapsed {elapsed / 60:.1f} min, ETA {left / 60:.1f} min]"
+
+
 def run_grid(work: Path, dataset: str, seed: int, names: list[str] | None = None, protocol: str = "random",
              iters: int | None = None, jobs: int = 1, gpu: bool = False) -> dict[str, dict]:
     """Train a grid on one split, bases first, `jobs` at a time; return results by treatment name."""
@@ -179,6 +186,7 @@ def run_grid(work: Path, dataset: str, seed: int, names: list[str] | None = None
     results: dict[str, dict] = {}
     failed: dict[str, str] = {}
     pending, running = list(todo), {}
+    grid_start = time.time()
 
     def job(spec: RunSpec) -> dict:
         on_iter, close = progress.start(spec.treatment.name, first[spec.treatment.name], per_run)
@@ -206,11 +214,13 @@ def run_grid(work: Path, dataset: str, seed: int, names: list[str] | None = None
                 try:
                     res = fut.result()
                     results[t.name] = res
-                    progress.say(_summary(t.name, res.get("status", "trained"), res.get("score"), time.time() - t0))
+                    progress.say(_summary(t.name, res.get("status", "trained"), res.get("score"), time.time() - t0)
+                                 + _eta(len(results) + len(failed), len(todo), grid_start))
                 except KitError as exc:
                     failed[t.name] = str(exc)
                     status = "interrupted" if isinstance(exc, supervise.Interrupted) else "failed"
-                    progress.say(_summary(t.name, status, None, time.time() - t0) + f"  {exc}")
+                    progress.say(_summary(t.name, status, None, time.time() - t0)
+                                 + _eta(len(results) + len(failed), len(todo), grid_start) + f"  {exc}")
     progress.grid.close()
     if supervise.stop_requested():
         raise supervise.Interrupted(f"grid stopped on request: {len(results)} of {len(todo)} runs finished",
