@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from runner.atomic import tmp_path
+from runner.atomic import replacing
 from runner.errors import KitError
 
 log = logging.getLogger(__name__)
@@ -83,13 +82,8 @@ def write_filters(model: Path, out: Path, scale: int | None = None) -> Path:
         scale = max(1, 48 // max(weights.shape[2:]))
     grid = filter_grid(weights, scale)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_path(out)
-    try:
+    with replacing(out) as tmp:
         imsave(tmp, grid, format="png", metadata={"Software": None})
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     log.info("%s: %d %s filters (%d channel(s), %dx%d) -> %s", model, weights.shape[0], name,
              weights.shape[1], weights.shape[2], weights.shape[3], out)
     return out

@@ -35,7 +35,6 @@ import gzip
 import io
 import logging
 import math
-import os
 import re
 import zlib
 from collections.abc import Iterator, Sequence
@@ -43,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from analysis.glog import PREFIX_START, Clock, split_prefix
+from runner.atomic import replacing
 from runner.errors import KitError
 
 log = logging.getLogger(__name__)
@@ -272,16 +272,10 @@ def _cell(value) -> str:
 
 def write_csv_atomic(path: Path, header: Sequence[str], rows: list[dict]) -> None:
     """Write rows (dicts) as CSV under `header` to a temporary name, then rename it over `path`."""
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(header)
-            writer.writerows([_cell(row.get(k)) for k in header] for row in rows)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replacing(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows([_cell(row.get(k)) for k in header] for row in rows)
 
 
 def write_csvs(parsed: ParsedLog, out_prefix: str | Path) -> tuple[Path, Path]:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from runner.atomic import replacing
 from runner.errors import KitError
 
 log = logging.getLogger(__name__)
@@ -62,13 +62,9 @@ def _title(rows: list[dict]) -> str:
 
 
 def _save(fig: Figure, path: Path, fmt: str) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        meta = {"CreationDate": None} if fmt == "pdf" else {"Software": None}
+    meta = {"CreationDate": None} if fmt == "pdf" else {"Software": None}
+    with replacing(path) as tmp:
         fig.savefig(tmp, format=fmt, dpi=150, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def save_both(fig: Figure, out_stem: Path) -> list[Path]:

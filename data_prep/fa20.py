@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runner.atomic import write_json, clean_stale_tmp, sha256, tmp_path
+from runner.atomic import clean_stale_tmp, replacing, sha256, write_json
 from runner.errors import KitError
 
 log = logging.getLogger(__name__)
@@ -242,16 +242,10 @@ def build_fa20(out_dir: Path) -> Path:
         "image_shape": [28, 28],
     }
     write_json(out_dir / CLASSES_NAME, meta)
-    tmp = tmp_path(npz_path)
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, npz_path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with replacing(npz_path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+        fh.flush()
+        os.fsync(fh.fileno())
     log.info("built FA-20 in %s: %d train, %d val images", out_dir, len(arrays["train_y"]), len(arrays["val_y"]))
     return out_dir
 
@@ -294,13 +288,7 @@ def contact_sheet(out_dir: Path, png_path: Path, per_class: int = 8) -> Path:
     ax.set_xticks([])
     ax.set_title(f"FA-20: first {cols} train images per class", fontsize=9)
     png_path = Path(png_path)
-    png_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_path(png_path)
-    try:
+    with replacing(png_path) as tmp:
         fig.savefig(tmp, format="png")
-        os.replace(tmp, png_path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     log.info("wrote FA-20 contact sheet %s", png_path)
     return png_path

@@ -18,7 +18,7 @@ import lmdb
 import numpy as np
 from tqdm import tqdm
 
-from runner.atomic import clean_stale_tmp, remove_path, sha256, tmp_path
+from runner.atomic import clean_stale_tmp, remove_path, replacing, sha256, tmp_path
 from runner.errors import KitError
 
 log = logging.getLogger(__name__)
@@ -154,10 +154,9 @@ def compute_mean(lmdb_path: Path, out_path: Path) -> Path:
     out_path = Path(out_path)
     tool = caffe_tool("compute_image_mean")
     clean_stale_tmp(out_path)
-    tmp = tmp_path(out_path)
-    cmd = [tool, "-backend", "lmdb", str(lmdb_path), str(tmp)]
     env = {**os.environ, "GLOG_logtostderr": "1"}
-    try:
+    with replacing(out_path) as tmp:
+        cmd = [tool, "-backend", "lmdb", str(lmdb_path), str(tmp)]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         if proc.returncode != 0 or not tmp.is_file():
             tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
@@ -165,10 +164,6 @@ def compute_mean(lmdb_path: Path, out_path: Path) -> Path:
                 raise KitError(f"{tool} refuses to run without OpenCV (an unpatched Caffe build)",
                                "rebuild with the kit's patches: make caffe (or point CAFFE_ROOT at a build with OpenCV)")
             raise RuntimeError(f"{' '.join(cmd)} failed (rc {proc.returncode}):\n{tail}")
-        os.replace(tmp, out_path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     log.info("wrote mean %s (compute_image_mean on %s)", out_path, lmdb_path)
     return out_path
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from generators.netgen import NEW_SUFFIX, to_deploy, to_text, weight_layers
 from generators.treatments import Treatment
+from runner.atomic import replacing
 from runner.caffe_env import import_caffe
 from runner.errors import KitError
 
@@ -79,9 +80,8 @@ def transplant(base_net, base_model: Path, target_net, t: Treatment, out: Path,
         if not t.copied(i):
             for b, _ in enumerate(base.params[src]):
                 audit.append(f"base:{src}.{b} dropped (not copied: layer {i} > n={t.n})")
-    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
-    target.save(str(tmp))
-    os.replace(tmp, out)
+    with replacing(out) as tmp:
+        target.save(str(tmp))
     del base, target
     for line in audit:
         log.info("surgery: %s", line)
@@ -102,9 +102,8 @@ def random_init(target_net, t: Treatment, out: Path, input_shape: tuple[int, ...
             _check_filler(target_net, layer.name, b, blob.data)
             audit.append(f"{layer.name}.{b} {tuple(blob.data.shape)} left at filler "
                          f"({_filler(target_net, layer.name, b)}, seed {seed}), {role}; nothing copied")
-    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
-    target.save(str(tmp))
-    os.replace(tmp, out)
+    with replacing(out) as tmp:
+        target.save(str(tmp))
     del target
     for line in audit:
         log.info("surgery: %s", line)

@@ -11,8 +11,9 @@ import json
 import logging
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 log = logging.getLogger(__name__)
 
@@ -66,21 +67,26 @@ def clean_stale_tmp(path: Path) -> None:
         remove_path(cand)
 
 
-def write_bytes(path: Path, data: bytes) -> Path:
-    """Write `data` to a temporary name beside `path`, fsync, then rename over `path`."""
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """Yield the temporary sibling to write `path` into; rename it over `path` on success, else remove it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_path(path)
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        yield tmp
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+        remove_path(tmp)
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    """Write `data` to a temporary name beside `path`, fsync, then rename over `path`."""
+    with replacing(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return Path(path)
 
 
 def write_text(path: Path, text: str) -> Path:
