@@ -30,7 +30,7 @@ import cv2
 import lmdb
 import numpy as np
 
-from data_prep.lmdb_io import caffe_pb2, is_complete_lmdb, write_records_lmdb
+from data_prep.lmdb_io import caffe_pb2, is_complete_lmdb, label_stats, write_records_lmdb
 from runner.atomic import remove_path, sha256, write_json, write_text
 from runner.errors import KitError
 
@@ -195,10 +195,5 @@ def derive_lmdb(whole_lmdb: Path, entries: list[tuple[str, int]], out: Path, shu
         digest = write_records_lmdb(out, records(), len(kept), out.name, map_size)
     finally:
         env.close()
-    counts = np.bincount(labels) if labels.size else np.zeros(0, np.int64)
-    return {"records": len(kept), "label_counts": {str(i): int(k) for i, k in enumerate(counts) if k},
-            "label_min": int(labels.min()) if labels.size else None,
-            "label_max": int(labels.max()) if labels.size else None,
-            "channels": shape[0] if shape else None, "height": shape[1] if shape else None,
-            "width": shape[2] if shape else None, "content_sha256": digest, "shuffle_seed": int(shuffle_seed),
-            "skipped_bad": len(skipped), "skipped_paths": skipped}
+    return {**label_stats(labels, tuple(shape) if shape else (None, None, None)), "content_sha256": digest,
+            "shuffle_seed": int(shuffle_seed), "skipped_bad": len(skipped), "skipped_paths": skipped}

@@ -114,17 +114,21 @@ def write_datum_lmdb(path: Path, images: np.ndarray, labels: np.ndarray, shuffle
     return entry
 
 
-def lmdb_entry(path: Path, labels: np.ndarray, chw: tuple[int, int, int]) -> dict:
-    """Return the manifest entry of a written LMDB: counts, label range, shape, sha256 of data.mdb."""
+def label_stats(labels: np.ndarray, chw) -> dict:
+    """Return the manifest fields of an LMDB's contents: record count, counts per label, label range, shape."""
     counts = np.bincount(labels) if labels.size else np.zeros(0, np.int64)
     return {
         "records": int(labels.size),
         "label_counts": {str(i): int(k) for i, k in enumerate(counts) if k},
         "label_min": int(labels.min()) if labels.size else None,
         "label_max": int(labels.max()) if labels.size else None,
-        "channels": int(chw[0]), "height": int(chw[1]), "width": int(chw[2]),
-        "sha256": sha256(Path(path) / "data.mdb"),
+        "channels": chw[0], "height": chw[1], "width": chw[2],
     }
+
+
+def lmdb_entry(path: Path, labels: np.ndarray, chw: tuple[int, int, int]) -> dict:
+    """Return the manifest entry of a written LMDB: label_stats plus the sha256 of data.mdb."""
+    return {**label_stats(labels, tuple(int(x) for x in chw)), "sha256": sha256(Path(path) / "data.mdb")}
 
 
 def read_datum_lmdb(path: Path) -> tuple[np.ndarray, np.ndarray]:
