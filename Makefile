@@ -7,6 +7,7 @@ VENV     ?= .venv
 WORK     ?= work
 DATASET  ?= fa20
 SEED     ?= 0
+SEEDS    ?= $(SEED)
 ITERS    ?=
 TREATMENT ?=
 FORCE    ?=
@@ -39,14 +40,14 @@ MODEL    ?=
 OUT      ?=
 GRID_ARGS = --work $(WORK) --dataset $(DATASET) --seed $(SEED) --protocol $(PROTOCOL) $(if $(TREATMENTS),--treatments '$(TREATMENTS)')
 IMAGENET_ARGS = $(if $(LISTS),--lists '$(LISTS)') $(if $(IMAGES),--images '$(IMAGES)') --jobs $(JOBS)
-# split-natural and split-reduced are ImageNet only: DATASET is passed on only when given
+# split-natural, split-whole and split-reduced default to ImageNet: DATASET is passed on only when given
 DATASET_IF_GIVEN = $(if $(filter command line environment,$(origin DATASET)),--dataset $(DATASET))
 
 KIT      := $(VENV)/bin/transfer-kit
 STAMP    := $(VENV)/.kit-venv-complete
 export GLOG_logtostderr := 1
 
-.PHONY: help setup system venv caffe dataset split-random split-natural split-reduced train grid status plots import-original table1 filters bench-import demo test test-fast compare-original
+.PHONY: help setup system venv caffe dataset split-random split-natural split-whole split-reduced train grid status plots import-original table1 filters bench-import demo test test-fast compare-original
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -75,8 +76,11 @@ dataset: setup  ## build the embedded FA-20 dataset (and its contact sheet)
 split-random: setup  ## a random A/B split with its LMDBs and means: DATASET=fa20 SEED=0 (imagenet: LISTS=dir [IMAGES=dir])
 	$(KIT) split-random --work $(WORK) --dataset $(DATASET) --seed $(SEED) $(if $(FORCE),--force) $(if $(filter imagenet,$(DATASET)),$(IMAGENET_ARGS))
 
-split-natural: setup  ## ImageNet natural (A) / man-made (B) split: LISTS=dir [IMAGES=dir]
+split-natural: setup  ## natural (A) / man-made (B) split: LISTS=dir [IMAGES=dir], or DATASET=fa20
 	$(KIT) split-natural --work $(WORK) $(DATASET_IF_GIVEN) $(IMAGENET_ARGS) $(if $(FORCE),--force)
+
+split-whole: setup  ## all classes as one half 'all' (random frozen weights): DATASET=fa20, or LISTS=dir [IMAGES=dir]
+	$(KIT) split-whole --work $(WORK) $(DATASET_IF_GIVEN) $(IMAGENET_ARGS) $(if $(FORCE),--force)
 
 split-reduced: setup  ## ImageNet, first PERCLASS train images of every class: PERCLASS=k LISTS=dir [IMAGES=dir]
 	$(KIT) split-reduced --work $(WORK) $(DATASET_IF_GIVEN) $(if $(PERCLASS),--per-class '$(PERCLASS)') $(IMAGENET_ARGS) $(if $(FORCE),--force)
@@ -105,8 +109,8 @@ filters: setup  ## conv1 filters of a model as an image grid: MODEL=X.caffemodel
 bench-import: setup  ## time import-original on a synthetic folder the size of the authors' (354 logs, 213 MB)
 	$(VENV)/bin/python bench/bench_import.py --jobs 2
 
-demo: setup  ## the whole experiment on FA-20: split, 2 bases, 28 transfers, plot
-	$(KIT) demo --work $(WORK) --dataset $(DATASET) --seed $(SEED) $(if $(ITERS),--iters $(ITERS))
+demo: setup  ## the whole experiment on FA-20: random split, natural/man-made, random weights, figures [SEEDS=0,1,2,3]
+	$(KIT) demo --work $(WORK) --dataset $(DATASET) --seeds '$(SEEDS)' $(if $(ITERS),--iters $(ITERS))
 
 compare-original: setup  ## the kit's CaffeNet files against authors' run folders: RUNS="DIR ..."
 	$(KIT) compare-original $(RUNS)

@@ -141,15 +141,14 @@ def read_results_csv(path: Path) -> list[dict]:
             raise KitError(f"{path} has a bad value ({exc})", "regenerate it with the kit") from exc
 
 
-_RANDOM_SPLIT = re.compile(r"random\d+")
-
 
 def analyze_split(split_dir: Path, original: Path | None = None) -> dict:
     """Collect the split's runs; write results/results.csv and every figure and table (analysis.figures).
 
     results.csv holds this split's rows and those of the dataset's other
-    non-random splits (`natman`, `all`, ...: the controls of Figure 3); the
-    figures are drawn from it alone, plus the runs' curve CSVs. `original`: an
+    splits: other random seeds (the spread in Figure 2 and Table 1), `natman`
+    and `all` (the controls of Figure 3); the figures are drawn from it alone,
+    plus this split's curve CSVs. `original`: an
     imported authors' table, drawn as a hollow overlay (and its own Table 1).
     """
     from analysis.figures import write_figures  # pylint: disable=import-outside-toplevel  (matplotlib is slow to import)
@@ -159,7 +158,7 @@ def analyze_split(split_dir: Path, original: Path | None = None) -> dict:
     if not rows:
         raise KitError(f"no runs under {split_dir / 'runs'}", _TRAIN_FIRST)
     siblings = sorted(p for p in split_dir.parent.iterdir()
-                      if p != split_dir and (p / "runs").is_dir() and not _RANDOM_SPLIT.fullmatch(p.name))
+                      if p != split_dir and (p / "runs").is_dir())
     others = [row for sib in siblings for row in collect_runs(sib)]
     out = split_dir / "results"
     out.mkdir(parents=True, exist_ok=True)

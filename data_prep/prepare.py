@@ -6,6 +6,8 @@ work/fa20/dataset/            fa20.npz, classes.json        (build_fa20)
 work/fa20/random<seed>/       split.json, manifest.json, data/
     data/A_train_lmdb  A_val_lmdb  B_train_lmdb  B_val_lmdb
     data/A_mean.binaryproto  B_mean.binaryproto
+work/fa20/natman/             the same with halves A (natural: the 10 animals) and
+                              B (man-made: the 10 Fashion-MNIST classes)
 work/fa20/all/                the same with one half 'all' (all 20 classes)
 ```
 Labels are re-indexed 0..K-1 within each half, in ascending original-label
@@ -19,7 +21,8 @@ unfinished and is rebuilt from scratch; with it (and every file it lists),
 Shuffle seeds: the LMDB of half number h (0 = first, in split.json order) and
 phase p (0 = train, 1 = val) of a random split with seed s is shuffled with
 `default_rng(1_000_003 * (s + 1) + 10 * h + p)`; the whole-dataset split uses
-s = -1 (so its seeds, 0..11, never collide with a random split's).
+s = -1 and the natural/man-made split s = 2**32, one past the largest split
+seed (so their seeds never collide with a random split's).
 """
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ import numpy as np
 from data_prep import fa20
 from runner.atomic import write_json, remove_path, sha256
 from data_prep.lmdb_io import compute_mean, is_complete_lmdb, write_datum_lmdb
-from data_prep.splits import Split, make_random_split, whole_split, write_split_json
+from data_prep.splits import Split, make_random_split, natman_split, whole_split, write_split_json
 from runner.errors import KitError
 
 log = logging.getLogger(__name__)
@@ -49,12 +52,13 @@ class DatasetSpec:
     """How to build and load one dataset the kit knows."""
 
     num_classes: int
+    kinds: tuple[str, ...]  # 'natural' or 'man-made' per label (the natman split)
     build: Callable[[Path], Path]
     load: Callable[[Path], "fa20.FA20"]
 
 
 DATASETS: dict[str, DatasetSpec] = {
-    "fa20": DatasetSpec(num_classes=len(fa20.CLASS_NAMES), build=fa20.build_fa20, load=fa20.load_fa20),
+    "fa20": DatasetSpec(num_classes=len(fa20.CLASS_NAMES), kinds=fa20.KINDS, build=fa20.build_fa20, load=fa20.load_fa20),
 }
 
 
@@ -77,9 +81,15 @@ def split_dir(work: Path, dataset: str, split_name: str) -> Path:
     return Path(work) / dataset / split_name
 
 
-def shuffle_seed(split_seed: int | None, half_index: int, phase: str) -> int:
-    """Return the LMDB shuffle seed of a (split seed, half, phase); see the module docstring."""
-    s = -1 if split_seed is None else int(split_seed)
+NON_RANDOM_SEEDS = {"all": -1, "natman": 2**32}  # stand-in split seeds of the LMDB shuffle
+
+
+def shuffle_seed(split_seed: int | str | None, half_index: int, phase: str) -> int:
+    """Return the LMDB shuffle seed of a (split seed or non-random split name, half, phase); see the module docstring."""
+    if split_seed is None or isinstance(split_seed, str):
+        s = NON_RANDOM_SEEDS.get(split_seed, -1)
+    else:
+        s = int(split_seed)
     return 1_000_003 * (s + 1) + 10 * half_index + PHASES.index(phase)
 
 
@@ -153,7 +163,8 @@ def _prepare(work: Path, dataset: str, split: Split, force: bool) -> Path:
         for phase, (x, y) in phases.items():
             rel = f"data/{half}_{phase}_lmdb"
             images, labels = _half_arrays(x, y, split, half)
-            entry = write_datum_lmdb(sdir / rel, images, labels, shuffle_seed(split.seed, h_index, phase), force=True)
+            seed = shuffle_seed(split.name if split.seed is None else split.seed, h_index, phase)
+            entry = write_datum_lmdb(sdir / rel, images, labels, seed, force=True)
             files[rel] = {"half": half, "phase": phase, **entry}
         rel = f"data/{half}_mean.binaryproto"
         compute_mean(sdir / f"data/{half}_train_lmdb", sdir / rel)
@@ -181,3 +192,21 @@ def prepare_whole(work: Path, dataset: str, force: bool = False) -> Path:
     """Prepare all classes of `dataset` as one half 'all' under work/<dataset>/all/; return it."""
     spec = dataset_spec(dataset)
     return _prepare(Path(work), dataset, whole_split(spec.num_classes), force)
+
+
+def prepare_natman(work: Path, dataset: str, force: bool = False) -> Path:
+    """Prepare the natural (A) / man-made (B) split of `dataset` under work/<dataset>/natman/; return it."""
+    spec = dataset_spec(dataset)
+    return _prepare(Path(work), dataset, natman_split(spec.kinds), force)
+
+
+def prepare_for(work: Path, dataset: str, protocol: str, seed: int = 0, force: bool = False) -> Path:
+    """Prepare the split a protocol trains on (random: random<seed>, natman, whole: all); return it."""
+    if protocol == "random":
+        return prepare_split(work, dataset, seed, force=force)
+    if protocol == "natman":
+        return prepare_natman(work, dataset, force=force)
+    if protocol == "whole":
+        return prepare_whole(work, dataset, force=force)
+    raise KitError(f"protocol {protocol!r} has no split of {dataset}",
+                   "use --protocol random, natman or whole (reduced is for ImageNet: make split-reduced)")

@@ -1,4 +1,4 @@
-"""Class splits: the authors' random A/B halves, and the whole-dataset "split".
+"""Class splits: the authors' random A/B halves, natural/man-made, and the whole-dataset "split".
 
 The authors' procedure (yosinski/convnet_transfer, seeds 0..3):
 `np.random.seed([seed])`, then `np.random.choice(arange(K), K//2,
@@ -97,6 +97,24 @@ def make_random_split(num_classes: int, seed: int) -> Split:
 def whole_split(num_classes: int) -> Split:
     """Return the one-half split 'all' holding every class (labels unchanged)."""
     return Split(name="all", halves={"all": list(range(num_classes))}, num_classes=num_classes)
+
+
+def natman_split(kinds: Iterable[str]) -> Split:
+    """Return the natural (A) / man-made (B) split 'natman' from each class's kind.
+
+    A is the natural half, as in the authors' files (the paper's text swaps the
+    letters); ImageNet's kinds come from WordNet (data_prep.natman), FA-20's
+    from its sources (Fashion-MNIST man-made, Animal-MNIST natural).
+    """
+    kinds = list(kinds)
+    unknown = sorted({k for k in kinds} - {"natural", "man-made"})
+    if unknown:
+        raise ValueError(f"class kinds must be 'natural' or 'man-made', got {unknown}")
+    halves = {"A": [c for c, k in enumerate(kinds) if k == "natural"],
+              "B": [c for c, k in enumerate(kinds) if k == "man-made"]}
+    if not halves["A"] or not halves["B"]:
+        raise ValueError("a natural/man-made split needs classes of both kinds")
+    return Split(name="natman", halves=halves, num_classes=len(kinds))
 
 
 def write_split_json(path: Path, split: Split, extra: Mapping[str, Any] | None = None) -> Path:

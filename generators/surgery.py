@@ -83,8 +83,7 @@ def transplant(base_net, base_model: Path, target_net, t: Treatment, out: Path,
     with replacing(out) as tmp:
         target.save(str(tmp))
     del base, target
-    for line in audit:
-        log.info("surgery: %s", line)
+    _log_audit(out, audit)
     return audit
 
 
@@ -105,9 +104,17 @@ def random_init(target_net, t: Treatment, out: Path, input_shape: tuple[int, ...
     with replacing(out) as tmp:
         target.save(str(tmp))
     del target
-    for line in audit:
-        log.info("surgery: %s", line)
+    _log_audit(out, audit)
     return audit
+
+
+def _log_audit(out: Path, audit: list[str]) -> None:
+    """One INFO line per model (the counts), every audit line at DEBUG (the run keeps them in surgery.txt)."""
+    copied = sum(" copied from base:" in line for line in audit)
+    log.info("surgery: %s: %d blob(s) copied from the base, %d at their filler", Path(out).name, copied,
+             sum(" left at filler " in line for line in audit))
+    for line in audit:
+        log.debug("surgery: %s", line)
 
 
 def _check_filler(net, layer_name: str, blob_index: int, data: np.ndarray) -> None:

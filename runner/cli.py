@@ -26,7 +26,7 @@ def _common(p: argparse.ArgumentParser, seed: bool = True) -> None:
 
 
 def _imagenet_options(p: argparse.ArgumentParser, imagenet_only: bool = False) -> None:
-    """Options of the ImageNet split commands (split-natural and split-reduced are ImageNet only)."""
+    """Options of the ImageNet split commands (split-natural, -whole, -reduced default to ImageNet)."""
     if imagenet_only:
         p.set_defaults(dataset="imagenet")
         p.add_argument("--force", action="store_true", help="rewrite changed lists; rebuild the split's LMDBs and means")
@@ -51,12 +51,28 @@ def _imagenet_split(args: argparse.Namespace) -> int:
     if args.jobs <= 0:
         raise KitError(f"--jobs must be positive, got {args.jobs}", "pass e.g. --jobs 2")
     from data_prep.imagenet import prepare_imagenet
-    kind = {"split-random": "random", "split-natural": "natural", "split-reduced": "reduced"}[args.command]
+    kind = {"split-random": "random", "split-natural": "natural", "split-reduced": "reduced",
+            "split-whole": "whole"}[args.command]
     sdir = prepare_imagenet(args.work, args.lists, kind, seed=getattr(args, "seed", None),
                             per_class=getattr(args, "per_class", None), images=args.images, jobs=args.jobs,
                             force=args.force)
     print(f"split ready: {sdir}" + ("" if args.images else " (lists only; --images DIR builds LMDBs and means)"))
     return 0
+
+
+def _seeds(text: str | None, default: int) -> list[int]:
+    """The seeds of --seeds '0,1,2,3' (default: [default]), each checked, no repeats."""
+    if text is None:
+        return [default]
+    from data_prep.splits import check_seed
+    try:
+        seeds = [check_seed(int(x)) for x in text.split(",") if x.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise KitError(f"bad --seeds {text!r}", "pass distinct non-negative integers separated by commas, "
+                       "e.g. --seeds 0,1,2,3 (SEEDS=0,1,2,3)")
+    return seeds
 
 
 def _mode_options(p: argparse.ArgumentParser) -> None:
@@ -80,6 +96,10 @@ def _grid(args: argparse.Namespace) -> int:
     if args.command == "status":
         print(grid.format_status(grid.status_rows(args.work, args.dataset, args.seed, args.protocol, only)))
         return 0
+    grid.treatments(args.protocol, only)  # an unknown protocol or treatment fails before any work
+    from data_prep.prepare import DATASETS, prepare_for
+    if args.dataset in DATASETS:  # the embedded datasets: the grid prepares its split (a no-op when done)
+        prepare_for(args.work, args.dataset, args.protocol, args.seed)
     if args.engine == "slurm":
         from runner import slurm
         from runner.train import RunSpec
@@ -111,7 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rebuild the split's LMDBs and means")
     _imagenet_options(p)
     p = sub.add_parser("split-natural", formatter_class=fmt,
-                       help="ImageNet: natural (A) / man-made (B) split from WordNet; LMDBs and means with --images")
+                       help="natural (A) / man-made (B) split (ImageNet: from WordNet, LMDBs and means with --images; "
+                            "fa20: animals / Fashion-MNIST)")
+    _common(p, seed=False)
+    _imagenet_options(p, imagenet_only=True)
+    p = sub.add_parser("split-whole", formatter_class=fmt,
+                       help="all classes as one half 'all' (the 1000-class base and random frozen weights; "
+                            "ImageNet: LMDBs and means with --images)")
     _common(p, seed=False)
     _imagenet_options(p, imagenet_only=True)
     p = sub.add_parser("split-reduced", formatter_class=fmt,
@@ -148,8 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an imported authors' results table (import-original), drawn as hollow markers")
     from analysis.commands import add_parsers as add_analysis_parsers
     add_analysis_parsers(sub, fmt)
-    p = sub.add_parser("demo", help="split, 2 bases, 28 transfers, figure", formatter_class=fmt)
+    p = sub.add_parser("demo", formatter_class=fmt,
+                       help="every grid (random split, natural/man-made, random frozen weights), then the figures")
     _common(p)
+    p.add_argument("--seeds", default=None,
+                   help="comma-separated random-split seeds, e.g. 0,1,2,3 (default: --seed); "
+                        "natman and the random-weights grid run once")
     p.add_argument("--iters", type=int, default=None, help="iteration budget per run")
     p.add_argument("--jobs", type=int, default=2, help="runs at a time")
     p = sub.add_parser("compare-original", formatter_class=fmt,
@@ -186,7 +216,15 @@ def run(args: argparse.Namespace) -> int:
     from analysis.commands import COMMANDS as ANALYSIS_COMMANDS, print_outputs, run_command
     if args.command in ANALYSIS_COMMANDS:
         return run_command(args)
-    if args.command in ("split-natural", "split-reduced") or (
+    if args.command in ("split-natural", "split-whole") and args.dataset != "imagenet":
+        from data_prep.prepare import prepare_for
+        if args.lists or args.images:
+            raise KitError(f"--lists/--images are for --dataset imagenet, not {args.dataset}",
+                           "pass --dataset imagenet (DATASET=imagenet), or leave them out")
+        protocol = "natman" if args.command == "split-natural" else "whole"
+        print(f"split ready: {prepare_for(args.work, args.dataset, protocol, force=args.force)}")
+        return 0
+    if args.command in ("split-natural", "split-reduced", "split-whole") or (
             args.command == "split-random" and (args.dataset == "imagenet" or args.lists or args.images)):
         return _imagenet_split(args)
     from data_prep.prepare import dataset_spec
@@ -230,7 +268,7 @@ def run(args: argparse.Namespace) -> int:
         from runner.demo import demo
         from runner.supervise import install_handlers
         install_handlers()
-        demo(args.work, args.dataset, args.seed, iters=args.iters, jobs=args.jobs)
+        demo(args.work, args.dataset, _seeds(args.seeds, args.seed), iters=args.iters, jobs=args.jobs)
     return 0
 
 

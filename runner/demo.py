@@ -1,8 +1,17 @@
-"""The whole experiment on one split: the bases, then every transfer, then the figure.
+"""The embedded experiment: every grid of the paper on one dataset, then the figures.
 
-The runs go through runner.grid.run_grid (dependency order, `jobs` at a time,
-cores // jobs BLAS threads each, skip finished, resume unfinished, one summary
-line per run and progress bars with ETA on stderr).
+`demo` prepares the splits and trains, as one dependency graph:
+- the random A/B split of each seed: baseA, baseB and the 28 transfers of
+  Figure 2 (BnB, BnB+, AnB, AnB+ for n = 1..7);
+- the natural/man-made split `natman`: baseA (natural), baseB (man-made) and
+  the 14 frozen transfers AnB, BnA of Figure 3;
+- the whole dataset `all`: its base net and randfrozen1..7 (Figure 3's random
+  frozen weights).
+Bases go first, so that both cores stay busy from the start; then
+analysis.results.analyze_split writes the figures and Table 1 of the first
+seed's split from every split's runs. The runs go through runner.grid.run_specs
+(`jobs` at a time, cores // jobs BLAS threads each, skip finished, resume
+unfinished, one summary line per run with the ETA).
 """
 from __future__ import annotations
 
@@ -11,10 +20,12 @@ import sys
 import time
 from pathlib import Path
 
-from generators.treatments import figure2_names
-from runner.grid import run_grid
+from generators.treatments import figure2_names, in_dependency_order, parse, valid_names
+from runner.grid import run_specs, threads_per_job
+from runner.train import RunSpec
 
 log = logging.getLogger(__name__)
+FIGURE3_NATMAN = ["baseA", "baseB"] + [f"{s}{n}{d}" for n in range(1, 8) for s, d in (("A", "B"), ("B", "A"))]
 
 
 def _say(msg: str) -> None:
@@ -22,15 +33,33 @@ def _say(msg: str) -> None:
     sys.stderr.flush()
 
 
-def demo(work: Path, dataset: str, seed: int, iters: int | None = None, jobs: int = 2) -> dict:
-    """Split, 2 bases and 28 transfers, then the figure; return paths and wall time."""
+def demo_grids(seeds: list[int]) -> list[tuple[str, int, list[str]]]:
+    """(protocol, seed, treatment names) of every grid of the demo."""
+    return ([("random", s, figure2_names()) for s in seeds]
+            + [("natman", seeds[0], FIGURE3_NATMAN), ("whole", seeds[0], valid_names("whole"))])
+
+
+def demo_specs(work: Path, dataset: str, seeds: list[int], iters: int | None, jobs: int,
+               gpu: bool = False) -> list[RunSpec]:
+    """Every run of the demo, bases of all splits first, each group in dependency order."""
+    specs = [RunSpec(Path(work), dataset, seed, t, iters=iters, threads=threads_per_job(jobs), gpu=gpu)
+             for protocol, seed, names in demo_grids(seeds)
+             for t in in_dependency_order([parse(n, protocol) for n in names])]
+    return sorted(specs, key=lambda s: s.treatment.kind != "base")  # stable: keeps each group's order
+
+
+def demo(work: Path, dataset: str, seeds: list[int], iters: int | None = None, jobs: int = 2) -> dict:
+    """Prepare the splits, train every grid, write the figures; return paths and wall time."""
     from analysis.results import analyze_split  # pylint: disable=import-outside-toplevel
-    from data_prep.prepare import prepare_split  # pylint: disable=import-outside-toplevel
+    from data_prep.prepare import prepare_for  # pylint: disable=import-outside-toplevel
     start = time.time()
-    split_dir = prepare_split(Path(work), dataset, seed)
-    _say(f"split ready: {split_dir} ({time.time() - start:.0f} s)")
-    run_grid(Path(work), dataset, seed, figure2_names(), iters=iters, jobs=jobs)
-    outputs = analyze_split(split_dir)
+    split_dirs = [prepare_for(Path(work), dataset, protocol, seed) for protocol, seed, _ in demo_grids(seeds)]
+    _say(f"splits ready: {', '.join(d.name for d in split_dirs)} ({time.time() - start:.0f} s)")
+    specs = demo_specs(work, dataset, seeds, iters, jobs)
+    _say(f"training {len(specs)} runs, {jobs} at a time")
+    run_specs(specs, jobs)
+    outputs = analyze_split(split_dirs[0])
     wall = time.time() - start
-    _say(f"demo done in {wall / 60:.1f} min; figure: {outputs.get('figure_png', outputs)}")
+    _say(f"demo done in {wall / 60:.1f} min; figures and Table 1 in {Path(outputs['figure_png']).parent} "
+         f"(figure2.png, figure2_bottom.png, figure3.png, table1.md)")
     return {"outputs": outputs, "wall_seconds": wall}

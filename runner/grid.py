@@ -157,9 +157,9 @@ class _Progress:
             tqdm.write(line, file=sys.stderr)
 
 
-def _summary(name: str, status: str, score, seconds: float) -> str:
+def _summary(name: str, status: str, score, seconds: float, width: int = 10) -> str:
     shown = f"{score:.4f}" if isinstance(score, float) else "-"
-    return f"{name:10s} {status:11s} score {shown:6s}  wall {seconds:7.1f} s"
+    return f"{name:{width}s} {status:11s} score {shown:6s}  wall {seconds:7.1f} s"
 
 
 def _eta(done: int, total: int, start: float) -> str:
@@ -173,23 +173,51 @@ def run_grid(work: Path, dataset: str, seed: int, names: list[str] | None = None
              iters: int | None = None, jobs: int = 1, gpu: bool = False) -> dict[str, dict]:
     """Train a grid on one split, bases first, `jobs` at a time; return results by treatment name."""
     todo = treatments(protocol, names)
-    cores = len(os.sched_getaffinity(0))
-    threads = max(1, cores // jobs)
     log.info("grid of %d runs (%s, %s seed %d): %d at a time, %d BLAS thread(s) each",
-             len(todo), protocol, dataset, seed, jobs, threads)
-    specs = {t.name: RunSpec(Path(work), dataset, seed, t, iters=iters, threads=threads, gpu=gpu) for t in todo}
-    per_run = budget(dataset, iters)
-    first = {n: 0 if is_finished(s.run_dir) else ((snapshots.peek_newest(s.run_dir) or (0,))[0]
-                                                  if s.run_dir.is_dir() else 0) for n, s in specs.items()}
-    total = sum(per_run - first[n] for n, s in specs.items() if not is_finished(s.run_dir))
+             len(todo), protocol, dataset, seed, jobs, threads_per_job(jobs))
+    specs = [RunSpec(Path(work), dataset, seed, t, iters=iters, threads=threads_per_job(jobs), gpu=gpu)
+             for t in todo]
+    return {spec.treatment.name: result for spec, result in run_specs(specs, jobs).items()}
+
+
+def threads_per_job(jobs: int) -> int:
+    """BLAS threads of each of `jobs` concurrent runs: the cores this process may use, divided evenly."""
+    return max(1, len(os.sched_getaffinity(0)) // jobs)
+
+
+def label(spec: RunSpec, specs: list[RunSpec]) -> str:
+    """A run's name in summary lines: its treatment, prefixed by its split when the grid spans several."""
+    if len({s.split_dir for s in specs}) > 1:
+        return f"{spec.split_dir.name}/{spec.treatment.name}"
+    return spec.treatment.name
+
+
+def run_specs(specs: list[RunSpec], jobs: int = 1) -> dict[RunSpec, dict]:
+    """Train runs (of one or several splits) `jobs` at a time, each after its base; return results by spec.
+
+    A transfer waits for the base of its own split when that base is among
+    `specs`, and otherwise needs it finished already (runner.train checks).
+    """
+    by_key = {(s.split_dir, s.treatment.name): s for s in specs}
+
+    def base_of(spec: RunSpec):
+        return None if spec.treatment.base_name is None else (spec.split_dir, spec.treatment.base_name)
+
+    names = {s: label(s, specs) for s in specs}
+    width = max([10] + [len(n) for n in names.values()])
+    budgets = {s: budget(s.dataset, s.iters) for s in specs}
+    first = {s: 0 if is_finished(s.run_dir) else ((snapshots.peek_newest(s.run_dir) or (0,))[0]
+                                                  if s.run_dir.is_dir() else 0) for s in specs}
+    total = sum(budgets[s] - first[s] for s in specs if not is_finished(s.run_dir))
     progress = _Progress(total, jobs)
-    results: dict[str, dict] = {}
-    failed: dict[str, str] = {}
-    pending, running = list(todo), {}
+    results: dict[RunSpec, dict] = {}
+    failed: dict[tuple, str] = {}
+    done_keys: set = set()
+    pending, running = list(specs), {}
     grid_start = time.time()
 
     def job(spec: RunSpec) -> dict:
-        on_iter, close = progress.start(spec.treatment.name, first[spec.treatment.name], per_run)
+        on_iter, close = progress.start(names[spec], first[spec], budgets[spec])
         try:
             return train(spec, on_iter=on_iter)
         finally:
@@ -197,35 +225,39 @@ def run_grid(work: Path, dataset: str, seed: int, names: list[str] | None = None
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         while pending or running:
-            for t in [t for t in pending if t.base_name in failed]:
-                pending.remove(t)
-                failed[t.name] = f"base {t.base_name} failed"
-                progress.say(_summary(t.name, "blocked", None, 0.0) + f"  (base {t.base_name} failed)")
-            ready = [t for t in pending if t.base_name is None or t.base_name in results
-                     or (t.base_name not in specs and t.base_name not in failed)]
-            for t in ready[: jobs - len(running)] if not supervise.stop_requested() else []:
-                pending.remove(t)
-                running[pool.submit(job, specs[t.name])] = (t, time.time())
+            for s in [s for s in pending if base_of(s) in failed]:
+                pending.remove(s)
+                failed[(s.split_dir, s.treatment.name)] = f"base {s.treatment.base_name} failed"
+                progress.say(_summary(names[s], "blocked", None, 0.0, width)
+                             + f"  (base {s.treatment.base_name} failed)")
+            ready = [s for s in pending if base_of(s) is None or base_of(s) in done_keys
+                     or (base_of(s) not in by_key and base_of(s) not in failed)]
+            for s in ready[: jobs - len(running)] if not supervise.stop_requested() else []:
+                pending.remove(s)
+                running[pool.submit(job, s)] = (s, time.time())
             if not running:
                 break
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in finished:
-                t, t0 = running.pop(fut)
+                s, t0 = running.pop(fut)
                 try:
                     res = fut.result()
-                    results[t.name] = res
-                    progress.say(_summary(t.name, res.get("status", "trained"), res.get("score"), time.time() - t0)
-                                 + _eta(len(results) + len(failed), len(todo), grid_start))
+                    results[s] = res
+                    done_keys.add((s.split_dir, s.treatment.name))
+                    progress.say(_summary(names[s], res.get("status", "trained"), res.get("score"),
+                                          time.time() - t0, width)
+                                 + _eta(len(results) + len(failed), len(specs), grid_start))
                 except KitError as exc:
-                    failed[t.name] = str(exc)
+                    failed[(s.split_dir, s.treatment.name)] = str(exc)
                     status = "interrupted" if isinstance(exc, supervise.Interrupted) else "failed"
-                    progress.say(_summary(t.name, status, None, time.time() - t0)
-                                 + _eta(len(results) + len(failed), len(todo), grid_start) + f"  {exc}")
+                    progress.say(_summary(names[s], status, None, time.time() - t0, width)
+                                 + _eta(len(results) + len(failed), len(specs), grid_start) + f"  {exc}")
     progress.grid.close()
     if supervise.stop_requested():
-        raise supervise.Interrupted(f"grid stopped on request: {len(results)} of {len(todo)} runs finished",
+        raise supervise.Interrupted(f"grid stopped on request: {len(results)} of {len(specs)} runs finished",
                                     "rerun the same command to resume", supervise.stop_requested())
     if failed:
-        raise KitError(f"{len(failed)} of {len(todo)} run(s) failed: {', '.join(sorted(failed))}",
+        failed_names = sorted(names[by_key[k]] for k in failed)
+        raise KitError(f"{len(failed)} of {len(specs)} run(s) failed: {', '.join(failed_names)}",
                        "see `transfer-kit status` and their train.log; rerun the same command to resume them")
     return results

@@ -39,6 +39,7 @@ TEMPLATES = {"fa20": ("prototxt/fa20_caffenet.prototxt", "solvers/fa20_solver.pr
 INPUT_SHAPES = {"fa20": (1, 1, 28, 28), "imagenet": (1, 3, 227, 227)}
 # fc8 width: the exact class count of the target (FA-20); ImageNet keeps the authors' 1000.
 EXACT_CLASSES = {"fa20"}
+WHOLE_VAL_TESTS = {"fa20"}  # each test covers the target's whole val set (_whole_val_test_iter)
 STARTS_FROM_INIT = ("transfer", "random-weights")  # kinds whose run starts from init.caffemodel
 PROTOCOL_SPLITS = {"natman": "natman", "whole": "all"}  # split folder per protocol; random: random<seed>
 
@@ -71,12 +72,31 @@ class RunSpec:
         return f"make train TREATMENT={treatment} DATASET={self.dataset} SEED={self.seed}"
 
 
+SPLIT_COMMANDS = {"random": "make split-random DATASET={dataset} SEED={seed}",
+                  "natman": "make split-natural DATASET={dataset}", "whole": "make split-whole DATASET={dataset}",
+                  "reduced": "make split-reduced PERCLASS=k LISTS=dir IMAGES=dir"}
+
+
 def _split_info(spec: RunSpec) -> dict:
     manifest = spec.split_dir / "manifest.json"
     if not manifest.is_file():
-        raise KitError(f"split random{spec.seed} of {spec.dataset} is not prepared ({manifest} missing)",
-                       f"make split-random DATASET={spec.dataset} SEED={spec.seed}")
+        command = SPLIT_COMMANDS[spec.treatment.protocol].format(dataset=spec.dataset, seed=spec.seed)
+        raise KitError(f"split {spec.split_dir.name} of {spec.dataset} is not prepared ({manifest} missing)", command)
     return json.loads((spec.split_dir / "split.json").read_text())
+
+
+def _whole_val_test_iter(spec: RunSpec, net) -> int | None:
+    """Test batches covering the target half's whole val set once (datasets in WHOLE_VAL_TESTS), else None.
+
+    FA-20's halves differ in size (10 classes, or 20 for `all`), so its solver's
+    test_iter is set per run; ImageNet keeps the paper's (1000 x 50 = all 50,000).
+    """
+    if spec.dataset not in WHOLE_VAL_TESTS:
+        return None
+    manifest = json.loads((spec.split_dir / "manifest.json").read_text())
+    records = manifest["files"][f"data/{spec.treatment.target}_val_lmdb"]["records"]
+    batch = netgen.phase_net(net, "TEST").layer[0].data_param.batch_size
+    return -(-records // batch)
 
 
 def _data_spec(spec: RunSpec) -> netgen.DataSpec:
@@ -122,7 +142,8 @@ def prepare(spec: RunSpec) -> dict:
     net = netgen.make_treatment(template, t, _data_spec(spec), num_classes,
                                 exact_classes=spec.dataset in EXACT_CLASSES)
     solver = netgen.make_solver(netgen.load_solver(solver_tpl), "train_val.prototxt",
-                                random_seed=spec.seed + 1, iters=spec.iters)
+                                random_seed=spec.seed + 1, iters=spec.iters,
+                                test_iter=_whole_val_test_iter(spec, net))
     _write_once(run / "train_val.prototxt", netgen.to_text(net))
     _write_once(run / "solver.prototxt", netgen.to_text(solver))
     inputs = {"train_val.prototxt": atomic.sha256(run / "train_val.prototxt"),

@@ -109,6 +109,7 @@ def test_analyze_split_with_original_and_sibling_splits(tmp_path: Path):
     for split, name, meta, acc in (
             ("random0", "baseB", {"kind": "base", "target": "B"}, 0.5),
             ("random0", "A2B+", {"kind": "transfer", "source": "A", "target": "B", "n": 2, "finetune": True}, 0.6),
+            ("random1", "baseB", {"kind": "base", "target": "B"}, 0.4),
             ("all", "randfrozen2", {"kind": "random-weights", "target": "all", "n": 2}, 0.2),
             ("all", "base", {"kind": "base", "target": "all"}, 0.4)):
         run = dataset / split / "runs" / name
@@ -120,11 +121,11 @@ def test_analyze_split_with_original_and_sibling_splits(tmp_path: Path):
     out = analyze_split(dataset / "random0", original=original)
     table = read_results_csv(out["results_csv"])
     assert sorted((r["split"], r["treatment"]) for r in table) == [
-        ("all", "base"), ("all", "randfrozen2"), ("random0", "A2B+"), ("random0", "baseB")]
+        ("all", "base"), ("all", "randfrozen2"), ("random0", "A2B+"), ("random0", "baseB"), ("random1", "baseB")]
     assert out["curves_png"].is_file() and out["table1_md"].is_file() and out["table1_original_md"].is_file()
     assert out["absent"] == ["figure3 natman transfer (XnY, dissimilar): no runs",
                              "figure3 random-split AnB (similar): no runs"]
-    assert "| 1-7 | 1 | +10.00 |" in out["table1_md"].read_text()  # A2B+ 0.62 vs baseB 0.52
+    assert "| 1-7 | 1 | +15.00 |" in out["table1_md"].read_text()  # A2B+ 0.62 vs baseB 0.52 and 0.42 (seed 1)
 
 
 # ---- conv1 filters ----------------------------------------------------------------------

@@ -119,7 +119,8 @@ def kit(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("args, problem", [
     (["split-random", "--dataset", "imagenet", "--lists", "/nonexistent"], "LISTS folder /nonexistent does not exist"),
     (["split-random", "--dataset", "imagenet"], "needs the list folder"),
-    (["split-natural", "--dataset", "fa20", "--lists", "x"], "split-natural is for ImageNet only"),
+    (["split-natural", "--dataset", "fa20", "--lists", "x"], "--lists/--images are for --dataset imagenet"),
+    (["split-reduced", "--dataset", "fa20", "--lists", "x"], "split-reduced is for ImageNet only"),
     (["split-reduced", "--lists", "x"], "invalid images per class None"),
     (["split-random", "--lists", "x"], "--lists/--images are for --dataset imagenet"),
 ])

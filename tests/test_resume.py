@@ -79,6 +79,8 @@ def deterministic_run(split: Path, root: Path) -> Path:
         if layer.type == "Data":
             train = layer.include[0].phase == 0
             layer.data_param.source = str(data / ("epoch_lmdb" if train else "A_val_lmdb"))
+            if train:
+                layer.data_param.batch_size = BATCH  # SNAP batches = the whole epoch_lmdb
             layer.transform_param.mean_file = str(data / "A_mean.binaryproto")
             layer.transform_param.mirror = False
     net.layer[-3].inner_product_param.num_output = 10
