@@ -47,7 +47,7 @@ KIT      := $(VENV)/bin/transfer-kit
 STAMP    := $(VENV)/.kit-venv-complete
 export GLOG_logtostderr := 1
 
-.PHONY: help setup system venv caffe dataset split-random split-natural split-whole split-reduced train grid status plots import-original table1 filters bench-import demo test test-fast compare-original
+.PHONY: help setup system venv caffe dataset split-random split-natural split-whole split-reduced train grid status plots import-original table1 filters bench bench-import demo test test-fast compare-original
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -105,6 +105,9 @@ table1: setup  ## print the paper's Table 1 from a results table: RESULTS=FILE.c
 
 filters: setup  ## conv1 filters of a model as an image grid: MODEL=X.caffemodel OUT=X.png
 	$(KIT) filters '$(MODEL)' --out '$(OUT)'
+
+bench: setup  ## print the kit's speed figures: (a) kit vs bare caffe, (b) frozen A7B vs baseB, (c) data prep, (d) grid
+	$(VENV)/bin/python bench/bench_kit.py
 
 bench-import: setup  ## time import-original on a synthetic folder the size of the authors' (354 logs, 213 MB)
 	$(VENV)/bin/python bench/bench_import.py --jobs 2

@@ -1,4 +1,4 @@
-"""The analysis subcommands of transfer-kit (runner/cli.py adds them): import-original, figures, table1, filters.
+"""The analysis subcommands of transfer-kit (runner/cli.py adds them): import-original, figures, table1, findings, filters.
 
 Imports of matplotlib and pycaffe happen inside the commands, so `--help` stays fast.
 """
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from runner.errors import KitError
 
-COMMANDS = ("import-original", "figures", "table1", "filters")
+COMMANDS = ("import-original", "figures", "table1", "findings", "filters")
 
 
 def add_parsers(sub, fmt) -> None:
@@ -30,6 +30,9 @@ def add_parsers(sub, fmt) -> None:
     p = sub.add_parser("table1", formatter_class=fmt, help="print the paper's Table 1 from a results table CSV")
     p.add_argument("results", type=Path, help="results table CSV (make plots, or import-original)")
     p.add_argument("--csv", action="store_true", help="print CSV instead of Markdown")
+    p = sub.add_parser("findings", formatter_class=fmt,
+                       help="the paper's five findings measured per seed, with mean and spread, from a results table")
+    p.add_argument("results", type=Path, help="results table CSV (make plots, or import-original)")
     p = sub.add_parser("filters", formatter_class=fmt, help="conv1 filters of a .caffemodel as an image grid PNG")
     p.add_argument("model", type=Path, help="a .caffemodel (FA-20 1-channel or CaffeNet 3-channel conv1)")
     p.add_argument("--out", type=Path, required=True, help="PNG to write")
@@ -66,6 +69,10 @@ def run_command(args: argparse.Namespace) -> int:
         from analysis.table1 import table1, to_csv, to_markdown
         table = table1(read_results_csv(args.results))
         print(to_csv(table) if args.csv else to_markdown(table, f"Table 1 of {args.results}"), end="")
+    elif args.command == "findings":
+        from analysis.findings import to_markdown
+        from analysis.results import read_results_csv
+        print(to_markdown(read_results_csv(args.results), f"The paper's findings in {args.results}"), end="")
     elif args.command == "filters":
         if args.scale is not None and args.scale <= 0:
             raise KitError(f"--scale must be positive, got {args.scale}", "pass e.g. --scale 4")

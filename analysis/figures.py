@@ -6,6 +6,7 @@
   numbered interpretations (its Section 4.1, items 1-5) as annotations;
 - figure3 (analysis.figure3): natman transfer, random frozen weights, random-split AnB;
 - table1.md / table1.csv (analysis.table1), and table1_original.* for the authors' table;
+- findings.md: the paper's five findings measured per seed (analysis.findings);
 - curves: training curves of each run (from its curve.*.csv), when given.
 Figure 2 and Table 1 use the rows of random A/B splits (`random<s>`) only.
 """
@@ -20,6 +21,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from analysis.figure3 import plot_figure3
+from analysis.findings import write_findings
 from analysis.plots import GROUPS, MAX_N, plottable, plot_transfer, save_both
 from analysis.table1 import usable, write_table1
 from runner.errors import KitError
@@ -156,6 +158,8 @@ def write_figures(rows: list[dict], out_dir: Path, original: list[dict] | None =
             out[f"{name}_md"], out[f"{name}_csv"] = write_table1(table_rows, out_dir / name, title)
         except KitError as exc:
             absent.append(f"{name}: {exc.problem}")
+    if fig2:
+        out["findings_md"] = write_findings(rows, out_dir / "findings")
     if curves:
         paths = plot_curves(curves, out_dir / "curves")
         if paths:

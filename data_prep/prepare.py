@@ -76,8 +76,9 @@ def dataset_dir(work: Path, dataset: str) -> Path:
 
 
 def split_dir(work: Path, dataset: str, split_name: str) -> Path:
-    """Return the folder of one split (e.g. 'random0', 'all')."""
-    dataset_spec(dataset)
+    """Return the folder of one split (e.g. 'random0', 'all') of an embedded dataset or of ImageNet."""
+    if dataset != "imagenet":  # ImageNet's splits are made by data_prep.imagenet, in the same layout
+        dataset_spec(dataset)
     return Path(work) / dataset / split_name
 
 

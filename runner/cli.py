@@ -82,6 +82,26 @@ def _mode_options(p: argparse.ArgumentParser) -> None:
     mode.add_argument("--cpu", dest="gpu", action="store_false", help="train in Caffe's CPU mode")
 
 
+def _run_options(p: argparse.ArgumentParser) -> None:
+    """Options of a run beyond its treatment: the reduced protocol's k, and the toy-size settings."""
+    p.add_argument("--per-class", type=int, default=None,
+                   help="protocol reduced: k, the train images per class of split reduced{k} (make split-reduced)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="train and val batch instead of the net template's (toy runs of the paper's CaffeNet)")
+    p.add_argument("--test-iter", type=int, default=None,
+                   help="test batches per test instead of the solver's (default: the solver's; FA-20: whole val set)")
+
+
+def _spec_options(args: argparse.Namespace) -> dict:
+    """RunSpec keyword arguments from _run_options, each checked to be positive."""
+    options = {"per_class": args.per_class, "batch": args.batch, "test_iter": args.test_iter}
+    for key, value in options.items():
+        if value is not None and value <= 0:
+            flag = "--" + key.replace("_", "-")
+            raise KitError(f"{flag} must be positive, got {value}", f"pass e.g. {flag} 4, or leave it out")
+    return options
+
+
 def _grid_options(p: argparse.ArgumentParser) -> None:
     """Which grid: a protocol's treatments, or a subset of them."""
     p.add_argument("--protocol", default="random", help="protocol whose treatments form the grid (random, natman, ...)")
@@ -94,7 +114,8 @@ def _grid(args: argparse.Namespace) -> int:
     from runner import grid
     only = [n for n in args.treatments.split(",") if n] if args.treatments else None
     if args.command == "status":
-        print(grid.format_status(grid.status_rows(args.work, args.dataset, args.seed, args.protocol, only)))
+        print(grid.format_status(grid.status_rows(args.work, args.dataset, args.seed, args.protocol, only,
+                                                  **_spec_options(args))))
         return 0
     grid.treatments(args.protocol, only)  # an unknown protocol or treatment fails before any work
     from data_prep.prepare import DATASETS, prepare_for
@@ -104,7 +125,7 @@ def _grid(args: argparse.Namespace) -> int:
         from runner import slurm
         from runner.train import RunSpec
         config = slurm.load_config(args.slurm_config)
-        specs = [RunSpec(args.work, args.dataset, args.seed, t, iters=args.iters, gpu=args.gpu)
+        specs = [RunSpec(args.work, args.dataset, args.seed, t, iters=args.iters, gpu=args.gpu, **_spec_options(args))
                  for t in grid.treatments(args.protocol, only)]
         for line in slurm.submit_grid(specs, config):
             print(line)
@@ -112,7 +133,7 @@ def _grid(args: argparse.Namespace) -> int:
     from runner.supervise import install_handlers
     install_handlers()
     grid.run_grid(args.work, args.dataset, args.seed, only, protocol=args.protocol, iters=args.iters,
-                  jobs=args.jobs, gpu=args.gpu)
+                  jobs=args.jobs, gpu=args.gpu, **_spec_options(args))
     return 0
 
 
@@ -154,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="redo a finished run (the old one is moved aside)")
     _mode_options(p)
     p.add_argument("--protocol", default="random", help="protocol the treatment belongs to (random, natman, ...)")
+    _run_options(p)
     p = sub.add_parser("grid", help="every treatment of a protocol, bases first; local (--jobs) or Slurm",
                        formatter_class=fmt)
     _common(p)
@@ -164,9 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slurm-config", type=Path, default=None,
                    help="TOML file overriding runner/slurm.toml (partition, time, cpus, gpus, ...)")
     _mode_options(p)
+    _run_options(p)
     p = sub.add_parser("status", help="state of every run of a grid (and its Slurm jobs)", formatter_class=fmt)
     _common(p)
     _grid_options(p)
+    _run_options(p)
     p = sub.add_parser("plots", help="results table, Figures 2 and 3, Table 1, curves from the runs' logs",
                        formatter_class=fmt)
     _common(p)
@@ -229,7 +253,8 @@ def run(args: argparse.Namespace) -> int:
         return _imagenet_split(args)
     from data_prep.prepare import dataset_spec
     from data_prep.splits import check_seed
-    dataset_spec(args.dataset)
+    if args.dataset != "imagenet" or args.command in ("dataset", "demo"):  # ImageNet: made by the split commands
+        dataset_spec(args.dataset)
     if hasattr(args, "seed"):
         check_seed(args.seed)
     if getattr(args, "iters", None) is not None and args.iters <= 0:
@@ -256,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
         from runner.train import RunSpec, train
         install_handlers()
         spec = RunSpec(args.work, args.dataset, args.seed, treatment, iters=args.iters, threads=args.threads,
-                       gpu=args.gpu)
+                       gpu=args.gpu, **_spec_options(args))
         result = train(spec, force=args.force)
         print(f"{treatment.name}: score {result['score']:.4f} (mean of the 10 best test accuracies), "
               f"run folder {spec.run_dir}")

@@ -48,6 +48,21 @@ def demo_specs(work: Path, dataset: str, seeds: list[int], iters: int | None, jo
     return sorted(specs, key=lambda s: s.treatment.kind != "base")  # stable: keeps each group's order
 
 
+def _pictures(split_dir: Path, dataset: str) -> dict:
+    """The dataset's contact sheet (FA-20) and the conv1 filters of the split's baseA, into its results folder."""
+    import json  # pylint: disable=import-outside-toplevel
+    from analysis.filters import write_filters  # pylint: disable=import-outside-toplevel
+    out = {}
+    if dataset == "fa20":
+        from data_prep.fa20 import contact_sheet  # pylint: disable=import-outside-toplevel
+        ddir = split_dir.parent / "dataset"
+        out["contact_sheet_png"] = contact_sheet(ddir, split_dir / "results" / "contact_sheet.png")
+    run = split_dir / "runs" / "baseA"
+    model = run / json.loads((run / "result.json").read_text())["model"]
+    out["conv1_baseA_png"] = write_filters(model, split_dir / "results" / "conv1_baseA.png")
+    return out
+
+
 def demo(work: Path, dataset: str, seeds: list[int], iters: int | None = None, jobs: int = 2) -> dict:
     """Prepare the splits, train every grid, write the figures; return paths and wall time."""
     from analysis.results import analyze_split  # pylint: disable=import-outside-toplevel
@@ -59,7 +74,8 @@ def demo(work: Path, dataset: str, seeds: list[int], iters: int | None = None, j
     _say(f"training {len(specs)} runs, {jobs} at a time")
     run_specs(specs, jobs)
     outputs = analyze_split(split_dirs[0])
+    outputs.update(_pictures(split_dirs[0], dataset))
     wall = time.time() - start
-    _say(f"demo done in {wall / 60:.1f} min; figures and Table 1 in {Path(outputs['figure_png']).parent} "
-         f"(figure2.png, figure2_bottom.png, figure3.png, table1.md)")
+    _say(f"demo done in {wall / 60:.1f} min; figures and tables in {Path(outputs['figure_png']).parent} "
+         f"(figure2.png, figure2_bottom.png, figure3.png, table1.md, findings.md, conv1_baseA.png)")
     return {"outputs": outputs, "wall_seconds": wall}

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from generators.treatments import Treatment, in_dependency_order, parse, valid_names
 from runner import snapshots, supervise
 from runner.errors import KitError
-from runner.train import KIT, TEMPLATES, RunSpec, is_finished, train
+from runner.train import RunSpec, is_finished, solver_template, train
 
 log = logging.getLogger(__name__)
 BAR = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} it [{elapsed} < ETA {remaining}]"
@@ -47,12 +47,12 @@ def treatments(protocol: str = "random", only: list[str] | None = None) -> list[
     return in_dependency_order(chosen)
 
 
-def budget(dataset: str, iters: int | None) -> int:
-    """Iterations of one run: `iters`, or the solver template's max_iter."""
-    if iters:
-        return iters
+def budget(spec: RunSpec) -> int:
+    """Iterations of one run: its `iters`, or its solver template's max_iter."""
+    if spec.iters:
+        return spec.iters
     from generators import netgen  # pylint: disable=import-outside-toplevel
-    return netgen.load_solver(KIT / TEMPLATES[dataset][1]).max_iter
+    return netgen.load_solver(solver_template(spec.dataset, spec.treatment.protocol)).max_iter
 
 
 def _last_iter(log_path: Path) -> int | None:
@@ -92,10 +92,10 @@ def run_state(spec: RunSpec) -> dict:
 
 
 def status_rows(work: Path, dataset: str, seed: int, protocol: str = "random",
-                only: list[str] | None = None) -> list[dict]:
+                only: list[str] | None = None, **options) -> list[dict]:
     """The state of every run of a grid (with Slurm job states when the grid was submitted there)."""
     from runner import slurm  # pylint: disable=import-outside-toplevel
-    specs = [RunSpec(Path(work), dataset, seed, t) for t in treatments(protocol, only)]
+    specs = [RunSpec(Path(work), dataset, seed, t, **options) for t in treatments(protocol, only)]
     rows = [run_state(s) for s in specs]
     if specs:
         jobs = slurm.job_states(specs[0].split_dir)
@@ -170,12 +170,14 @@ def _eta(done: int, total: int, start: float) -> str:
 
 
 def run_grid(work: Path, dataset: str, seed: int, names: list[str] | None = None, protocol: str = "random",
-             iters: int | None = None, jobs: int = 1, gpu: bool = False) -> dict[str, dict]:
-    """Train a grid on one split, bases first, `jobs` at a time; return results by treatment name."""
+             iters: int | None = None, jobs: int = 1, gpu: bool = False, **options) -> dict[str, dict]:
+    """Train a grid on one split, bases first, `jobs` at a time; return results by treatment name.
+
+    `options`: further RunSpec fields (per_class, batch, test_iter)."""
     todo = treatments(protocol, names)
     log.info("grid of %d runs (%s, %s seed %d): %d at a time, %d BLAS thread(s) each",
              len(todo), protocol, dataset, seed, jobs, threads_per_job(jobs))
-    specs = [RunSpec(Path(work), dataset, seed, t, iters=iters, threads=threads_per_job(jobs), gpu=gpu)
+    specs = [RunSpec(Path(work), dataset, seed, t, iters=iters, threads=threads_per_job(jobs), gpu=gpu, **options)
              for t in todo]
     return {spec.treatment.name: result for spec, result in run_specs(specs, jobs).items()}
 
@@ -205,7 +207,7 @@ def run_specs(specs: list[RunSpec], jobs: int = 1) -> dict[RunSpec, dict]:
 
     names = {s: label(s, specs) for s in specs}
     width = max([10] + [len(n) for n in names.values()])
-    budgets = {s: budget(s.dataset, s.iters) for s in specs}
+    budgets = {s: budget(s) for s in specs}
     first = {s: 0 if is_finished(s.run_dir) else ((snapshots.peek_newest(s.run_dir) or (0,))[0]
                                                   if s.run_dir.is_dir() else 0) for s in specs}
     total = sum(budgets[s] - first[s] for s in specs if not is_finished(s.run_dir))

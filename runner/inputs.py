@@ -20,11 +20,17 @@ from runner.errors import KitError
 log = logging.getLogger(__name__)
 
 
+# the command that makes (FORCE=1: rebuilds) the split a protocol trains on
+SPLIT_COMMANDS = {"random": "make split-random DATASET={dataset} SEED={seed}",
+                  "natman": "make split-natural DATASET={dataset}", "whole": "make split-whole DATASET={dataset}",
+                  "reduced": "make split-reduced DATASET={dataset} PERCLASS={per_class}"}
+
+
 def _split_cmd(spec) -> str:
     protocol = getattr(spec.treatment, "protocol", "random")
-    if protocol == "random":
-        return f"make split-random DATASET={spec.dataset} SEED={spec.seed} FORCE=1"
-    return f"rebuild the {spec.split_dir.name} split of {spec.dataset} with FORCE=1"
+    command = SPLIT_COMMANDS[protocol].format(dataset=spec.dataset, seed=spec.seed,
+                                              per_class=getattr(spec, "per_class", None) or "k")
+    return command + (" LISTS=dir IMAGES=dir" if spec.dataset == "imagenet" else "") + " FORCE=1"
 
 
 def read_manifest(spec) -> dict:

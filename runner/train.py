@@ -26,7 +26,7 @@ from pathlib import Path
 from data_prep.prepare import split_dir
 from generators import netgen
 from generators.surgery import random_init, transplant
-from generators.treatments import Treatment, parse
+from generators.treatments import Treatment
 from runner import atomic, inputs, snapshots, supervise
 from runner.caffe_env import caffe_version, tool
 from runner.resume import disk_full, low_space, resume
@@ -55,12 +55,22 @@ class RunSpec:
     iters: int | None = None
     threads: int | None = None
     gpu: bool = False
+    per_class: int | None = None  # protocol reduced: k train images per class (split reduced{k})
+    batch: int | None = None  # train and val batch instead of the template's (toy runs of the paper's net)
+    test_iter: int | None = None  # test batches per test instead of the solver's
 
     @property
     def split_dir(self) -> Path:
         """Folder of the split the run trains on."""
-        return split_dir(Path(self.work), self.dataset, PROTOCOL_SPLITS.get(self.treatment.protocol,
-                                                                           f"random{self.seed}"))
+        protocol = self.treatment.protocol
+        if protocol == "reduced":
+            if not self.per_class:
+                raise KitError("the reduced protocol needs k, the train images per class",
+                               "pass --per-class k (PERCLASS=k), as made by make split-reduced")
+            name = f"reduced{self.per_class}"
+        else:
+            name = PROTOCOL_SPLITS.get(protocol, f"random{self.seed}")
+        return split_dir(Path(self.work), self.dataset, name)
 
     @property
     def run_dir(self) -> Path:
@@ -72,16 +82,15 @@ class RunSpec:
         return f"make train TREATMENT={treatment} DATASET={self.dataset} SEED={self.seed}"
 
 
-SPLIT_COMMANDS = {"random": "make split-random DATASET={dataset} SEED={seed}",
-                  "natman": "make split-natural DATASET={dataset}", "whole": "make split-whole DATASET={dataset}",
-                  "reduced": "make split-reduced PERCLASS=k LISTS=dir IMAGES=dir"}
+def solver_template(dataset: str, protocol: str) -> Path:
+    """A run's solver template: the dataset's, and for ImageNet the paper's solver of the protocol."""
+    if dataset == "imagenet":
+        return KIT / netgen.PAPER_SOLVERS.get(protocol, netgen.PAPER_SOLVER)
+    return KIT / TEMPLATES[dataset][1]
 
 
 def _split_info(spec: RunSpec) -> dict:
-    manifest = spec.split_dir / "manifest.json"
-    if not manifest.is_file():
-        command = SPLIT_COMMANDS[spec.treatment.protocol].format(dataset=spec.dataset, seed=spec.seed)
-        raise KitError(f"split {spec.split_dir.name} of {spec.dataset} is not prepared ({manifest} missing)", command)
+    inputs.read_manifest(spec)  # a split without its manifest is unprepared: the error names the command
     return json.loads((spec.split_dir / "split.json").read_text())
 
 
@@ -134,16 +143,16 @@ def prepare(spec: RunSpec) -> dict:
     split = _split_info(spec)
     num_classes = len(split["halves"][t.target])
     _check_labels(spec, num_classes)
-    net_tpl, solver_tpl = (KIT / p for p in TEMPLATES[spec.dataset])
+    net_tpl, solver_tpl = KIT / TEMPLATES[spec.dataset][0], solver_template(spec.dataset, t.protocol)
     template = netgen.load_net(net_tpl)
     base_path = base_model(spec) if t.kind == "transfer" else None
     run = spec.run_dir
     (run / "snapshots").mkdir(parents=True, exist_ok=True)
-    net = netgen.make_treatment(template, t, _data_spec(spec), num_classes,
-                                exact_classes=spec.dataset in EXACT_CLASSES)
+    net = netgen.make_treatment(template, t, _data_spec(spec), num_classes, batch_train=spec.batch,
+                                batch_val=spec.batch, exact_classes=spec.dataset in EXACT_CLASSES)
     solver = netgen.make_solver(netgen.load_solver(solver_tpl), "train_val.prototxt",
                                 random_seed=spec.seed + 1, iters=spec.iters,
-                                test_iter=_whole_val_test_iter(spec, net))
+                                test_iter=spec.test_iter or _whole_val_test_iter(spec, net))
     _write_once(run / "train_val.prototxt", netgen.to_text(net))
     _write_once(run / "solver.prototxt", netgen.to_text(solver))
     inputs = {"train_val.prototxt": atomic.sha256(run / "train_val.prototxt"),
@@ -167,7 +176,8 @@ def prepare(spec: RunSpec) -> dict:
               "base_model": str(base_path) if base_path else None, "inputs": inputs,
               "caffe": caffe_version(), "caffe_binary": tool("caffe"), "git_commit": _git_commit(),
               "command": shlex.join(sys.argv), "caffe_mode": "gpu" if spec.gpu else "cpu",
-              "threads": spec.threads}
+              "threads": spec.threads, "batch": spec.batch, "test_iter": list(solver.test_iter),
+              "per_class": spec.per_class}
     atomic.write_json(run / "run.json", record)
     return record
 

@@ -20,8 +20,8 @@ import pytest
 from data_prep import fa20
 from data_prep.lmdb_io import (caffe_pb2, compute_mean, is_complete_lmdb, read_datum_lmdb, read_mean,
                                write_datum_lmdb)
-from data_prep.prepare import prepare_split, prepare_whole, read_manifest
-from data_prep.splits import (Split, apply_split_to_list, idxmap, make_random_split, random_split,
+from data_prep.prepare import prepare_for, prepare_natman, prepare_split, prepare_whole, read_manifest
+from data_prep.splits import (Split, apply_split_to_list, idxmap, make_random_split, natman_split, random_split,
                               read_split_json, write_split_json)
 from runner.errors import KitError
 
@@ -372,6 +372,34 @@ def test_prepare_whole(tmp_path, fa20_dir, fa20_data):
     assert entry["records"] == 4000 and (entry["label_min"], entry["label_max"]) == (0, 19)
     _, y = read_datum_lmdb(sdir / "data" / "all_val_lmdb")
     assert np.bincount(y).tolist() == [200] * 20
+
+
+def test_natman_split_of_fa20_kinds():
+    split = natman_split(fa20.KINDS)
+    assert split.name == "natman" and split.seed is None
+    assert split.halves == {"A": tuple(range(10, 20)), "B": tuple(range(10))}  # A natural (animals), as the authors
+    with pytest.raises(ValueError, match="natural"):
+        natman_split(["natural", "plastic"])
+    with pytest.raises(ValueError, match="both kinds"):
+        natman_split(["natural"] * 4)
+
+
+def test_prepare_natman(tmp_path, fa20_dir, fa20_data):
+    work = _work_with_dataset(tmp_path, fa20_dir)
+    sdir = prepare_natman(work, "fa20")
+    assert sdir == work / "fa20" / "natman" and prepare_for(work, "fa20", "natman") == sdir
+    man = read_manifest(sdir)
+    assert man["class_names"]["A"] == list(fa20.ANIMAL_NAMES) and man["class_names"]["B"] == list(fa20.FASHION_NAMES)
+    assert json.loads((sdir / "split.json").read_text())["kinds"] == {"A": ["natural"] * 10, "B": ["man-made"] * 10}
+    seeds = {man["files"][f"data/{h}_{p}_lmdb"]["shuffle_seed"] for h in "AB" for p in ("train", "val")}
+    whole = read_manifest(prepare_whole(work, "fa20"))["files"]
+    random0 = read_manifest(prepare_split(work, "fa20", 0))["files"]
+    others = {entry["shuffle_seed"] for files in (whole, random0) for entry in files.values() if "shuffle_seed" in entry}
+    assert len(seeds) == 4 and not seeds & others
+    _, y = read_datum_lmdb(sdir / "data" / "A_train_lmdb")
+    assert np.bincount(y).tolist() == [800] * 10
+    with pytest.raises(KitError, match="protocol 'reduced' has no split"):
+        prepare_for(work, "fa20", "reduced")
 
 
 def test_prepare_bad_inputs(tmp_path):

@@ -11,6 +11,9 @@ for 4 iterations by the real `caffe` binary on one thread.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -82,3 +85,36 @@ def test_paper_protocol_base_then_transfer(tmp_path):
         assert [row["NumIters"] for row in parsed.test] == list(range(1, ITERS + 1)), "no test at iteration 0"
         assert all(0.0 <= a <= 1.0 for a in parsed.test_accuracies) and len(parsed.test_accuracies) == ITERS
         assert all("loss" in row for row in parsed.test), "the test loss (2014's Test score #1) is logged"
+
+
+def _kit(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "runner.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "OPENBLAS_NUM_THREADS": "1"}, check=False)
+
+
+@pytest.mark.slow
+def test_imagenet_runs_through_the_cli(tmp_path):
+    """`transfer-kit train --dataset imagenet`: a base and a fine-tuned transfer, and a reduced-volume base."""
+    images, lists = make_synthetic_ilsvrc(tmp_path / "ilsvrc", wnids=WNIDS, train_per_class=3, val_per_class=2)
+    work = tmp_path / "work"
+    prepare_imagenet(work, lists, "random", seed=0, images=images)
+    prepare_imagenet(work, lists, "reduced", per_class=2, images=images)
+    toy = ("--dataset", "imagenet", "--work", str(work), "--iters", "2", "--batch", "4", "--test-iter", "1",
+           "--threads", "1")
+    for args in (("--treatment", "baseA"), ("--treatment", "A2B+"),
+                 ("--protocol", "reduced", "--per-class", "2", "--treatment", "base")):
+        proc = _kit("train", *toy, *args)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = work / "imagenet" / "random0" / "runs"
+    solver = netgen.load_solver(runs / "A2B+" / "solver.prototxt")
+    assert (solver.base_lr, solver.max_iter, list(solver.test_iter)) == (pytest.approx(0.01), 2, [1])
+    record = json.loads((runs / "A2B+" / "run.json").read_text())
+    assert record["base_model"].endswith("baseA/snapshots/snap_iter_2.caffemodel") and record["batch"] == 4
+    assert "copied from base:conv2" in (runs / "A2B+" / "surgery.txt").read_text()
+    reduced = work / "imagenet" / "reduced2" / "runs" / "base"
+    assert netgen.load_solver(reduced / "solver.prototxt").base_lr == pytest.approx(0.0125)  # reduced-volume solver
+    assert (reduced / "result.json").is_file()
+    proc = _kit("train", *toy, "--protocol", "reduced", "--treatment", "base")
+    assert proc.returncode == 2 and "needs k" in proc.stderr and "--per-class k" in proc.stderr
+    proc = _kit("train", *toy, "--seed", "1", "--treatment", "baseA")
+    assert proc.returncode == 2 and "make split-random DATASET=imagenet SEED=1 LISTS=dir IMAGES=dir" in proc.stderr

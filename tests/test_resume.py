@@ -25,7 +25,6 @@ import pytest
 
 from conftest import ROOT
 from generators import netgen
-from runner.caffe_env import caffe_env
 
 pytestmark = pytest.mark.slow
 BATCH, SNAP, ITERS = 64, 10, 30

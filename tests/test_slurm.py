@@ -46,6 +46,21 @@ def test_config_defaults_and_override(tmp_path):
     assert all(defaults[i - 1].startswith("# ") for i in keys), "each key needs a comment"
 
 
+def test_job_command_carries_the_protocol_and_run_options(tmp_path):
+    """A job of a natman, whole or reduced grid must train that protocol's treatment, not random's namesake."""
+    from generators.treatments import parse
+    from runner.slurm import _train_cmd
+    from runner.train import RunSpec
+    spec = RunSpec(tmp_path, "imagenet", 0, parse("base", "reduced"), iters=5, gpu=True, per_class=10, batch=4,
+                   test_iter=2)
+    cmd = _train_cmd(spec, load_config())
+    text = " ".join(cmd)
+    assert "--protocol reduced" in text and "--per-class 10" in text and "--batch 4" in text
+    assert "--test-iter 2" in text and "--iters 5" in text and cmd[-1] == "--gpu"
+    assert "--protocol natman" in " ".join(_train_cmd(RunSpec(tmp_path, "fa20", 0, parse("A3B", "natman")),
+                                                      load_config()))
+
+
 def _port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

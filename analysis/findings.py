@@ -1,0 +1,140 @@
+"""The paper's five findings (its Section 4.1) measured on a results table, per seed and over seeds.
+
+Each finding is one number per random split (`random<s>`), in percentage
+points, from the mean scores per treatment and layer on that split; `base` is
+the mean of the split's base nets (baseA and baseB, pooled as in Table 1):
+
+1. first layers are general: AnB - BnB at n = 1, 2 (about 0 if layers 1-2
+   transfer as well as the target's own);
+2. co-adaptation dip: the lowest BnB - base over n = 2..6 (negative: a dip),
+   with the layer where it is lowest;
+3. AnB drop at high n: AnB - base at n = 7, and the specificity part AnB - BnB
+   at n = 6, 7;
+4. BnB+ recovers: mean of BnB+ - base over n = 1..7;
+5. AnB+ reaches or beats the base: mean of AnB+ - base over n = 1..7 (Table 1's
+   first row, per seed).
+Figure 3's controls, when their runs are present: the natural/man-made
+transfers (AnB and BnA) at n = 7 against their own bases, and random frozen
+weights at n = 1, 2 and 5 against the all-classes base.
+A value a split cannot give (runs missing) is left out of the mean and spread
+(mean and sample standard deviation over the seeds that have it).
+"""
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from pathlib import Path
+
+from analysis.table1 import pooled_groups
+from runner.atomic import write_text
+
+_RANDOM_SPLIT = re.compile(r"random(\d+)")
+
+
+def _mean(values) -> float:
+    values = [v for v in values if not math.isnan(v)]
+    return sum(values) / len(values) if values else math.nan
+
+
+def _at(groups: dict, group: str, n: int) -> float:
+    return _mean(groups[group].get(n, []))
+
+
+def _split_measures(groups: dict) -> dict[str, float]:
+    """Every measure (percentage points) of one random split's pooled groups."""
+    base = _mean(groups["base"].get(0, []))
+    pp = 100.0
+    dips = [(_at(groups, "BnB", n) - base, n) for n in range(2, 7) if not math.isnan(_at(groups, "BnB", n))]
+    dip, dip_n = min(dips) if dips else (math.nan, None)
+    return {
+        "base": base * pp,
+        "general": _mean([_at(groups, "AnB", n) - _at(groups, "BnB", n) for n in (1, 2)]) * pp,
+        "dip": dip * pp, "dip_n": float(dip_n) if dip_n else math.nan,
+        "anb7": (_at(groups, "AnB", 7) - base) * pp,
+        "specific": _mean([_at(groups, "AnB", n) - _at(groups, "BnB", n) for n in (6, 7)]) * pp,
+        "bnbplus": _mean([_at(groups, "BnB+", n) - base for n in range(1, 8)]) * pp,
+        "anbplus": _mean([_at(groups, "AnB+", n) - base for n in range(1, 8)]) * pp,
+    }
+
+
+MEASURES = (  # (key, finding number, what it measures)
+    ("base", 0, "base nets: top-1 accuracy, % (mean of baseA and baseB)"),
+    ("general", 1, "first layers general: AnB - BnB at n = 1, 2 (pp)"),
+    ("dip", 2, "co-adaptation dip: lowest BnB - base over n = 2..6 (pp)"),
+    ("dip_n", 2, "... at layer n"),
+    ("anb7", 3, "AnB drop: AnB - base at n = 7 (pp)"),
+    ("specific", 3, "specificity: AnB - BnB at n = 6, 7 (pp)"),
+    ("bnbplus", 4, "BnB+ recovers: BnB+ - base, mean over n = 1..7 (pp)"),
+    ("anbplus", 5, "AnB+ vs base: AnB+ - base, mean over n = 1..7 (pp)"),
+)
+
+
+def _controls(rows: list[dict]) -> list[tuple[str, float]]:
+    """Figure 3's controls: natman transfers at n = 7 and random frozen weights, against their own bases (pp)."""
+    def scores(split: str, pred) -> list[float]:
+        return [float(r["score"]) for r in rows if r.get("split") == split and r.get("finished", True) is not False
+                and r.get("score") is not None and not math.isnan(float(r["score"])) and pred(r)]
+    out = []
+    for source, target in (("A", "B"), ("B", "A")):
+        base = _mean(scores("natman", lambda r, t=target: r.get("kind") == "base" and r.get("target") == t))
+        at7 = _mean(scores("natman", lambda r, s=source, t=target: r.get("kind") == "transfer"
+                           and (r.get("source"), r.get("target")) == (s, t) and int(r["n"]) == 7
+                           and not r.get("finetuned")))
+        direction = "natural to man-made" if source == "A" else "man-made to natural"
+        out.append((f"natman {source}7{target} - base{target} ({direction}, pp)", (at7 - base) * 100))
+    base = _mean(scores("all", lambda r: r.get("kind") == "base"))
+    for n in (1, 2, 5):
+        value = _mean(scores("all", lambda r, n=n: r.get("kind") == "random-weights" and int(r["n"]) == n))
+        out.append((f"random frozen weights: randfrozen{n} - base of all classes (pp)", (value - base) * 100))
+    return [(label, v) for label, v in out if not math.isnan(v)]
+
+
+def findings(rows: list[dict]) -> tuple[list[int], list[dict]]:
+    """(seeds, one dict per measure with its label, per-seed values, mean and sd)."""
+    by_seed: dict[int, list[dict]] = {}
+    for row in rows:
+        if m := _RANDOM_SPLIT.fullmatch(str(row.get("split") or "")):
+            by_seed.setdefault(int(m[1]), []).append(row)
+    seeds = sorted(by_seed)
+    per_seed = {s: _split_measures(pooled_groups(by_seed[s])) for s in seeds}
+    out = []
+    for key, number, label in MEASURES:
+        values = [per_seed[s][key] for s in seeds]
+        present = [v for v in values if not math.isnan(v)]
+        out.append({"key": key, "finding": number, "label": label, "values": values,
+                    "mean": _mean(present),
+                    "sd": statistics.stdev(present) if len(present) > 1 else math.nan})
+    for label, value in _controls(rows):
+        out.append({"key": "control", "finding": None, "label": label, "values": [math.nan] * len(seeds),
+                    "mean": value, "sd": math.nan})
+    return seeds, out
+
+
+def _fmt(v: float, digits: int = 2) -> str:
+    return "n/a" if math.isnan(v) else f"{v:+.{digits}f}"
+
+
+def to_markdown(rows: list[dict], title: str = "The paper's findings") -> str:
+    """The findings as a Markdown table: one row per measure, one column per seed, then mean and sd."""
+    seeds, measures = findings(rows)
+    head = "| # | measure | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | sd |"
+    lines = [f"**{title}** (percentage points; seeds: random splits in the table)", "", head,
+             "|---|---|" + "---|" * (len(seeds) + 2)]
+    for m in measures:
+        digits = 0 if m["key"] == "dip_n" else 2
+        cells = ["" if m["key"] == "control" else _fmt(v, digits).lstrip("+") if m["key"] in ("base", "dip_n")
+                 else _fmt(v, digits) for v in m["values"]]
+        mean = _fmt(m["mean"], digits)
+        if m["key"] in ("base", "dip_n"):
+            mean = mean.lstrip("+")
+        sd = "" if math.isnan(m["sd"]) else f"{m['sd']:.2f}"
+        lines.append(f"| {m['finding'] or ''} | {m['label']} | " + " | ".join(cells) + f" | {mean} | {sd} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_findings(rows: list[dict], out_stem: Path) -> Path:
+    """Write out_stem.md; return it."""
+    path = Path(out_stem).with_suffix(".md")
+    write_text(path, to_markdown(rows))
+    return path

@@ -1,0 +1,87 @@
+"""Kill -9 during data prep, generation and surgery, then the same command again: it completes, same result.
+
+Each command is started as a user would (`python -m runner.cli ...`, its own
+process group), killed with SIGKILL at a spread of moments across its run
+(the whole group, so a `compute_image_mean` or `caffe` child dies too), and
+then rerun to completion. The result must equal an uninterrupted run's:
+the split's manifest (sha256 of every LMDB and mean), the transfer's prototxt
+and init.caffemodel. Training itself is covered by tests/test_resume.py.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+
+
+def start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "runner.cli", *args], cwd=ROOT, env=ENV, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def finish(*args: str) -> None:
+    proc = start(*args)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+
+
+def kill_after(delay: float, *args: str) -> bool:
+    """Start the command, SIGKILL its process group after `delay` s; True if it was still running then."""
+    proc = start(*args)
+    try:
+        proc.wait(timeout=delay)
+        return False
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return True
+
+
+def _files(sdir: Path) -> dict:
+    manifest = json.loads((sdir / "manifest.json").read_text())
+    return {name: entry.get("sha256") for name, entry in manifest["files"].items()}
+
+
+def test_kill9_during_data_prep_then_rerun(tmp_path):
+    finish("split-random", "--seed", "1", "--work", str(tmp_path / "ref"))
+    want = _files(tmp_path / "ref" / "fa20" / "random1")
+    killed = 0
+    for i, delay in enumerate((0.8, 1.6, 2.4, 3.2, 4.5)):
+        work = tmp_path / f"k{i}"
+        killed += kill_after(delay, "split-random", "--seed", "1", "--work", str(work))
+        sdir = work / "fa20" / "random1"
+        assert not (sdir / "manifest.json").exists() or _files(sdir) == want  # nothing half-done looks done
+        finish("split-random", "--seed", "1", "--work", str(work))
+        assert _files(sdir) == want, f"killed after {delay} s"
+    assert killed >= 3, "the kills should land while the command works"
+
+
+def test_kill9_during_generation_and_surgery_then_rerun(tmp_path):
+    work = tmp_path / "w"
+    finish("split-random", "--seed", "0", "--work", str(work))
+    finish("train", "--work", str(work), "--treatment", "baseA", "--iters", "2", "--threads", "1")
+    runs = work / "fa20" / "random0" / "runs"
+    finish("train", "--work", str(work), "--treatment", "A3B", "--iters", "2", "--threads", "1")
+    want = {name: (runs / "A3B" / name).read_bytes()
+            for name in ("train_val.prototxt", "solver.prototxt", "init.caffemodel", "surgery.txt")}
+    (runs / "A3B").rename(runs / "A3B.ref")
+    killed = 0
+    for delay in (0.5, 1.0, 1.5, 2.0, 2.5, 3.0):
+        killed += kill_after(delay, "train", "--work", str(work), "--treatment", "A3B", "--iters", "2",
+                             "--threads", "1")
+        finish("train", "--work", str(work), "--treatment", "A3B", "--iters", "2", "--threads", "1")
+        got = {name: (runs / "A3B" / name).read_bytes() for name in want}
+        assert got == want, f"killed after {delay} s"
+        assert (runs / "A3B" / "result.json").is_file()
+        (runs / "A3B").rename(runs / f"A3B.{delay}")
+    assert killed >= 3, "the kills should land while the command works"
