@@ -2,7 +2,8 @@
 
 Each command is started as a user would (`python -m runner.cli ...`, its own
 process group), killed with SIGKILL at a spread of moments across its run
-(the whole group, so a `compute_image_mean` or `caffe` child dies too), and
+(the whole group, so a `compute_image_mean` or `caffe` child dies too) at
+15%, 30%, ..., 90% of an uninterrupted run's wall time, and
 then rerun to completion. The result must equal an uninterrupted run's:
 the split's manifest (sha256 of every LMDB and mean), the transfer's prototxt
 and init.caffemodel. Training itself is covered by tests/test_resume.py.
@@ -14,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,10 +31,16 @@ def start(*args: str) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
 
 
-def finish(*args: str) -> None:
+def finish(*args: str) -> float:
+    """Run the command to completion; return its wall time."""
+    t0 = time.monotonic()
     proc = start(*args)
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
+    return time.monotonic() - t0
+
+
+FRACTIONS = (0.15, 0.3, 0.45, 0.6, 0.75, 0.9)  # kill moments, as parts of an uninterrupted run's wall time
 
 
 def kill_after(delay: float, *args: str) -> bool:
@@ -53,10 +61,10 @@ def _files(sdir: Path) -> dict:
 
 
 def test_kill9_during_data_prep_then_rerun(tmp_path):
-    finish("split-random", "--seed", "1", "--work", str(tmp_path / "ref"))
+    wall = finish("split-random", "--seed", "1", "--work", str(tmp_path / "ref"))
     want = _files(tmp_path / "ref" / "fa20" / "random1")
     killed = 0
-    for i, delay in enumerate((0.8, 1.6, 2.4, 3.2, 4.5)):
+    for i, delay in enumerate(f * wall for f in FRACTIONS):
         work = tmp_path / f"k{i}"
         killed += kill_after(delay, "split-random", "--seed", "1", "--work", str(work))
         sdir = work / "fa20" / "random1"
@@ -71,17 +79,17 @@ def test_kill9_during_generation_and_surgery_then_rerun(tmp_path):
     finish("split-random", "--seed", "0", "--work", str(work))
     finish("train", "--work", str(work), "--treatment", "baseA", "--iters", "2", "--threads", "1")
     runs = work / "fa20" / "random0" / "runs"
-    finish("train", "--work", str(work), "--treatment", "A3B", "--iters", "2", "--threads", "1")
+    wall = finish("train", "--work", str(work), "--treatment", "A3B", "--iters", "2", "--threads", "1")
     want = {name: (runs / "A3B" / name).read_bytes()
             for name in ("train_val.prototxt", "solver.prototxt", "init.caffemodel", "surgery.txt")}
     (runs / "A3B").rename(runs / "A3B.ref")
     killed = 0
-    for delay in (0.5, 1.0, 1.5, 2.0, 2.5, 3.0):
+    for delay in (f * wall for f in FRACTIONS):
         killed += kill_after(delay, "train", "--work", str(work), "--treatment", "A3B", "--iters", "2",
                              "--threads", "1")
         finish("train", "--work", str(work), "--treatment", "A3B", "--iters", "2", "--threads", "1")
         got = {name: (runs / "A3B" / name).read_bytes() for name in want}
         assert got == want, f"killed after {delay} s"
         assert (runs / "A3B" / "result.json").is_file()
-        (runs / "A3B").rename(runs / f"A3B.{delay}")
+        (runs / "A3B").rename(runs / f"A3B.{delay:.2f}")
     assert killed >= 3, "the kills should land while the command works"
