@@ -13,6 +13,7 @@ measured evidence on the kit's own net.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -172,7 +173,7 @@ def test_signals_snapshot_then_rerun_resumes_with_the_restart_marked(split):
     run = work / "fa20" / "random0" / "runs" / "baseB"
     proc = kit(*args)
     wait_for(lambda: (run / "snapshots" / "snap_iter_10.solverstate").exists())
-    wait_for(lambda: "Iteration 1" in (run / "train.log").read_text().split("snap_iter_10.solverstate")[-1])
+    wait_for(lambda: re.search(r"\] Iteration 1[1-9]\b", (run / "train.log").read_text()))  # past snapshot 10
     proc.send_signal(signal.SIGTERM)
     assert proc.wait() == 128 + signal.SIGTERM
     assert "stopped at iteration 1" in proc.stderr.read()

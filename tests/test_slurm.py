@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -202,6 +203,8 @@ def test_cancelled_job_snapshots_and_resubmission_resumes(slurm, work):
             "--treatments", "baseB", "--iters", "30")
     assert kit(slurm, *args).returncode == 0
     _wait(lambda: (run / "snapshots" / "snap_iter_10.solverstate").exists(), 120, "first snapshot")
+    _wait(lambda: re.search(r"\] Iteration 1[1-9]\b", (run / "train.log").read_text()), 120,
+          "a training iteration past the first snapshot")
     job = json.loads((work / "fa20" / "random0" / "slurm" / "jobs.json").read_text())["baseB"]
     subprocess.run(["scancel", job], env=slurm, check=True)
     row = wait_states(slurm, work, "baseB", lambda s: "CANCELLED" in s["baseB"], 60)["baseB"]
