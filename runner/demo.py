@@ -15,6 +15,7 @@ unfinished, one summary line per run with the ETA).
 """
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -50,7 +51,6 @@ def demo_specs(work: Path, dataset: str, seeds: list[int], iters: int | None, jo
 
 def _pictures(split_dir: Path, dataset: str) -> dict:
     """The dataset's contact sheet (FA-20) and the conv1 filters of the split's baseA, into its results folder."""
-    import json  # pylint: disable=import-outside-toplevel
     from analysis.filters import write_filters  # pylint: disable=import-outside-toplevel
     out = {}
     if dataset == "fa20":

@@ -187,13 +187,6 @@ def threads_per_job(jobs: int) -> int:
     return max(1, len(os.sched_getaffinity(0)) // jobs)
 
 
-def label(spec: RunSpec, specs: list[RunSpec]) -> str:
-    """A run's name in summary lines: its treatment, prefixed by its split when the grid spans several."""
-    if len({s.split_dir for s in specs}) > 1:
-        return f"{spec.split_dir.name}/{spec.treatment.name}"
-    return spec.treatment.name
-
-
 def run_specs(specs: list[RunSpec], jobs: int = 1) -> dict[RunSpec, dict]:
     """Train runs (of one or several splits) `jobs` at a time, each after its base; return results by spec.
 
@@ -205,7 +198,8 @@ def run_specs(specs: list[RunSpec], jobs: int = 1) -> dict[RunSpec, dict]:
     def base_of(spec: RunSpec):
         return None if spec.treatment.base_name is None else (spec.split_dir, spec.treatment.base_name)
 
-    names = {s: label(s, specs) for s in specs}
+    several = len({s.split_dir for s in specs}) > 1  # then a summary line names the split too
+    names = {s: f"{s.split_dir.name}/{s.treatment.name}" if several else s.treatment.name for s in specs}
     width = max([10] + [len(n) for n in names.values()])
     budgets = {s: budget(s) for s in specs}
     first = {s: 0 if is_finished(s.run_dir) else ((snapshots.peek_newest(s.run_dir) or (0,))[0]

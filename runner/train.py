@@ -89,12 +89,13 @@ def solver_template(dataset: str, protocol: str) -> Path:
     return KIT / TEMPLATES[dataset][1]
 
 
-def _split_info(spec: RunSpec) -> dict:
-    inputs.read_manifest(spec)  # a split without its manifest is unprepared: the error names the command
-    return json.loads((spec.split_dir / "split.json").read_text())
+def _split_info(spec: RunSpec) -> tuple[dict, dict]:
+    """The split's manifest.json (missing: unprepared, the error names the command) and split.json."""
+    manifest = inputs.read_manifest(spec)
+    return manifest, json.loads((spec.split_dir / "split.json").read_text())
 
 
-def _whole_val_test_iter(spec: RunSpec, net) -> int | None:
+def _whole_val_test_iter(spec: RunSpec, net, manifest: dict) -> int | None:
     """Test batches covering the target half's whole val set once (datasets in WHOLE_VAL_TESTS), else None.
 
     FA-20's halves differ in size (10 classes, or 20 for `all`), so its solver's
@@ -102,7 +103,6 @@ def _whole_val_test_iter(spec: RunSpec, net) -> int | None:
     """
     if spec.dataset not in WHOLE_VAL_TESTS:
         return None
-    manifest = json.loads((spec.split_dir / "manifest.json").read_text())
     records = manifest["files"][f"data/{spec.treatment.target}_val_lmdb"]["records"]
     batch = netgen.phase_net(net, "TEST").layer[0].data_param.batch_size
     return -(-records // batch)
@@ -115,11 +115,6 @@ def _data_spec(spec: RunSpec) -> netgen.DataSpec:
     return netgen.DataSpec(train_source=str(rel / f"{t.target}_train_lmdb"),
                            val_source=str(rel / f"{t.target}_val_lmdb"),
                            mean_file=str(rel / f"{mean_half}_mean.binaryproto"))
-
-
-def _check_labels(spec: RunSpec, num_classes: int) -> None:
-    """Refuse labels >= num_output before Caffe sees them (release Caffe corrupts memory)."""
-    inputs.check_labels(spec, inputs.read_manifest(spec), num_classes)
 
 
 def _write_once(path: Path, text: str) -> None:
@@ -140,9 +135,9 @@ def base_model(spec: RunSpec) -> Path:
 def prepare(spec: RunSpec) -> dict:
     """Write the run folder's prototxt, init model and run.json; return run.json's content."""
     t = spec.treatment
-    split = _split_info(spec)
+    manifest, split = _split_info(spec)
     num_classes = len(split["halves"][t.target])
-    _check_labels(spec, num_classes)
+    inputs.check_labels(spec, manifest, num_classes)  # release Caffe corrupts memory on labels >= num_output
     net_tpl, solver_tpl = KIT / TEMPLATES[spec.dataset][0], solver_template(spec.dataset, t.protocol)
     template = netgen.load_net(net_tpl)
     base_path = base_model(spec) if t.kind == "transfer" else None
@@ -152,10 +147,10 @@ def prepare(spec: RunSpec) -> dict:
                                 batch_val=spec.batch, exact_classes=spec.dataset in EXACT_CLASSES)
     solver = netgen.make_solver(netgen.load_solver(solver_tpl), "train_val.prototxt",
                                 random_seed=spec.seed + 1, iters=spec.iters,
-                                test_iter=spec.test_iter or _whole_val_test_iter(spec, net))
+                                test_iter=spec.test_iter or _whole_val_test_iter(spec, net, manifest))
     _write_once(run / "train_val.prototxt", netgen.to_text(net))
     _write_once(run / "solver.prototxt", netgen.to_text(solver))
-    inputs = {"train_val.prototxt": atomic.sha256(run / "train_val.prototxt"),
+    checksums = {"train_val.prototxt": atomic.sha256(run / "train_val.prototxt"),
               "solver.prototxt": atomic.sha256(run / "solver.prototxt"),
               "manifest.json": atomic.sha256(spec.split_dir / "manifest.json")}
     if t.kind in STARTS_FROM_INIT:
@@ -169,11 +164,11 @@ def prepare(spec: RunSpec) -> dict:
                 audit = random_init(net, t, init, INPUT_SHAPES[spec.dataset], seed=spec.seed + 1)
             atomic.write_text(run / "surgery.txt", "\n".join(audit) + "\n")
         if base_path is not None:
-            inputs["base.caffemodel"] = atomic.sha256(base_path)
-        inputs["init.caffemodel"] = atomic.sha256(init)
+            checksums["base.caffemodel"] = atomic.sha256(base_path)
+        checksums["init.caffemodel"] = atomic.sha256(init)
     record = {**t.as_dict(), "dataset": spec.dataset, "split": spec.split_dir.name,
               "seed": spec.seed, "random_seed": solver.random_seed, "max_iter": solver.max_iter,
-              "base_model": str(base_path) if base_path else None, "inputs": inputs,
+              "base_model": str(base_path) if base_path else None, "inputs": checksums,
               "caffe": caffe_version(), "caffe_binary": tool("caffe"), "git_commit": _git_commit(),
               "command": shlex.join(sys.argv), "caffe_mode": "gpu" if spec.gpu else "cpu",
               "threads": spec.threads, "batch": spec.batch, "test_iter": list(solver.test_iter),
