@@ -1,14 +1,13 @@
 """Resume after kill -9, signals and a full disk, with the real `caffe` binary (slow).
 
 Bit identity: a run killed with a real kill -9 of `caffe` between snapshots,
-then resumed, ends with the same weights as an uninterrupted run. In stock
-Caffe (this rc3 fork included) that holds only where nothing it does not save
-in a .solverstate matters: the Data layer's LMDB cursor (a resumed run reads
-from record 0), the global RNG that Dropout draws from and the transformer's
-RNG for `mirror` (both reseeded from random_seed). So this test trains the
-kit's FA-20 net without Dropout and mirror, on a train LMDB of exactly one
-snapshot interval of batches, where all three coincide. See the README for the
-measured evidence on the kit's own net.
+then resumed, ends with the same weights as an uninterrupted run. Stock Caffe
+(this rc3 fork included) saves neither the Data layer's LMDB cursor nor the RNG
+states that Dropout and `mirror` draw from; the kit's Caffe patch 07
+(runner/patches/07-deterministic-resume.patch) makes both follow the iteration.
+So this test trains the kit's own FA-20 net, Dropout and mirror included, on a
+train LMDB whose size is no multiple of the snapshot interval's records: the
+resumed run's reader starts mid-database after wrapping once.
 """
 from __future__ import annotations
 
@@ -29,6 +28,7 @@ from generators import netgen
 
 pytestmark = pytest.mark.slow
 BATCH, SNAP, ITERS = 64, 10, 30
+RECORDS = BATCH * SNAP - 13  # the train LMDB: the first epoch ends 13 records before snapshot 10
 
 
 def kit(*args: str, **kw) -> subprocess.Popen:
@@ -54,14 +54,14 @@ def caffe_child(parent: int) -> int:
 
 @pytest.fixture(scope="module")
 def split(tmp_path_factory) -> Path:
-    """Split random0 of FA-20, plus a train LMDB holding exactly SNAP batches (the first 640 records)."""
+    """Split random0 of FA-20, plus a train LMDB of its first RECORDS records (no epoch ends at a snapshot)."""
     work = tmp_path_factory.mktemp("resume")
     proc = kit("runner.cli", "split-random", "--seed", "0", "--work", str(work))
     assert proc.wait() == 0, proc.stderr.read()
     data = work / "fa20" / "random0" / "data"
     src, dst = lmdb.open(str(data / "A_train_lmdb"), readonly=True, lock=False), lmdb.open(str(data / "epoch_lmdb"))
     with src.begin() as txn, dst.begin(write=True) as out:
-        for i, (key, value) in zip(range(BATCH * SNAP), txn.cursor()):
+        for i, (key, value) in zip(range(RECORDS), txn.cursor()):
             out.put(key, value)
     src.close()
     dst.close()
@@ -69,20 +69,18 @@ def split(tmp_path_factory) -> Path:
 
 
 def deterministic_run(split: Path, root: Path) -> Path:
-    """A run folder of the kit's net made resumable bit for bit in stock Caffe (see the module docstring)."""
+    """A run folder of the kit's FA-20 net (Dropout, mirror) on the small train LMDB, random_seed 7."""
     data = split / "fa20" / "random0" / "data"
     net = netgen.load_net(ROOT / "prototxt" / "fa20_caffenet.prototxt")
-    keep = [layer for layer in net.layer if layer.type != "Dropout"]
-    del net.layer[:]
-    net.layer.extend(keep)
+    assert any(layer.type == "Dropout" for layer in net.layer)
     for layer in net.layer:
         if layer.type == "Data":
             train = layer.include[0].phase == 0
             layer.data_param.source = str(data / ("epoch_lmdb" if train else "A_val_lmdb"))
             if train:
-                layer.data_param.batch_size = BATCH  # SNAP batches = the whole epoch_lmdb
+                layer.data_param.batch_size = BATCH
+                assert layer.transform_param.mirror
             layer.transform_param.mean_file = str(data / "A_mean.binaryproto")
-            layer.transform_param.mirror = False
     net.layer[-3].inner_product_param.num_output = 10
     solver = netgen.make_solver(netgen.load_solver(ROOT / "solvers" / "fa20_solver.prototxt"),
                                 "train_val.prototxt", random_seed=7)
@@ -122,6 +120,8 @@ def test_kill9_of_caffe_between_snapshots_then_rerun_is_bit_identical(split, ref
     assert final(run) == final(reference)
     log = (run / "train.log").read_text()
     assert "resuming from snap_iter_10.solverstate (iteration 10)" in log
+    # patch 07: the train reader continues where the killed run's was (640 records read, 627 in the LMDB)
+    assert f"resumed at record {BATCH * SNAP % RECORDS} of {RECORDS} (10 batches done)" in log
 
 
 def test_truncated_newest_snapshot_is_set_aside(split, reference, tmp_path):
