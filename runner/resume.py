@@ -10,10 +10,12 @@ under runner.supervise. runner.train uses this for every run;
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,6 +43,20 @@ def disk_full(run: Path, detail: object) -> KitError:
     free = shutil.disk_usage(run).free
     return KitError(f"disk full while writing in {run} ({free // 1024} KiB free; {detail})",
                     "free space on that file system (or use another --work), then rerun the same command to resume")
+
+
+@functools.cache
+def check_gpu() -> None:
+    """Raise KitError unless Caffe can run in GPU mode on device 0 here (`caffe device_query -gpu 0`)."""
+    proc = subprocess.run([tool("caffe"), "device_query", "-gpu", "0"], env=caffe_env(), capture_output=True,
+                          text=True, check=False, timeout=120)
+    if proc.returncode == 0:
+        return
+    lines = [ln for ln in proc.stderr.splitlines() if " Check failed" in ln or "Cannot use GPU" in ln
+             or "CUDA" in ln or "cuda" in ln]
+    why = (lines[0].split("] ", 1)[-1] if lines else f"caffe device_query exit {proc.returncode}").strip()
+    raise KitError(f"--gpu needs a Caffe built with CUDA and a visible GPU; this one says: {why}",
+                   "train in CPU mode (drop --gpu / MODE=cpu), or point CAFFE_ROOT at a CUDA build of Caffe")
 
 
 def resume(run: Path, lock_fd: int, threads: int | None = None, gpu: bool = False, weights: str | None = None,

@@ -29,7 +29,7 @@ from generators.surgery import random_init, transplant
 from generators.treatments import Treatment
 from runner import atomic, inputs, snapshots, supervise
 from runner.caffe_env import caffe_version, tool
-from runner.resume import disk_full, low_space, resume
+from runner.resume import check_gpu, disk_full, low_space, resume
 from runner.errors import KitError
 
 log = logging.getLogger(__name__)
@@ -197,6 +197,8 @@ def preflight(spec: RunSpec) -> None:
     inputs.check_data(spec, manifest, {t.target, t.source or t.target})
     if t.kind == "transfer":
         inputs.base_model(spec)
+    if spec.gpu:
+        check_gpu()
 
 
 def is_finished(run: Path) -> bool:

@@ -125,6 +125,16 @@ def test_transfer_without_its_base_is_a_one_line_error(work):
     assert not (runs(work) / "B2A").exists()
 
 
+def test_gpu_mode_on_a_cpu_only_caffe_is_a_one_line_error(work):
+    """--gpu is checked with `caffe device_query -gpu 0` before the run folder is touched."""
+    proc = kit(work, "train", "--seed", "0", "--treatment", "baseB", "--iters", ITERS, "--gpu")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --gpu needs a Caffe built with CUDA and a visible GPU")
+    assert "Cannot use GPU in CPU-only Caffe" in lines[0] and "drop --gpu / MODE=cpu" in lines[0]
+    assert not (runs(work) / "baseB").exists()
+
+
 def test_random_frozen_weights_on_all_classes(tmp_path):
     """randfrozen2 on FA-20's 20 classes: init from seeded fillers, conv1-2 stay at it, fc8 is 20 wide."""
     from data_prep.prepare import prepare_whole
