@@ -39,6 +39,9 @@ RESULTS  ?=
 MODEL    ?=
 OUT      ?=
 GRID_ARGS = --work $(WORK) --dataset $(DATASET) --seed $(SEED) --protocol $(PROTOCOL) $(if $(TREATMENTS),--treatments '$(TREATMENTS)')
+# Caffe: CAFFE_OPENCV=1 builds and wires the variant with OpenCV (convert_imageset, encoded
+# Datums); CAFFE_OPENCV=0 goes back to the plain one; unset keeps the one wired now.
+CAFFE_OPENCV ?=
 IMAGENET_ARGS = $(if $(LISTS),--lists '$(LISTS)') $(if $(IMAGES),--images '$(IMAGES)') --jobs $(JOBS)
 # split-natural, split-whole and split-reduced default to ImageNet: DATASET is passed on only when given
 DATASET_IF_GIVEN = $(if $(filter command line environment,$(origin DATASET)),--dataset $(DATASET))
@@ -47,13 +50,13 @@ KIT      := $(VENV)/bin/transfer-kit
 STAMP    := $(VENV)/.kit-venv-complete
 export GLOG_logtostderr := 1
 
-.PHONY: help setup system venv caffe dataset split-random split-natural split-whole split-reduced train grid status plots import-original table1 filters bench bench-import demo test test-fast compare-original
+.PHONY: help setup system venv caffe caffe-opencv dataset split-random split-natural split-whole split-reduced train grid status plots import-original table1 filters bench bench-import demo test test-fast compare-original
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-system:  ## install missing Debian packages (apt-get)
-	@bash runner/install_system.sh
+system:  ## install missing Debian packages (apt-get); CAFFE_OPENCV=1 adds OpenCV's core/imgproc/imgcodecs
+	@CAFFE_OPENCV='$(CAFFE_OPENCV)' bash runner/install_system.sh
 
 $(STAMP): requirements.txt setup.py
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11)' 2>/dev/null || { echo "error: the kit needs Python 3.11 as '$(PYTHON)'; fix: make PYTHON=/path/to/python3.11" >&2; exit 1; }
@@ -65,8 +68,12 @@ $(STAMP): requirements.txt setup.py
 
 venv: $(STAMP)  ## the Python venv with the pinned packages and the kit
 
-caffe: system venv  ## build CPU Caffe + pycaffe once into ~/.cache (CAFFE_ROOT=... uses yours)
-	@bash runner/build_caffe.sh $(VENV)
+caffe: system venv  ## build CPU Caffe + pycaffe once into ~/.cache (CAFFE_ROOT=... uses yours; CAFFE_OPENCV=1: with OpenCV)
+	@CAFFE_OPENCV='$(CAFFE_OPENCV)' bash runner/build_caffe.sh $(VENV)
+
+caffe-opencv: venv  ## build the OpenCV variant without wiring it in (its root: $(VENV)/caffe_opencv_root; the tests use it)
+	@CAFFE_OPENCV=1 bash runner/install_system.sh
+	@CAFFE_OPENCV=1 CAFFE_WIRE=0 bash runner/build_caffe.sh $(VENV) >/dev/null
 
 setup: caffe  ## everything the kit needs
 
@@ -118,7 +125,7 @@ demo: setup  ## the whole experiment on FA-20: random split, natural/man-made, r
 compare-original: setup  ## the kit's CaffeNet files against authors' run folders: RUNS="DIR ..."
 	$(KIT) compare-original $(RUNS)
 
-test: setup  ## install everything, then run the whole test suite
+test: setup caffe-opencv  ## install everything (the OpenCV variant too), then run the whole test suite
 	$(VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
 
 test-fast: setup  ## the tests without the slow end-to-end ones

@@ -1,8 +1,11 @@
 """Where the kit finds real Caffe: the `caffe` tools and pycaffe.
 
 `make caffe` builds Caffe into a cache folder and wires it into the venv (a
-.pth file for pycaffe, links to the tools in the venv's bin/). `CAFFE_ROOT=/path`
-points the kit at another build (a user's GPU build) instead.
+.pth file for pycaffe, links to the tools in the venv's bin/, its root in
+`.venv/caffe_root`). `CAFFE_ROOT=/path` points the kit at another build (a
+user's GPU build) instead. A build is either `plain` (no OpenCV) or `opencv`
+(`make caffe CAFFE_OPENCV=1`, which can decode encoded JPEG Datums); the kit's
+builds say which in `ROOT/.kit-variant`.
 """
 from __future__ import annotations
 
@@ -25,7 +28,9 @@ except ImportError as exc:
     raise KitError(f"pycaffe is not importable ({exc})",
                    "run: make caffe (or set CAFFE_ROOT to a Caffe build with pycaffe)") from exc
 
-__all__ = ["caffe_pb2", "tool", "import_caffe", "caffe_env", "caffe_version"]
+__all__ = ["caffe_pb2", "tool", "import_caffe", "caffe_env", "caffe_version", "caffe_root", "caffe_variant",
+           "require_opencv"]
+OPENCV_FIX = "make caffe CAFFE_OPENCV=1"
 
 
 def tool(name: str) -> str:
@@ -66,3 +71,39 @@ def caffe_version() -> str:
     out = subprocess.run([tool("caffe"), "--version"], capture_output=True, text=True,
                          env=caffe_env(), check=False)
     return (out.stdout + out.stderr).strip().splitlines()[-1] if (out.stdout + out.stderr).strip() else "unknown"
+
+
+def caffe_root() -> Path | None:
+    """Root of the Caffe build the kit uses: CAFFE_ROOT, else the venv's caffe_root record, else the
+    folder above the `caffe` tool found on PATH; None when there is none."""
+    if os.environ.get("CAFFE_ROOT"):
+        return Path(os.environ["CAFFE_ROOT"])
+    record = Path(sys.prefix) / "caffe_root"
+    if record.is_file() and record.read_text().strip():
+        return Path(record.read_text().strip())
+    try:
+        return Path(os.path.realpath(tool("caffe"))).parents[2]  # ROOT/build/tools/caffe
+    except KitError:
+        return None
+
+
+def caffe_variant(root: Path | None = None) -> str:
+    """'opencv' or 'plain' for a Caffe build (ROOT/.kit-variant; a build not made by the kit: whether its
+    libcaffe links OpenCV's imgcodecs), 'none' when there is no build."""
+    root = root if root is not None else caffe_root()
+    if root is None:
+        return "none"
+    marker = Path(root) / ".kit-variant"
+    if marker.is_file():
+        return marker.read_text().strip() or "plain"
+    for lib in sorted((Path(root) / "build" / "lib").glob("libcaffe.so*")):
+        return "opencv" if b"libopencv_imgcodecs" in lib.read_bytes() else "plain"
+    return "plain"
+
+
+def require_opencv(what: str) -> None:
+    """Raise KitError unless the Caffe the kit uses was built with OpenCV (encoded Datums need it)."""
+    root = caffe_root()
+    variant = caffe_variant(root)
+    if variant != "opencv":
+        raise KitError(f"{what} needs Caffe built with OpenCV (the Caffe at {root} is {variant})", OPENCV_FIX)

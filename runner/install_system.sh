@@ -2,7 +2,10 @@
 # Install the Debian packages the kit needs (Caffe's build and run-time
 # libraries, the Fashion-MNIST data package, WordNet 3.0 for ImageNet's
 # natural/man-made split, Slurm and munge for the Slurm engine and its tests),
-# only when one is missing.
+# only when one is missing. With the argument `opencv` or CAFFE_OPENCV=1 also
+# OpenCV's core, imgproc and imgcodecs (for `make caffe CAFFE_OPENCV=1`; no
+# highgui/videoio, see README).
+# Usage: runner/install_system.sh [opencv]
 set -euo pipefail
 PKGS=(
   build-essential
@@ -14,6 +17,10 @@ PKGS=(
   wordnet-base
   slurm-wlm munge
 )
+OPENCV_PKGS=(libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev)
+if [ "${1:-}" = opencv ] || [ "${CAFFE_OPENCV:-}" = 1 ]; then
+  PKGS+=("${OPENCV_PKGS[@]}")
+fi
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
