@@ -15,8 +15,10 @@ PYTEST_ARGS ?=
 # ImageNet (DATASET=imagenet): LISTS = folder with Caffe's synsets.txt, train.txt,
 # val.txt; IMAGES = ILSVRC2012 image folder (train/, val/): given, the split
 # targets also build the split's LMDBs and means (every image decoded once, into
-# $(WORK)/imagenet/dataset); PERCLASS = k of split-reduced; JOBS = decoding processes.
+# $(WORK)/imagenet/dataset); PERCLASS = k of split-reduced; JOBS = decoding processes;
+# ENCODED=1 stores JPEG Datums (as convert_imageset --encoded; needs CAFFE_OPENCV=1).
 LISTS    ?=
+ENCODED  ?=
 IMAGES   ?=
 PERCLASS ?=
 RUNS     ?=
@@ -42,7 +44,7 @@ GRID_ARGS = --work $(WORK) --dataset $(DATASET) --seed $(SEED) --protocol $(PROT
 # Caffe: CAFFE_OPENCV=1 builds and wires the variant with OpenCV (convert_imageset, encoded
 # Datums); CAFFE_OPENCV=0 goes back to the plain one; unset keeps the one wired now.
 CAFFE_OPENCV ?=
-IMAGENET_ARGS = $(if $(LISTS),--lists '$(LISTS)') $(if $(IMAGES),--images '$(IMAGES)') --jobs $(JOBS)
+IMAGENET_ARGS = $(if $(LISTS),--lists '$(LISTS)') $(if $(IMAGES),--images '$(IMAGES)') --jobs $(JOBS) $(if $(filter 1,$(ENCODED)),--encoded)
 # split-natural, split-whole and split-reduced default to ImageNet: DATASET is passed on only when given
 DATASET_IF_GIVEN = $(if $(filter command line environment,$(origin DATASET)),--dataset $(DATASET))
 

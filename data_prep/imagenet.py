@@ -50,9 +50,15 @@ def _kinds(lists: IlsvrcLists, split: Split) -> dict[str, list[str]] | None:
 
 def prepare_imagenet(work: Path, lists_dir: Path, kind: str, seed: int | None = None,
                      per_class: int | None = None, images: Path | None = None, jobs: int = 1,
-                     force: bool = False) -> Path:
-    """Write split `kind` ('random', 'natural', 'reduced', 'whole') of LISTS; with `images` also its LMDBs and means."""
+                     force: bool = False, encoded: bool = False) -> Path:
+    """Write split `kind` ('random', 'natural', 'reduced', 'whole') of LISTS; with `images` also its LMDBs and means.
+
+    `encoded`: the whole set (and so every half) holds encoded JPEG Datums, as
+    `convert_imageset --encoded` (needs Caffe built with OpenCV to use)."""
     split_name(kind, seed=seed, per_class=per_class)  # bad arguments fail before any file is read
+    if encoded and images is not None:
+        from runner.caffe_env import require_opencv  # pylint: disable=import-outside-toplevel
+        require_opencv("encoded Datums (ENCODED=1) for compute_image_mean and Caffe's Data layer")
     lists = load_lists(lists_dir)
     split = make_split(kind, lists, seed=seed, per_class=per_class)
     sdir = imagenet_split_dir(work, split.name)
@@ -62,7 +68,7 @@ def prepare_imagenet(work: Path, lists_dir: Path, kind: str, seed: int | None = 
         log.info("lists of %s written to %s; pass IMAGES (--images) to build its LMDBs and means",
                  split.name, sdir / "lists")
         return sdir
-    wdir = imagenet_db.build_whole_set(work, lists, images, jobs=jobs)
+    wdir = imagenet_db.build_whole_set(work, lists, images, jobs=jobs, encoded=encoded, reencode=force)
     prepare_split_db(sdir, wdir, force=force)
     return sdir
 
@@ -85,6 +91,10 @@ def prepare_split_db(sdir: Path, wdir: Path, force: bool = False) -> dict:
     if manifest is not None and not force and _up_to_date(sdir, manifest, split_sha, whole_sha):
         log.info("split %s already prepared in %s (manifest.json present): nothing to do", split.name, sdir)
         return manifest
+    encoded = bool(json.loads((wdir / "dataset.json").read_text()).get("encoded", False))
+    if encoded:
+        from runner.caffe_env import require_opencv  # pylint: disable=import-outside-toplevel
+        require_opencv(f"the encoded Datums of {wdir} (ENCODED=1) for compute_image_mean")
     remove_path(sdir / "manifest.json")  # from here on the folder is unfinished
     t0 = time.monotonic()
     bad = imagenet_db.bad_paths(wdir)
@@ -96,7 +106,7 @@ def prepare_split_db(sdir: Path, wdir: Path, force: bool = False) -> dict:
             entries = read_image_list(sdir / "lists" / f"{half}_{phase}.txt", len(split.halves[half]))
             remove_path(sdir / rel)
             entry = imagenet_db.derive_lmdb(wdir / f"{phase}_lmdb", entries, sdir / rel,
-                                            shuffle_seed(split.seed, h_index, phase), bad[phase])
+                                            shuffle_seed(split.seed, h_index, phase), bad[phase], encoded)
             names = meta["class_names"][half]
             entry["class_counts"] = {names[int(k)]: n for k, n in entry["label_counts"].items()}
             files[rel] = {"half": half, "phase": phase, "list": f"lists/{half}_{phase}.txt", **entry}
@@ -111,7 +121,7 @@ def prepare_split_db(sdir: Path, wdir: Path, force: bool = False) -> dict:
         log.warning("split %s: %d listed images are missing or undecodable and left out (see %s and "
                     "the manifest's skipped_paths)", split.name, skipped_total, wdir / "bad_images.txt")
     manifest = {"format": MANIFEST_FORMAT, "dataset": DATASET, "split": split.to_dict(),
-                "class_names": meta["class_names"], "split_json_sha256": split_sha,
+                "class_names": meta["class_names"], "encoded": encoded, "split_json_sha256": split_sha,
                 "whole_set": str(wdir.resolve()), "whole_set_sha256": whole_sha,
                 "bad_images": {"skipped": skipped_total, "whole_set_list": str((wdir / "bad_images.txt").resolve())},
                 "files": files}

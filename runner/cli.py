@@ -35,13 +35,21 @@ def _imagenet_options(p: argparse.ArgumentParser, imagenet_only: bool = False) -
     p.add_argument("--images", type=Path, default=None,
                    help="imagenet: ILSVRC2012 folder (train/<wnid>/*.JPEG, val/*.JPEG); builds LMDBs and means")
     p.add_argument("--jobs", type=int, default=1, help="imagenet: processes decoding images (first build only)")
+    p.add_argument("--encoded", action="store_true",
+                   help="imagenet: store JPEG Datums as convert_imageset --encoded (about 8x less disk; "
+                        "needs Caffe built with OpenCV: make caffe CAFFE_OPENCV=1)")
+
+
+def _imagenet_only_opts(args: argparse.Namespace) -> str:
+    """'--lists/--images are' or '--encoded is': the ImageNet-only options given."""
+    return "--lists/--images are" if args.lists or args.images else "--encoded is"
 
 
 def _imagenet_split(args: argparse.Namespace) -> int:
     """split-random/-natural/-reduced of ImageNet: the lists, and with --images the LMDBs and means."""
     if args.dataset != "imagenet":
         if args.command == "split-random":
-            raise KitError(f"--lists/--images are for --dataset imagenet, not {args.dataset}",
+            raise KitError(f"{_imagenet_only_opts(args)} for --dataset imagenet, not {args.dataset}",
                            "pass --dataset imagenet (DATASET=imagenet), or leave them out")
         raise KitError(f"{args.command} is for ImageNet only, got --dataset {args.dataset}",
                        "pass --dataset imagenet (DATASET=imagenet)")
@@ -55,7 +63,7 @@ def _imagenet_split(args: argparse.Namespace) -> int:
             "split-whole": "whole"}[args.command]
     sdir = prepare_imagenet(args.work, args.lists, kind, seed=getattr(args, "seed", None),
                             per_class=getattr(args, "per_class", None), images=args.images, jobs=args.jobs,
-                            force=args.force)
+                            force=args.force, encoded=args.encoded)
     print(f"split ready: {sdir}" + ("" if args.images else " (lists only; --images DIR builds LMDBs and means)"))
     return 0
 
@@ -242,14 +250,15 @@ def run(args: argparse.Namespace) -> int:
         return run_command(args)
     if args.command in ("split-natural", "split-whole") and args.dataset != "imagenet":
         from data_prep.prepare import prepare_for
-        if args.lists or args.images:
-            raise KitError(f"--lists/--images are for --dataset imagenet, not {args.dataset}",
+        if args.lists or args.images or args.encoded:
+            raise KitError(f"{_imagenet_only_opts(args)} for --dataset imagenet, not {args.dataset}",
                            "pass --dataset imagenet (DATASET=imagenet), or leave them out")
         protocol = "natman" if args.command == "split-natural" else "whole"
         print(f"split ready: {prepare_for(args.work, args.dataset, protocol, force=args.force)}")
         return 0
     if args.command in ("split-natural", "split-reduced", "split-whole") or (
-            args.command == "split-random" and (args.dataset == "imagenet" or args.lists or args.images)):
+            args.command == "split-random" and (args.dataset == "imagenet" or args.lists or args.images
+                                                or args.encoded)):
         return _imagenet_split(args)
     from data_prep.prepare import dataset_spec
     from data_prep.splits import check_seed

@@ -40,9 +40,13 @@ def read_manifest(spec) -> dict:
         raise KitError(f"split {spec.split_dir.name} of {spec.dataset} is not prepared ({path} missing)",
                        _split_cmd(spec).replace(" FORCE=1", ""))
     try:
-        return json.loads(path.read_text())
+        manifest = json.loads(path.read_text())
     except ValueError as exc:
         raise KitError(f"{path} is not valid JSON ({exc})", _split_cmd(spec)) from exc
+    if manifest.get("encoded"):  # JPEG Datums: only an OpenCV Caffe's Data layer decodes them
+        from runner.caffe_env import require_opencv  # pylint: disable=import-outside-toplevel
+        require_opencv(f"split {spec.split_dir.name} of {spec.dataset} holds encoded Datums (ENCODED=1) and")
+    return manifest
 
 
 def check_labels(spec, manifest: dict, num_classes: int) -> None:
