@@ -2,7 +2,9 @@
 
 Each finding is one number per random split (`random<s>`), in percentage
 points, from the mean scores per treatment and layer on that split; `base` is
-the mean of the split's base nets (baseA and baseB, pooled as in Table 1):
+the mean of the split's base nets of the halves its transfers target (baseB
+for the FA-20 grid, whose transfers all train on B; both for a table with AnB
+and BnA), pooled as in Table 1:
 
 1. first layers are general: AnB - BnB at n = 1, 2 (about 0 if layers 1-2
    transfer as well as the target's own);
@@ -59,7 +61,7 @@ def _split_measures(groups: dict) -> dict[str, float]:
 
 
 MEASURES = (  # (key, finding number, what it measures)
-    ("base", 0, "base nets: top-1 accuracy, % (mean of baseA and baseB)"),
+    ("base", 0, "base nets of the target halves: top-1 accuracy, %"),
     ("general", 1, "first layers general: AnB - BnB at n = 1, 2 (pp)"),
     ("dip", 2, "co-adaptation dip: lowest BnB - base over n = 2..6 (pp)"),
     ("dip_n", 2, "... at layer n"),

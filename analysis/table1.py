@@ -1,7 +1,10 @@
 """The paper's Table 1: the boost of AnB+ over baseB and over BnB+, by ranges of layers.
 
 Rows used: finished runs with a score on a random A/B split (`random<s>`),
-pooled as in the paper (footnote 3): every base net counts as baseB, a
+pooled as in the paper (footnote 3): every base net of a half that some
+transfer targets counts as baseB (a half no transfer trains on is no
+baseline: the FA-20 grid trains transfers to B only, so its baseA is left
+out, which matters when the halves differ in difficulty), a
 fine-tuned transfer with source == target as BnB+, one with source != target
 as AnB+. For each range of layers (1-7, 3-7, 5-7) the boost, in percentage
 points, is computed two ways:
@@ -43,10 +46,17 @@ def usable(row: dict) -> bool:
 
 
 def pooled_groups(rows: list[dict]) -> dict[str, dict[int, list[float]]]:
-    """Scores of the usable rows by paper group (base, BnB, BnB+, AnB, AnB+) and layer n."""
+    """Scores of the usable rows by paper group (base, BnB, BnB+, AnB, AnB+) and layer n; `base` holds
+    the base nets of the halves the transfers target (all bases when there are no transfers)."""
     groups: dict[str, dict[int, list[float]]] = {g: {} for g in ("base", "BnB", "BnB+", "AnB", "AnB+")}
-    for row in filter(usable, rows):
+    rows = list(filter(usable, rows))
+    # the base of a half that no transfer targets is not the baseline of any (the FA-20 grid trains
+    # transfers to B only: a harder half A would otherwise pull "base" down)
+    targets = {row.get("target") for row in rows if row.get("kind") == "transfer"}
+    for row in rows:
         if row.get("kind") == "base":
+            if targets and row.get("target") not in targets:
+                continue
             group, n = "base", 0
         elif row.get("kind") == "transfer":
             group = ("BnB" if row.get("source") == row.get("target") else "AnB") + ("+" if row.get("finetuned") else "")

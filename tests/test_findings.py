@@ -18,7 +18,7 @@ def _row(split, kind, score, source=None, target="B", n=0, finetuned=False):
 
 
 def _seed(split: str, shift: float) -> list[dict]:
-    """base 0.80 and 0.82; BnB dips to 0.75 at n=4; AnB 0.81 at n=1-2, 0.70 at n=7; BnB+ 0.82; AnB+ 0.83 (+ shift)."""
+    """baseA 0.80 (no transfer targets A: not the baseline) and baseB 0.82; BnB dips to 0.75 at n=4; AnB 0.81 at n=1-2, 0.70 at n=7; BnB+ 0.82; AnB+ 0.83 (+ shift)."""
     rows = [_row(split, "base", 0.80 + shift, target="A"), _row(split, "base", 0.82 + shift)]
     for n in range(1, 8):
         bnb = {4: 0.75}.get(n, 0.81) + shift
@@ -36,16 +36,16 @@ def test_findings_per_seed_mean_and_spread():
     seeds, measures = findings(rows)
     by = {m["key"]: m for m in measures if m["key"] != "control"}
     assert seeds == [0, 1]
-    assert by["base"]["values"] == pytest.approx([81.0, 82.0]) and by["base"]["sd"] == pytest.approx(math.sqrt(0.5))
+    assert by["base"]["values"] == pytest.approx([82.0, 83.0]) and by["base"]["sd"] == pytest.approx(math.sqrt(0.5))
     assert by["general"]["mean"] == pytest.approx(0.0)
-    assert by["dip"]["values"] == pytest.approx([-6.0, -6.0]) and by["dip_n"]["values"] == [4.0, 4.0]
-    assert by["anb7"]["mean"] == pytest.approx(-11.0) and by["specific"]["mean"] == pytest.approx(-5.5)
-    assert by["bnbplus"]["mean"] == pytest.approx(1.0) and by["anbplus"]["mean"] == pytest.approx(2.0)
+    assert by["dip"]["values"] == pytest.approx([-7.0, -7.0]) and by["dip_n"]["values"] == [4.0, 4.0]
+    assert by["anb7"]["mean"] == pytest.approx(-12.0) and by["specific"]["mean"] == pytest.approx(-5.5)
+    assert by["bnbplus"]["mean"] == pytest.approx(0.0) and by["anbplus"]["mean"] == pytest.approx(1.0)
     controls = {m["label"]: m["mean"] for m in measures if m["key"] == "control"}
     assert controls == pytest.approx({"natman A7B - baseB (natural to man-made, pp)": -10.0,
                                       "random frozen weights: randfrozen2 - base of all classes (pp)": -5.0})
     text = to_markdown(rows)
-    assert "| 2 | co-adaptation dip: lowest BnB - base over n = 2..6 (pp) | -6.00 | -6.00 | -6.00 | 0.00 |" in text
+    assert "| 2 | co-adaptation dip: lowest BnB - base over n = 2..6 (pp) | -7.00 | -7.00 | -7.00 | 0.00 |" in text
 
 
 def test_findings_command(tmp_path):
