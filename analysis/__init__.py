@@ -6,7 +6,9 @@
 - results: a split's run folders -> results rows and results.csv; analyze_split (for `make plots`).
 - original: the authors' published results/ folder -> the same results table (import-original).
 - plots, figures, figure3, table1: Figure 2 (top, bottom), Figure 3, Table 1, training curves,
-  all drawn from results tables alone (plus per-run curve CSVs); the authors' runs as an overlay.
+  all drawn from results tables alone (plus per-run curve CSVs); the authors' runs as an overlay;
+  each figure's numbers beside it as <stem>.csv.
+- findings: the paper's five findings measured per seed, and their verdicts (findings.md, Figure 2 bottom).
 - filters: conv1 filters of a .caffemodel as an image grid.
 - commands: the CLI subcommands import-original, figures, table1, filters.
 

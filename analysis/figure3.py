@@ -10,6 +10,10 @@ Pieces, each read from results rows (finished, with a score):
 Bottom panel: every piece normalized by its own base, i.e. a run's score minus
 the mean score of the base runs on the same split with the same target.
 A piece with no runs is drawn as absent and named in the returned list.
+Every point drawn is written beside the picture as `<stem>.csv` (COLUMNS):
+panel `natman` or `random` (top; a base point is its split's base mean, at
+n = 0) or `normalized` (bottom), series as in the legend (the authors' runs
+`authors' ...`), n, value, and the run's split and treatment.
 """
 from __future__ import annotations
 
@@ -20,9 +24,10 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from analysis.plots import MAX_N, save_both
+from analysis.plots import MAX_N, save_both, write_numbers
 
 _RANDOM_SPLIT = re.compile(r"random\d+")
+COLUMNS = ("panel", "series", "n", "value", "split", "treatment")
 # piece: (label, colour, marker)
 PIECES = {
     "natman": ("natman transfer (XnY, dissimilar)", "tab:orange", "h"),
@@ -69,47 +74,53 @@ def collect(rows: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
-def _line(ax, pts: list[tuple[int, float]], colour: str, marker: str, label: str | None, hollow: bool) -> None:
+def _line(ax, pts: list[tuple], colour: str, marker: str, label: str | None, hollow: bool, panel: str) -> list[dict]:
+    """Draw (n, value, split, treatment) points and the line of their means; return the points' records."""
     if not pts:
-        return
-    ns = np.array([n for n, _ in pts], dtype=float)
-    ys = np.array([y for _, y in pts])
+        return []
+    ns = np.array([p[0] for p in pts], dtype=float)
+    ys = np.array([p[1] for p in pts])
     face = "none" if hollow else colour
     ax.scatter(ns, ys, s=22, marker=marker, facecolors=face, edgecolors=colour, alpha=0.8, zorder=3)
     levels = sorted(set(ns))
     ax.plot(levels, [ys[ns == n].mean() for n in levels], color=colour, marker=marker, markersize=6,
             markerfacecolor=face, linestyle="--" if hollow else "-", linewidth=0.9 if hollow else 1.5,
             label=label, zorder=4)
+    return [{"panel": panel, "series": label, "n": n, "value": y, "split": split, "treatment": treatment}
+            for n, y, split, treatment in pts]
 
 
 def _absent(ax, text: str) -> None:
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=9, color="grey")
 
 
-def _top_panel(ax, rows: list[dict], bases: dict, piece: str, hollow: bool) -> bool:
+def _top_panel(ax, rows: list[dict], bases: dict, piece: str, hollow: bool) -> list[dict]:
     label, colour, marker = PIECES[piece]
     targets = sorted({str(r.get("target")) for r in rows})
     shades = ["tab:orange", "tab:brown", "tab:gray"]
+    records = []
     for i, target in enumerate(targets):
         c = colour if piece == "random" else shades[i % len(shades)]
         mine = [r for r in rows if str(r.get("target")) == target]
-        pts = [(int(r["n"]), float(r["score"])) for r in mine]
-        pts += [(0, bases[k]) for k in sorted({(str(r["split"]), target) for r in mine}) if k in bases]
+        pts = [(int(r["n"]), float(r["score"]), r.get("split"), r.get("treatment")) for r in mine]
+        pts += [(0, bases[k], k[0], "base mean") for k in sorted({(str(r["split"]), target) for r in mine})
+                if k in bases]
         who = "authors' " if hollow else ""
-        _line(ax, sorted(pts), c, marker, f"{who}target {target}", hollow)
-    return bool(rows)
+        records += _line(ax, sorted(pts, key=lambda p: p[:2]), c, marker, f"{who}target {target}", hollow, piece)
+    return records
 
 
-def _normalized(pieces: dict[str, list[dict]], bases: dict) -> dict[str, list[tuple[int, float]]]:
+def _normalized(pieces: dict[str, list[dict]], bases: dict) -> dict[str, list[tuple]]:
     out = {}
     for piece, rows in pieces.items():
-        out[piece] = sorted((int(r["n"]), float(r["score"]) - bases[(str(r["split"]), str(r["target"]))])
-                            for r in rows if (str(r["split"]), str(r["target"])) in bases)
+        out[piece] = sorted(((int(r["n"]), float(r["score"]) - bases[(str(r["split"]), str(r["target"]))],
+                              r.get("split"), r.get("treatment"))
+                             for r in rows if (str(r["split"]), str(r["target"])) in bases), key=lambda p: p[:2])
     return out
 
 
 def plot_figure3(rows: list[dict], out_stem: Path, overlay: list[dict] | None = None) -> tuple[list[Path], list[str]]:
-    """Draw Figure 3 from results rows; return (png and pdf paths, or [] when no piece exists; absent pieces)."""
+    """Draw Figure 3 from results rows; return (png, pdf and csv paths, or [] when no piece exists; absent pieces)."""
     sets = [(rows, False)] + ([(overlay, True)] if overlay else [])
     collected = [(collect(r), base_means(r), hollow) for r, hollow in sets]
     absent = [f"figure3 {PIECES[p][0]}: no runs" for p in PIECES if not collected[0][0][p]]
@@ -118,11 +129,13 @@ def plot_figure3(rows: list[dict], out_stem: Path, overlay: list[dict] | None = 
     fig = Figure(figsize=(9, 7.5))
     grid = fig.add_gridspec(2, 2)
     tl, tr, bottom = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])
+    records = []
     for ax, piece, title in ((tl, "natman", "Dissimilar tasks (natman; A natural in the authors' runs)"),
                              (tr, "random", "Random frozen weights, first n layers")):
         drawn = False
         for pieces, bases, hollow in collected:
-            drawn |= _top_panel(ax, pieces[piece], bases, piece, hollow)
+            drawn |= bool(pieces[piece])
+            records += _top_panel(ax, pieces[piece], bases, piece, hollow)
         if not collected[0][0][piece]:
             _absent(ax, f"absent: no {PIECES[piece][0]} runs")
         ax.set_title(title, fontsize=9)
@@ -131,7 +144,8 @@ def plot_figure3(rows: list[dict], out_stem: Path, overlay: list[dict] | None = 
     for pieces, bases, hollow in collected:
         for piece, pts in _normalized(pieces, bases).items():
             label, colour, marker = PIECES[piece]
-            _line(bottom, pts, colour, marker, ("authors' " if hollow else "") + label if pts else None, hollow)
+            records += _line(bottom, pts, colour, marker, ("authors' " if hollow else "") + label, hollow,
+                             "normalized")
     unnormalized = [p for p in PIECES if collected[0][0][p] and not _normalized(collected[0][0], collected[0][1])[p]]
     absent += [f"figure3 bottom {PIECES[p][0]}: no base run to normalize by" for p in unnormalized]
     bottom.axhline(0, color="black", linestyle=":", linewidth=1)
@@ -148,4 +162,4 @@ def plot_figure3(rows: list[dict], out_stem: Path, overlay: list[dict] | None = 
     if absent:
         fig.text(0.01, 0.005, "absent: " + "; ".join(a.removeprefix("figure3 ") for a in absent), fontsize=7, color="grey")
     fig.tight_layout(rect=(0, 0.02, 1, 1))
-    return save_both(fig, out_stem), absent
+    return save_both(fig, out_stem) + [write_numbers(out_stem, COLUMNS, records)], absent

@@ -2,13 +2,17 @@
 
 `write_figures(rows, out_dir, original=...)` writes, as PNG and PDF:
 - figure2 (top): every run by n (analysis.plots), the authors' runs hollow when given;
-- figure2_bottom: the means per treatment joined by lines, with the paper's
-  numbered interpretations (its Section 4.1, items 1-5) as annotations;
+- figure2_bottom: the means per treatment joined by lines, numbered 1-5 where
+  the paper's five findings are read, with each finding's measured verdict and
+  number below (analysis.findings.verdicts, the text of findings.md);
 - figure3 (analysis.figure3): natman transfer, random frozen weights, random-split AnB;
 - table1.md / table1.csv (analysis.table1), and table1_original.* for the authors' table;
-- findings.md: the paper's five findings measured per seed (analysis.findings);
+- findings.md: the paper's five findings measured per seed, with verdicts (analysis.findings);
 - curves: training curves of each run (from its curve.*.csv), when given.
-Figure 2 and Table 1 use the rows of random A/B splits (`random<s>`) only.
+Figure 2 and Table 1 use the rows of random A/B splits (`random<s>`) only,
+grouped by one rule (analysis.table1.grouped: baseB is the base nets of the
+halves the transfers target). Each figure's numbers lie beside it as
+`<stem>.csv`: figure2.csv, figure2_bottom.csv (BOTTOM_COLUMNS), figure3.csv.
 """
 from __future__ import annotations
 
@@ -21,21 +25,15 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from analysis.figure3 import plot_figure3
-from analysis.findings import write_findings
-from analysis.plots import GROUPS, MAX_N, plottable, plot_transfer, save_both
-from analysis.table1 import usable, write_table1
+from analysis.findings import findings, verdicts, write_findings
+from analysis.plots import GROUPS, MAX_N, plot_transfer, save_both, write_numbers
+from analysis.table1 import pooled_groups, usable, write_table1
 from runner.errors import KitError
 
 log = logging.getLogger(__name__)
 
-# The paper's interpretations of Figure 2 (Section 4.1), each placed on the line it is about.
-INTERPRETATIONS = {
-    1: ("base", "baseB: 500 classes, lower error than the 1000-class net"),
-    2: ("BnB", "BnB: drop at layers 3-6, fragile co-adapted features"),
-    3: ("BnB+", "BnB+: fine-tuning recovers the base level"),
-    4: ("AnB", "AnB: lost co-adaptation (3-5) + specificity (6-7)"),
-    5: ("AnB+", "AnB+: transfer + fine-tuning beats the base"),
-}
+BOTTOM_COLUMNS = ("group", "n", "mean", "runs")  # group as in the legend; the base row at n = 0
+ANCHORS = {1: "AnB", 2: "BnB", 3: "AnB", 4: "BnB+", 5: "AnB+"}  # finding: the line its number sits on
 
 
 def random_split_rows(rows: list[dict]) -> list[dict]:
@@ -43,61 +41,76 @@ def random_split_rows(rows: list[dict]) -> list[dict]:
     return [r for r in rows if usable(r)]
 
 
-def _means(rows: list[dict]) -> dict[str, tuple[list[int], list[float]]]:
+def _means(rows: list[dict]) -> dict[str, tuple[list[int], list[float], list[int]]]:
+    """(layers, mean scores, runs) of each paper group (analysis.table1.pooled_groups); base at n = 0."""
     out = {}
-    for group, pts in plottable(rows).items():
-        ns = sorted({n for n, _ in pts})
+    for group, by_n in pooled_groups(rows).items():
+        ns = sorted(by_n)
         if ns:
-            out[group] = (ns, [float(np.mean([y for m, y in pts if m == n])) for n in ns])
+            out[group] = (ns, [float(np.mean(by_n[n])) for n in ns], [len(by_n[n]) for n in ns])
     return out
 
 
-def _anchor(group: str, ns: list[int], ys: list[float]) -> tuple[int, float]:
-    """Where on its line an interpretation's number goes."""
-    if group == "BnB":
-        i = int(np.argmin(ys))
-    elif group == "AnB+":
+def _anchor(finding: int, ns: list[int], ys: list[float]) -> tuple[int, float]:
+    """Where on its line a finding's number goes: n <= 2, the BnB dip, the AnB+ top, else the last layer."""
+    if finding == 1:
+        i = max([j for j, n in enumerate(ns) if n <= 2] or [0])
+    elif finding == 2:
+        inside = [j for j, n in enumerate(ns) if 2 <= n <= 6] or list(range(len(ns)))
+        i = min(inside, key=lambda j: ys[j])
+    elif finding == 5:
         i = int(np.argmax(ys))
     else:
         i = len(ns) - 1
     return ns[i], ys[i]
 
 
+def notes(rows: list[dict]) -> list[str]:
+    """The lines printed under Figure 2 (bottom): a heading, then each finding's verdict as in findings.md."""
+    seeds = ", ".join(map(str, findings(rows)[0]))
+    head = f"What these runs show (findings.md; means over seeds {seeds}; baseB: base nets of the target halves):"
+    return [head] + [v["text"] for v in verdicts(rows)]
+
+
 def plot_figure2_bottom(rows: list[dict], out_stem: Path, overlay: list[dict] | None = None) -> list[Path]:
-    """Figure 2 (bottom): treatment means by n joined by lines, interpretations 1-5 numbered on them."""
+    """Figure 2 (bottom): group means by n joined by lines, the five findings' verdicts numbered on them;
+    write out_stem.png, .pdf and .csv (BOTTOM_COLUMNS; the base row at n = 0, where it is drawn)."""
     means = _means(rows)
     if not means:
         raise KitError("no finished runs on a random split for Figure 2", "train some first: make train TREATMENT=baseA")
     fig = Figure(figsize=(7.5, 5.6))
     ax = fig.add_axes((0.1, 0.3, 0.86, 0.62))
-    for group, (ns, ys) in means.items():
+    records = []
+    for group, (ns, ys, runs) in means.items():
         label, colour, marker, _ = GROUPS[group]
         if group == "base":
             ax.axhline(ys[0], color="black", linestyle=":", linewidth=1)
             ax.plot([0], ys, marker="o", color="black", markerfacecolor="white", markersize=8, label=label)
         else:
             ax.plot(ns, ys, color=colour, marker=marker, markersize=7, linewidth=1.8, label=label)
-    for group, (ns, ys) in (_means(overlay) if overlay else {}).items():
+        records += [{"group": label, "n": n, "mean": y, "runs": k} for n, y, k in zip(ns, ys, runs)]
+    for group, (ns, ys, runs) in (_means(overlay) if overlay else {}).items():
         label, colour, marker, _ = GROUPS[group]
         ax.plot(ns, ys, color=colour, marker=marker, markerfacecolor="none", linestyle="--", linewidth=0.9,
                 markersize=7, label=f"authors' {label}")
-    notes = []
-    for number, (group, text) in INTERPRETATIONS.items():
-        if group not in means:
+        records += [{"group": f"authors' {label}", "n": n, "mean": y, "runs": k} for n, y, k in zip(ns, ys, runs)]
+    for v in verdicts(rows):
+        group = ANCHORS[v["finding"]]
+        if v["shown"] is None or group not in means:
             continue
-        x, y = _anchor(group, *means[group])
-        ax.annotate(str(number), (x, y), xytext=(6, 9), textcoords="offset points", fontsize=9, weight="bold",
-                    color=GROUPS[group][1], bbox={"boxstyle": "circle,pad=0.2", "fc": "white", "ec": GROUPS[group][1]})
-        notes.append(f"{number}. {text}")
-    fig.text(0.1, 0.02, "\n".join(notes), fontsize=8, va="bottom")
+        x, y = _anchor(v["finding"], *means[group][:2])
+        ax.annotate(str(v["finding"]), (x, y), xytext=(6, 9), textcoords="offset points", fontsize=9,
+                    weight="bold", color=GROUPS[group][1],
+                    bbox={"boxstyle": "circle,pad=0.2", "fc": "white", "ec": GROUPS[group][1]})
+    fig.text(0.02, 0.02, "\n".join(notes(rows)), fontsize=7.5, va="bottom")
     ax.set_xlim(-0.5, MAX_N + 0.5)
     ax.set_xticks(range(MAX_N + 1))
     ax.set_xlabel("Layer n at which the network is chopped and retrained")
     ax.set_ylabel("Top-1 accuracy (mean over runs)")
-    ax.set_title("Figure 2 (bottom): treatment means; numbers: the paper's interpretations")
+    ax.set_title("Figure 2 (bottom): means by group; numbers: the findings below")
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(loc="best", fontsize=8, frameon=False)
-    return save_both(fig, out_stem)
+    return save_both(fig, out_stem) + [write_numbers(out_stem, BOTTOM_COLUMNS, records)]
 
 
 def _read_curve(path: Path) -> dict[str, list[float]]:
@@ -143,14 +156,15 @@ def write_figures(rows: list[dict], out_dir: Path, original: list[dict] | None =
     fig2 = random_split_rows(rows)
     orig2 = random_split_rows(original) if original else None
     out: dict = {}
-    out["figure_png"], out["figure_pdf"] = plot_transfer(fig2, out_dir / "figure2", runs_dir=where, overlay=orig2)
-    out["figure2_bottom_png"], out["figure2_bottom_pdf"] = plot_figure2_bottom(fig2, out_dir / "figure2_bottom",
-                                                                               overlay=orig2)
+    out["figure_png"], out["figure_pdf"], out["figure2_csv"] = plot_transfer(fig2, out_dir / "figure2",
+                                                                              runs_dir=where, overlay=orig2)
+    out["figure2_bottom_png"], out["figure2_bottom_pdf"], out["figure2_bottom_csv"] = plot_figure2_bottom(
+        fig2, out_dir / "figure2_bottom", overlay=orig2)
     absent = []
     paths, missing = plot_figure3(rows, out_dir / "figure3", overlay=original)
     absent += missing
     if paths:
-        out["figure3_png"], out["figure3_pdf"] = paths
+        out["figure3_png"], out["figure3_pdf"], out["figure3_csv"] = paths
     for name, table_rows, title in (("table1", rows, "Table 1"), ("table1_original", original, "Table 1, authors' runs")):
         if table_rows is None:
             continue

@@ -20,6 +20,10 @@ transfers (AnB and BnA) at n = 7 against their own bases, and random frozen
 weights at n = 1, 2 and 5 against the all-classes base.
 A value a split cannot give (runs missing) is left out of the mean and spread
 (mean and sample standard deviation over the seeds that have it).
+
+Each finding's verdict (`verdicts`: shown, not shown, or not measured) is read
+from those means over seeds, with TOLERANCE_PP as the size of a difference
+that counts as none; findings.md and Figure 2 (bottom) both print it.
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ from analysis.table1 import pooled_groups
 from runner.atomic import write_text
 
 _RANDOM_SPLIT = re.compile(r"random(\d+)")
+TOLERANCE_PP = 1.0  # a mean difference within +-1 pp counts as none (no dip, no drop, the base reached)
 
 
 def _mean(values) -> float:
@@ -113,6 +118,40 @@ def findings(rows: list[dict]) -> tuple[list[int], list[dict]]:
     return seeds, out
 
 
+# finding: (what it says, the measures it is read from, whether their means over seeds show it)
+VERDICTS = {
+    1: ("first layers general", ("general",), lambda m: abs(m["general"]) <= TOLERANCE_PP),
+    2: ("co-adaptation dip of BnB", ("dip",), lambda m: m["dip"] < -TOLERANCE_PP),
+    3: ("AnB drop at high n", ("anb7", "specific"),
+        lambda m: m["anb7"] < -TOLERANCE_PP and m["specific"] < -TOLERANCE_PP),
+    4: ("BnB+ recovers the base", ("bnbplus",), lambda m: m["bnbplus"] >= -TOLERANCE_PP),
+    5: ("AnB+ reaches or beats the base", ("anbplus",), lambda m: m["anbplus"] >= -TOLERANCE_PP),
+}
+
+
+def _measured(m: dict, at: dict | None = None) -> str:
+    """`<formula>: <mean> pp, sd <sd>[, at n = <layer>]` (or `: no runs`) of one measure, its label less its name."""
+    text = f"{m['label'].split(': ', 1)[-1].removesuffix(' (pp)')}: "
+    if math.isnan(m["mean"]):
+        return text + "no runs"
+    text += f"{_fmt(m['mean'])} pp" + ("" if math.isnan(m["sd"]) else f", sd {m['sd']:.2f}")
+    return text + ("" if at is None or math.isnan(at["mean"]) else f", at n = {at['mean']:.0f}")
+
+
+def verdicts(rows: list[dict]) -> list[dict]:
+    """Each finding's verdict from the means over seeds: {finding, name, shown (None: runs missing), text}."""
+    _, measures = findings(rows)
+    by = {m["key"]: m for m in measures if m["key"] != "control"}
+    out = []
+    for number, (name, keys, shows) in VERDICTS.items():
+        means = {k: by[k]["mean"] for k in keys}
+        shown = None if any(math.isnan(v) for v in means.values()) else bool(shows(means))
+        word = {True: "shown", False: "not shown", None: "not measured"}[shown]
+        parts = "; ".join(_measured(by[k], by["dip_n"] if k == "dip" else None) for k in keys)
+        out.append({"finding": number, "name": name, "shown": shown, "text": f"{number}. {name}: {word} ({parts})"})
+    return out
+
+
 def _fmt(v: float, digits: int = 2) -> str:
     return "n/a" if math.isnan(v) else f"{v:+.{digits}f}"
 
@@ -132,6 +171,8 @@ def to_markdown(rows: list[dict], title: str = "The paper's findings") -> str:
             mean = mean.lstrip("+")
         sd = "" if math.isnan(m["sd"]) else f"{m['sd']:.2f}"
         lines.append(f"| {m['finding'] or ''} | {m['label']} | " + " | ".join(cells) + f" | {mean} | {sd} |")
+    lines += ["", f"Verdicts (means over the seeds; a difference within {TOLERANCE_PP:g} pp counts as none):", ""]
+    lines += [v["text"] for v in verdicts(rows)]
     return "\n".join(lines) + "\n"
 
 

@@ -1,22 +1,27 @@
 """The paper's Figure 2 (top): top-1 accuracy against the layer n where nets are chopped.
 
-Groups follow the paper's pooling (its footnote 3, Section 4.1): a transfer
+Groups follow the paper's pooling (its footnote 3, Section 4.1), decided by
+analysis.table1.grouped (the rule Table 1 and the findings use): a transfer
 XnY with X == Y is a selffer and drawn as `BnB` (AnA pooled with BnB), one
-with X != Y as `AnB` (BnA pooled with AnB), `+` when fine-tuned; every base
-net is drawn as `baseB` at n = 0. Each finished run is a point, jittered
-sideways by a fixed seed (the same rows give the same picture); the means of
-each group are joined by lines, and the base mean is a dotted level across.
-Drawn with matplotlib's object API on the Agg canvas (no pyplot state).
+with X != Y as `AnB` (BnA pooled with AnB), `+` when fine-tuned; the base nets
+of the halves the transfers target are drawn as `baseB` at n = 0. Each
+finished run on a random split is a point, jittered sideways by a fixed seed
+(the same rows give the same picture); the means of each group are joined by
+lines, and the base mean is a dotted level across. Drawn with matplotlib's
+object API on the Agg canvas (no pyplot state). The points drawn are written
+beside the picture as `<stem>.csv` (POINT_COLUMNS; the authors' runs with
+their group named `authors' ...`, as in the legend).
 """
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from analysis.parse_log import write_csv_atomic
+from analysis.table1 import grouped
 from runner.atomic import replacing
 from runner.errors import KitError
 
@@ -32,27 +37,20 @@ GROUPS = {
 }
 MAX_N = 7
 _JITTER = 0.03
+POINT_COLUMNS = ("group", "n", "x", "score", "split", "treatment")  # x: where the point is drawn (jittered)
 
 
-def group_of(row: dict) -> str | None:
-    """The Figure 2 group of a results row (None: not in this figure)."""
-    if row.get("kind") == "base":
-        return "base"
-    if row.get("kind") != "transfer":
-        return None
-    style = "BnB" if row.get("source") == row.get("target") else "AnB"
-    return style + ("+" if row.get("finetuned") else "")
+def _points(rows: list[dict]) -> dict[str, list[tuple[int, float, dict]]]:
+    """(n, score, row) of the rows in each Figure 2 group, sorted by n and score."""
+    points: dict[str, list[tuple[int, float, dict]]] = {g: [] for g in GROUPS}
+    for group, n, row in grouped(rows):
+        points[group].append((n, float(row["score"]), row))
+    return {g: sorted(pts, key=lambda p: p[:2]) for g, pts in points.items()}
 
 
 def plottable(rows: list[dict]) -> dict[str, list[tuple[int, float]]]:
-    """(n, score) of the finished rows by Figure 2 group."""
-    points: dict[str, list[tuple[int, float]]] = {g: [] for g in GROUPS}
-    for row in rows:
-        group, value = group_of(row), row.get("score")
-        if group is None or not row.get("finished", True) or value is None or math.isnan(value):
-            continue
-        points[group].append((0 if group == "base" else int(row["n"]), float(value)))
-    return points
+    """(n, score) of the finished rows on random splits by Figure 2 group (analysis.table1.grouped)."""
+    return {g: [(n, y) for n, y, _ in pts] for g, pts in _points(rows).items()}
 
 
 def _title(rows: list[dict]) -> str:
@@ -78,53 +76,57 @@ def save_both(fig: Figure, out_stem: Path) -> list[Path]:
     return paths
 
 
-def _overlay(ax, rows: list[dict], rng: np.random.Generator) -> None:
-    """The authors' runs as hollow markers (their group's colour and marker, no fill) with dashed means."""
-    for group, pts in plottable(rows).items():
-        if not pts:
-            continue
-        label, colour, marker, offset = GROUPS[group]
-        ns = np.array([n for n, _ in sorted(pts)], dtype=float)
-        ys = np.array([y for _, y in sorted(pts)])
-        ax.scatter(ns + offset + rng.uniform(-_JITTER, _JITTER, len(ns)), ys, s=30, marker=marker,
-                   facecolors="none", edgecolors=colour, linewidths=0.9, zorder=2,
+def write_numbers(out_stem: Path, header: tuple[str, ...], records: list[dict]) -> Path:
+    """Write the numbers a figure draws as out_stem.csv (atomically); return its path."""
+    path = Path(out_stem).with_name(Path(out_stem).name + ".csv")
+    write_csv_atomic(path, header, [{k: round(v, 9) if isinstance(v, float) else v for k, v in r.items()}
+                                    for r in records])
+    return path
+
+
+def _scatter_group(ax, pts: list[tuple[int, float, dict]], group: str, rng: np.random.Generator,
+                   hollow: bool) -> list[dict]:
+    """One group's points (filled, or hollow for the authors') and its means; return the points' records."""
+    label, colour, marker, offset = GROUPS[group]
+    ns = np.array([n for n, _, _ in pts], dtype=float)
+    ys = np.array([y for _, y, _ in pts])
+    xs = ns + offset + rng.uniform(-_JITTER, _JITTER, len(ns))
+    if hollow:
+        ax.scatter(xs, ys, s=30, marker=marker, facecolors="none", edgecolors=colour, linewidths=0.9, zorder=2,
                    label=f"authors' {label} ({len(pts)})")
-        levels = sorted(set(ns))
-        if group != "base":
-            ax.plot(np.array(levels) + offset, [ys[ns == n].mean() for n in levels], color=colour,
-                    linestyle="--", linewidth=0.8, zorder=2)
+    else:
+        ax.scatter(xs, ys, s=22, marker=marker, facecolors="white" if group == "base" else colour,
+                   edgecolors=colour, alpha=0.7, linewidths=0.8, zorder=3,
+                   label=f"{label} ({len(pts)} run{'s' * (len(pts) != 1)})")
+    levels = sorted(set(ns))
+    means = [ys[ns == n].mean() for n in levels]
+    if group == "base" and not hollow:
+        ax.axhline(means[0], color=colour, linestyle=":", linewidth=1, zorder=1)
+    elif group != "base":
+        ax.plot(np.array(levels) + offset, means, color=colour, linestyle="--" if hollow else "-",
+                marker=None if hollow else marker, markersize=7, linewidth=0.8 if hollow else 1.5,
+                zorder=2 if hollow else 4)
+    who = "authors' " if hollow else ""
+    return [{"group": who + label, "n": n, "x": float(x), "score": y, "split": row.get("split"),
+             "treatment": row.get("treatment")} for (n, y, row), x in zip(pts, xs)]
 
 
 def plot_transfer(rows: list[dict], out_stem: Path, runs_dir: Path | None = None,
                   overlay: list[dict] | None = None) -> list[Path]:
-    """Draw Figure 2 from results rows (finished ones); write out_stem.png and .pdf; return them."""
+    """Draw Figure 2 from results rows (finished ones); write out_stem.png, .pdf and .csv; return them."""
     out_stem = Path(out_stem)
-    points = plottable(rows)
+    points = _points(rows)
     if not any(points.values()):
         where = runs_dir if runs_dir is not None else out_stem.parent
         raise KitError(f"no finished runs under {where}", "train some first: make train TREATMENT=baseA")
     rng = np.random.default_rng(0)
     fig = Figure(figsize=(7.5, 4.8))
     ax = fig.add_subplot()
-    for group, (label, colour, marker, offset) in GROUPS.items():
-        pts = sorted(points[group])
-        if not pts:
-            continue
-        ns = np.array([n for n, _ in pts], dtype=float)
-        ys = np.array([y for _, y in pts])
-        xs = ns + offset + rng.uniform(-_JITTER, _JITTER, len(ns))
-        face = "white" if group == "base" else colour
-        ax.scatter(xs, ys, s=22, marker=marker, facecolors=face, edgecolors=colour, alpha=0.7,
-                   linewidths=0.8, zorder=3, label=f"{label} ({len(pts)} run{'s' * (len(pts) != 1)})")
-        levels = sorted(set(ns))
-        means = [ys[ns == n].mean() for n in levels]
-        if group == "base":
-            ax.axhline(means[0], color=colour, linestyle=":", linewidth=1, zorder=1)
-        else:
-            ax.plot(np.array(levels) + offset, means, color=colour, marker=marker, markersize=7,
-                    linewidth=1.5, zorder=4)
-    if overlay:
-        _overlay(ax, overlay, rng)
+    records = []
+    for hollow, pts_by_group in ((False, points), (True, _points(overlay) if overlay else {})):
+        for group, pts in pts_by_group.items():
+            if pts:
+                records += _scatter_group(ax, pts, group, rng, hollow)
     ax.set_xlim(-0.5, MAX_N + 0.5)
     ax.set_xticks(range(MAX_N + 1))
     ax.set_xlabel("Layer n at which the network is chopped and retrained")
@@ -133,4 +135,4 @@ def plot_transfer(rows: list[dict], out_stem: Path, runs_dir: Path | None = None
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(loc="best", fontsize=8, frameon=False)
     fig.tight_layout()
-    return save_both(fig, out_stem)
+    return save_both(fig, out_stem) + [write_numbers(out_stem, POINT_COLUMNS, records)]

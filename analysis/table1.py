@@ -27,6 +27,7 @@ from pathlib import Path
 from runner.atomic import write_text
 from runner.errors import KitError
 
+GROUPS = ("base", "BnB", "BnB+", "AnB", "AnB+")
 RANGES = ((1, 7), (3, 7), (5, 7))
 COLUMNS = ("layers", "AnB+_runs", "base_runs", "BnB+_runs", "over_baseB_pooled", "over_BnB+_pooled",
            "over_baseB_layer_means", "over_BnB+_layer_means")
@@ -45,36 +46,54 @@ def usable(row: dict) -> bool:
             and value is not None and not math.isnan(float(value)))
 
 
-def pooled_groups(rows: list[dict]) -> dict[str, dict[int, list[float]]]:
-    """Scores of the usable rows by paper group (base, BnB, BnB+, AnB, AnB+) and layer n; `base` holds
-    the base nets of the halves the transfers target (all bases when there are no transfers)."""
-    groups: dict[str, dict[int, list[float]]] = {g: {} for g in ("base", "BnB", "BnB+", "AnB", "AnB+")}
+def group_of(row: dict, targets: set | frozenset = frozenset()) -> str | None:
+    """The paper group of a results row: base, BnB, BnB+, AnB or AnB+ (footnote 3's pooling); None for any
+    other kind, and for the base net of a half outside `targets` (the halves some transfer trains on; empty:
+    every half)."""
+    if row.get("kind") == "base":
+        return "base" if not targets or row.get("target") in targets else None
+    if row.get("kind") != "transfer":
+        return None
+    return ("BnB" if row.get("source") == row.get("target") else "AnB") + ("+" if row.get("finetuned") else "")
+
+
+def grouped(rows: list[dict]) -> list[tuple[str, int, dict]]:
+    """(group, n, row) of every usable row in a paper group, in the rows' order; n is 0 for a base net.
+
+    The one rule of Figure 2, Table 1 and the findings: the base of a half that no transfer targets is
+    not the baseline of any (the FA-20 grid trains transfers to B only: a harder half A would otherwise
+    pull "base" down); with no transfers at all, every base counts."""
     rows = list(filter(usable, rows))
-    # the base of a half that no transfer targets is not the baseline of any (the FA-20 grid trains
-    # transfers to B only: a harder half A would otherwise pull "base" down)
     targets = {row.get("target") for row in rows if row.get("kind") == "transfer"}
+    out = []
     for row in rows:
-        if row.get("kind") == "base":
-            if targets and row.get("target") not in targets:
-                continue
-            group, n = "base", 0
-        elif row.get("kind") == "transfer":
-            group = ("BnB" if row.get("source") == row.get("target") else "AnB") + ("+" if row.get("finetuned") else "")
-            n = int(row["n"])
-        else:
-            continue
+        group = group_of(row, targets)
+        if group is not None:
+            out.append((group, 0 if group == "base" else int(row["n"]), row))
+    return out
+
+
+def pooled_groups(rows: list[dict]) -> dict[str, dict[int, list[float]]]:
+    """Scores of the usable rows by paper group (base, BnB, BnB+, AnB, AnB+) and layer n (see grouped)."""
+    groups: dict[str, dict[int, list[float]]] = {g: {} for g in GROUPS}
+    for group, n, row in grouped(rows):
         groups[group].setdefault(n, []).append(float(row["score"]))
     return groups
+
+
+def baseline(rows: list[dict]) -> tuple[float, int]:
+    """(mean score, number) of the base runs Table 1 compares with (nan, 0 when there are none)."""
+    base = [v for vs in pooled_groups(rows)["base"].values() for v in vs]
+    return _mean(base), len(base)
 
 
 def table1(rows: list[dict]) -> list[dict]:
     """Table 1 (see the module doc) from results rows: one dict per range, boosts in percentage points."""
     groups = pooled_groups(rows)
-    base = [v for vs in groups["base"].values() for v in vs]
+    base_mean, base_runs = baseline(rows)
     if not any(groups["AnB+"].values()):
         raise KitError("no finished AnB+ runs on a random split in this table",
                        "train some fine-tuned transfers first, e.g. make train TREATMENT=A3B+")
-    base_mean = _mean(base)
     out = []
     for lo, hi in RANGES:
         layers = range(lo, hi + 1)
@@ -84,7 +103,7 @@ def table1(rows: list[dict]) -> list[dict]:
         all_bnb = [v for vs in bnb.values() for v in vs]
         per_base = [_mean(anb[n]) - base_mean for n in layers if anb[n]]
         per_self = [_mean(anb[n]) - _mean(bnb[n]) for n in layers if anb[n] and bnb[n]]
-        out.append({"layers": f"{lo}-{hi}", "AnB+_runs": len(all_anb), "base_runs": len(base),
+        out.append({"layers": f"{lo}-{hi}", "AnB+_runs": len(all_anb), "base_runs": base_runs,
                     "BnB+_runs": len(all_bnb),
                     "over_baseB_pooled": 100 * (_mean(all_anb) - base_mean),
                     "over_BnB+_pooled": 100 * (_mean(all_anb) - _mean(all_bnb)),

@@ -1,6 +1,7 @@
 """Tests of Table 1, Figures 2 (bottom) and 3, training curves, conv1 filter grids, the parser's fast path."""
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -11,14 +12,16 @@ from google.protobuf import text_format
 from matplotlib.image import imread
 
 from analysis.figure3 import collect, plot_figure3
-from analysis.figures import write_figures
+from analysis.figures import notes, write_figures
+from analysis.findings import findings
 from analysis.filters import conv1_weights, filter_grid, write_filters
 from analysis.parse_log import parse_log
 from analysis.results import analyze_split, read_results_csv, write_results_csv
-from analysis.table1 import table1, to_markdown
+from analysis.table1 import baseline, table1, to_markdown
 from runner.cli import main
 from runner.errors import KitError
 from test_analysis import glog, modern
+from test_findings import _seed
 
 
 def _row(split: str, kind: str, source, target: str, n: int, ft: bool, score: float, finished: bool = True) -> dict:
@@ -93,10 +96,58 @@ def test_write_figures_everything(tmp_path: Path):
     assert not [p for p in (tmp_path / "figs").iterdir() if ".tmp" in p.name]
 
 
+def _read(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_figure2_bottom_numbers_baseline_and_notes(tmp_path: Path):
+    rows = _seed("random0", 0.0) + _seed("random1", 0.01)  # baseA 0.80/0.81 targets no transfer: not the base
+    out = write_figures(rows, tmp_path)
+    assert out["figure2_bottom_csv"].read_text().splitlines()[0] == "group,n,mean,runs"
+    got = {(r["group"], int(r["n"])): (float(r["mean"]), int(r["runs"])) for r in _read(out["figure2_bottom_csv"])}
+    # by hand: the mean of seeds 0 and 1 (two runs each): baseB 0.82/0.83, BnB 0.81 but 0.75 at n = 4,
+    # AnB 0.81 but 0.70 at n = 7, BnB+ 0.82, AnB+ 0.83, each + 0.01 on seed 1
+    expected = {("baseB", 0): 0.825}
+    for n in range(1, 8):
+        expected.update({("BnB", n): 0.755 if n == 4 else 0.815, ("AnB", n): 0.705 if n == 7 else 0.815,
+                         ("BnB+", n): 0.825, ("AnB+", n): 0.835})
+    assert set(got) == set(expected) and {k: v[1] for k, v in got.items()} == dict.fromkeys(expected, 2)
+    assert {k: v[0] for k, v in got.items()} == pytest.approx(expected)
+    base = {m["key"]: m for m in findings(rows)[1]}["base"]["mean"]
+    assert got[("baseB", 0)][0] == pytest.approx(baseline(rows)[0]) == pytest.approx(base / 100)
+    text = out["findings_md"].read_text()
+    assert "| base nets of the target halves: top-1 accuracy, % | 82.00 | 83.00 | 82.50 |" in text
+    lines = notes(rows)
+    verdicts = [line for line in text.splitlines() if line[:2] in {f"{i}." for i in range(1, 6)}]
+    assert len(verdicts) == 5 and lines[1:] == verdicts  # the notes are findings.md's verdicts, word for word
+    assert "seeds 0, 1" in lines[0] and "2. co-adaptation dip of BnB: shown (lowest BnB - base over n = 2..6: " \
+        "-7.00 pp, sd 0.00, at n = 4)" in lines
+    assert "3. AnB drop at high n: shown (AnB - base at n = 7: -12.00 pp, sd 0.00; AnB - BnB at n = 6, 7: -5.50 pp" \
+        in lines[3]
+    assert not [line for line in lines if "fragile" in line or "500 classes" in line or "paper" in line]
+
+
+def test_figure3_csv_holds_every_point_drawn(tmp_path: Path):
+    (_, _, numbers), _ = plot_figure3(_all_rows(), tmp_path / "figure3")
+    got = {(r["panel"], r["series"], r["split"], r["treatment"]): float(r["value"]) for r in _read(numbers)}
+    assert len(got) == len(_read(numbers)) == (14 + 2) + (7 + 1) + (14 + 7 + 7)
+    for n in range(1, 8):  # the scores _all_rows gives, and minus their own base (natman A 0.60, B 0.50; all 0.57)
+        assert got["natman", "target B", "natman", f"A{n}B"] == pytest.approx(0.5 - n / 30)
+        assert got["random", "target all", "all", f"None{n}all"] == pytest.approx(0.4 / n)
+        assert got["normalized", "natman transfer (XnY, dissimilar)", "natman", f"B{n}A"] == \
+            pytest.approx(-0.05 - n / 30)
+        assert got["normalized", "random frozen weights (randfrozen{n})", "all", f"None{n}all"] == \
+            pytest.approx(0.4 / n - 0.57)
+        assert got["normalized", "random-split AnB (similar)", "random0", f"A{n}B"] == pytest.approx(-n / 100)
+    assert got["natman", "target A", "natman", "base mean"] == 0.6
+    assert got["random", "target all", "all", "base mean"] == 0.57
+
+
 def test_figure3_says_what_is_absent(tmp_path: Path):
     only_random = [r for r in _all_rows() if r["split"].startswith("random")]
     paths, absent = plot_figure3(only_random, tmp_path / "f3")
-    assert len(paths) == 2 and paths[0].is_file()
+    assert len(paths) == 3 and paths[0].is_file() and paths[2].name == "f3.csv"
     assert len(absent) == 2 and "natman" in absent[0] and "random frozen" in absent[1]
     no_bases = [r for r in _all_rows() if not (r["split"] == "natman" and r["kind"] == "base")]
     _, absent = plot_figure3(no_bases, tmp_path / "f3b")

@@ -1,14 +1,16 @@
 """Tests of analysis/results.py and analysis/plots.py: run folders -> results table -> Figure 2."""
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import pytest
 
 from analysis.parse_log import score
-from analysis.plots import group_of, plot_transfer
+from analysis.plots import GROUPS, plot_transfer
 from analysis.results import ROW_COLUMNS, analyze_split, collect_runs, log_segments
+from analysis.table1 import group_of
 from runner.errors import KitError
 from test_analysis import modern
 
@@ -87,16 +89,42 @@ def _rows() -> list[dict]:
     return rows
 
 
+def _drawn(path: Path) -> list[tuple[str, int, float, str]]:
+    """(group, n, score, split) of each point in a figure2.csv, sorted."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return sorted((r["group"], int(r["n"]), float(r["score"]), r["split"]) for r in csv.DictReader(f))
+
+
 def test_plot_transfer_writes_png_and_pdf(tmp_path: Path):
-    png, pdf = plot_transfer(_rows(), tmp_path / "fig" / "figure2")
-    assert (png.name, pdf.name) == ("figure2.png", "figure2.pdf")
+    png, pdf, numbers = plot_transfer(_rows(), tmp_path / "fig" / "figure2")
+    assert (png.name, pdf.name, numbers.name) == ("figure2.png", "figure2.pdf", "figure2.csv")
     assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
     assert pdf.read_bytes()[:4] == b"%PDF" and pdf.stat().st_size > 5_000
-    again, _ = plot_transfer(_rows(), tmp_path / "again")
+    again, *_ = plot_transfer(_rows(), tmp_path / "again")
     assert again.read_bytes() == png.read_bytes()  # fixed jitter: the same rows, the same picture
-    only_bases, _ = plot_transfer(_rows()[:2], tmp_path / "bases")
+    only_bases, *_ = plot_transfer(_rows()[:2], tmp_path / "bases")
     assert only_bases.read_bytes()[:4] == b"\x89PNG" and only_bases.read_bytes() != png.read_bytes()
     assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name]
+
+
+def test_figure2_csv_holds_every_point_drawn(tmp_path: Path):
+    rows = _rows()  # transfers target both halves: both bases are baseB
+    label = {(True, False): "BnB", (True, True): "BnB+", (False, False): "AnB", (False, True): "AnB+"}
+    expected = sorted(("baseB", 0, round(r["score"], 9), "random0") if r["kind"] == "base" else
+                      (label[r["source"] == r["target"], r["finetuned"]], r["n"], round(r["score"], 9), "random0")
+                      for r in rows)
+    *_, numbers = plot_transfer(rows, tmp_path / "figure2")
+    assert numbers.read_text().splitlines()[0] == "group,n,x,score,split,treatment"
+    assert _drawn(numbers) == expected and len(expected) == 2 + 7 * 8
+    with open(numbers, newline="", encoding="utf-8") as f:
+        for r in csv.DictReader(f):  # drawn at n plus the group's offset and a jitter under 0.03
+            offset = {v[0]: v[3] for v in GROUPS.values()}[r["group"]]
+            assert abs(float(r["x"]) - int(r["n"]) - offset) < 0.03
+    to_b = [r for r in rows if r["kind"] == "base" or r["target"] == "B"]  # no transfer targets A: baseA is none
+    *_, numbers = plot_transfer(to_b, tmp_path / "to_b", overlay=to_b)
+    drawn = _drawn(numbers)
+    assert [d for d in drawn if d[1] == 0] == [("authors' baseB", 0, 0.61, "random0"), ("baseB", 0, 0.61, "random0")]
+    assert len(drawn) == 2 * (1 + 7 * 4)
 
 
 def test_plot_pooling_and_nothing_to_plot(tmp_path: Path):
@@ -106,6 +134,8 @@ def test_plot_pooling_and_nothing_to_plot(tmp_path: Path):
     assert group_of({**row, "source": "B", "target": "A", "finetuned": True}) == "AnB+"
     assert group_of({**row, "source": "A", "target": "B", "finetuned": False}) == "AnB"
     assert group_of({"kind": "base", "n": 0}) == "base"
+    assert group_of({"kind": "base", "target": "A"}, {"B"}) is None  # no transfer targets half A
+    assert group_of({"kind": "base", "target": "B"}, {"B"}) == "base" and group_of({"kind": "random-weights"}) is None
     with pytest.raises(KitError, match="no finished runs under"):
         plot_transfer([{**r, "finished": False} for r in _rows()], tmp_path / "figure2")
     with pytest.raises(KitError, match="no finished runs under"):

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from analysis.findings import findings, to_markdown
+from analysis.findings import findings, to_markdown, verdicts
 from analysis.results import write_results_csv
 from conftest import ROOT
 
@@ -46,6 +46,24 @@ def test_findings_per_seed_mean_and_spread():
                                       "random frozen weights: randfrozen2 - base of all classes (pp)": -5.0})
     text = to_markdown(rows)
     assert "| 2 | co-adaptation dip: lowest BnB - base over n = 2..6 (pp) | -7.00 | -7.00 | -7.00 | 0.00 |" in text
+
+
+def test_verdicts_shown_not_shown_and_not_measured():
+    rows = _seed("random0", 0.0) + _seed("random1", 0.01)
+    assert [v["shown"] for v in verdicts(rows)] == [True] * 5  # general 0, dip -7, drop -12 / -5.5, BnB+ 0, AnB+ +1 pp
+    assert verdicts(rows)[4]["text"] == "5. AnB+ reaches or beats the base: shown (AnB+ - base, mean over n = 1..7: " \
+                                        "+1.00 pp, sd 0.00)"
+    # BnB 0.84 everywhere (2 pp above baseB 0.82): no dip, and AnB 0.81 at n = 1, 2 is 3 pp below it; no AnB+ runs
+    flat = [{**r, "score": 0.84} if r["kind"] == "transfer" and r["source"] == "B" and not r["finetuned"] else r
+            for r in _seed("random0", 0.0) if not (r["source"] == "A" and r["finetuned"])]
+    found = {v["finding"]: v for v in verdicts(flat)}
+    assert [found[i]["shown"] for i in range(1, 6)] == [False, False, True, True, None]
+    assert found[1]["text"] == "1. first layers general: not shown (AnB - BnB at n = 1, 2: -3.00 pp)"
+    assert found[2]["text"] == ("2. co-adaptation dip of BnB: not shown "
+                                "(lowest BnB - base over n = 2..6: +2.00 pp, at n = 2)")
+    assert found[5]["text"] == ("5. AnB+ reaches or beats the base: not measured "
+                                "(AnB+ - base, mean over n = 1..7: no runs)")
+    assert found[2]["text"] in to_markdown(flat)
 
 
 def test_findings_command(tmp_path):
