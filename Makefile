@@ -52,7 +52,7 @@ KIT      := $(VENV)/bin/transfer-kit
 STAMP    := $(VENV)/.kit-venv-complete
 export GLOG_logtostderr := 1
 
-.PHONY: help setup system venv caffe caffe-opencv dataset split-random split-natural split-whole split-reduced train grid status plots import-original table1 filters bench bench-import demo test test-fast compare-original
+.PHONY: help setup system venv caffe caffe-opencv caffe-reference dataset split-random split-natural split-whole split-reduced train grid status plots import-original table1 filters bench bench-import demo test test-fast compare-original
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -76,6 +76,9 @@ caffe: system venv  ## build CPU Caffe + pycaffe once into ~/.cache (CAFFE_ROOT=
 caffe-opencv: venv  ## build the OpenCV variant without wiring it in (its root: $(VENV)/caffe_opencv_root; the tests use it)
 	@CAFFE_OPENCV=1 bash runner/install_system.sh
 	@CAFFE_OPENCV=1 CAFFE_WIRE=0 bash runner/build_caffe.sh $(VENV) >/dev/null
+
+caffe-reference: system venv  ## build the kit's Caffe as before its speed work (Debian's OpenBLAS, -O2), never wired: make bench and the tests compare with it
+	@CAFFE_OPENCV=0 CAFFE_REFERENCE=1 bash runner/build_caffe.sh $(VENV) >/dev/null
 
 setup: caffe  ## everything the kit needs
 
@@ -115,7 +118,7 @@ table1: setup  ## print the paper's Table 1 from a results table: RESULTS=FILE.c
 filters: setup  ## conv1 filters of a model as an image grid: MODEL=X.caffemodel OUT=X.png
 	$(KIT) filters '$(MODEL)' --out '$(OUT)'
 
-bench: setup  ## print the kit's speed figures: (a) kit vs bare caffe, (b) frozen A7B vs baseB, (c) data prep, (d) grid
+bench: setup caffe-reference  ## print the kit's speed figures: (a) kit vs bare caffe, (b) frozen A7B vs baseB, (c) data prep, (d) grid, (e) Caffe vs sgemm and the reference build, (f) per-layer times
 	$(VENV)/bin/python bench/bench_kit.py
 
 bench-import: setup  ## time import-original on a synthetic folder the size of the authors' (354 logs, 213 MB)
@@ -127,7 +130,7 @@ demo: setup  ## the whole experiment on FA-20: random split, natural/man-made, r
 compare-original: setup  ## the kit's CaffeNet files against authors' run folders: RUNS="DIR ..."
 	$(KIT) compare-original $(RUNS)
 
-test: setup caffe-opencv  ## install everything (the OpenCV variant too), then run the whole test suite
+test: setup caffe-opencv caffe-reference  ## install everything (the OpenCV variant and the reference build too), then run the whole test suite
 	$(VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
 
 test-fast: setup  ## the tests without the slow end-to-end ones

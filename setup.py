@@ -20,7 +20,7 @@ setup(
     description="Re-run Yosinski et al. 2014 'How transferable are features in deep neural networks?' in real Caffe",
     python_requires=">=3.11",
     packages=["data_prep", "generators", "runner", "analysis"],
-    package_data={"runner": ["patches/*.patch", "*.sh"]},
+    package_data={"runner": ["patches/*.patch", "patches/opencv/*.patch", "patches/speed/*.patch", "*.sh"]},
     install_requires=direct_requirements(),
     entry_points={"console_scripts": ["transfer-kit=runner.cli:main"]},
 )

@@ -16,7 +16,9 @@
     (without the variant: estimated from the kit's own decode rate).
 (d) grid: a 4-run grid with JOBS=1 (each run alone, all cores) and JOBS=2: the
     wall times, speed-up, parallel efficiency and CPU utilisation.
-Usage: python bench/bench_kit.py [--only a,b,c,d] [--keep DIR]
+(e), (f) the Caffe build's speed against this core's sgemm rate and against the
+    reference build, and its per-layer times: bench/bench_speed.py.
+Usage: python bench/bench_kit.py [--only a,b,c,d,e] [--keep DIR]
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from analysis.parse_log import parse_log  # noqa: E402  (after the path)
+from bench.bench_speed import bench_speed  # noqa: E402
 
 
 def _cli(*args: str, cwd: Path = ROOT) -> float:
@@ -234,7 +237,7 @@ def bench_grid(work: Path, iters: int) -> list[str]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--only", default="a,b,c,d", help="comma-separated subset of a, b, c, d")
+    p.add_argument("--only", default="a,b,c,d,e", help="comma-separated subset of a, b, c, d, e (e prints e and f)")
     p.add_argument("--iters", type=int, default=200, help="(a) iterations per run")
     p.add_argument("--reps", type=int, default=2, help="(a) repetitions of kit and bare")
     p.add_argument("--caffenet-batch", type=int, default=8, help="(b) CaffeNet batch (the paper's is 256)")
@@ -244,14 +247,16 @@ def main() -> int:
     p.add_argument("--keep", type=Path, default=None, help="work folder to keep (default: a temporary one)")
     args = p.parse_args()
     parts = {x.strip() for x in args.only.split(",") if x.strip()}
-    if not parts or parts - set("abcd"):
-        sys.exit(f"bench: --only takes a comma-separated subset of a,b,c,d, got {args.only!r}")
+    parts = {"e" if x == "f" else x for x in parts}
+    if not parts or parts - set("abcde"):
+        sys.exit(f"bench: --only takes a comma-separated subset of a,b,c,d,e, got {args.only!r}")
     root = args.keep or Path(tempfile.mkdtemp(prefix="kit-bench-"))
     try:
         for part, fn in (("a", lambda: bench_launch(root / "a", args.iters, args.reps)),
                          ("b", lambda: bench_frozen(root / "b", args.caffenet_batch, args.steps)),
                          ("c", lambda: bench_prep(root / "c", args.per_class)),
-                         ("d", lambda: bench_grid(root / "d", args.grid_iters))):
+                         ("d", lambda: bench_grid(root / "d", args.grid_iters)),
+                         ("e", lambda: bench_speed(root / "e"))):
             if part in parts:
                 t0 = time.perf_counter()
                 for line in fn():

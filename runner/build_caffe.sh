@@ -13,7 +13,20 @@
 #                      the plain variant; unset: the variant wired now.
 #   CAFFE_WIRE=0       build (or find) the variant but leave the venv's wiring
 #                      alone; the root is printed on stdout
-# Each build writes ROOT/.kit-variant: "opencv" or "plain".
+#   CAFFE_REFERENCE=1  the kit's build before its speed work (Debian's OpenBLAS,
+#                      -O2, no runner/patches/speed): never wired, its root is
+#                      recorded in VENV/caffe_reference_root; `make bench` and
+#                      the equivalence test compare the fast build with it
+# Each build writes ROOT/.kit-variant: "opencv" or "plain", and ROOT/.kit-speed:
+# "fast" or "reference".
+#
+# The fast build links the current OpenBLAS of PyPI's scipy-openblas32 wheel
+# (pinned in requirements.txt; its symbols carry a scipy_ prefix, mapped back to
+# the CBLAS names by a generated cblas.h), copied into ROOT/build/lib, and
+# applies runner/patches/speed/*.patch (-O3, vectorised layers, several images
+# per convolution GEMM). Debian bookworm's OpenBLAS 0.3.21 falls back to its
+# Prescott kernels on recent Intel cores; the wheel's picks the CPU's own.
+# OPENBLAS_CORETYPE and OPENBLAS_NUM_THREADS, where set, are obeyed by both.
 set -euo pipefail
 
 KIT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -39,7 +52,14 @@ case "$CAFFE_OPENCV" in
   0|"") VARIANT=plain ;;
   *) echo "error: CAFFE_OPENCV=$CAFFE_OPENCV; fix: CAFFE_OPENCV=1 or 0" >&2; exit 1 ;;
 esac
+CAFFE_REFERENCE=${CAFFE_REFERENCE:-0}
+case "$CAFFE_REFERENCE" in
+  1) SPEED=reference; CAFFE_WIRE=0 ;;
+  0) SPEED=fast ;;
+  *) echo "error: CAFFE_REFERENCE=$CAFFE_REFERENCE; fix: CAFFE_REFERENCE=1 or 0" >&2; exit 1 ;;
+esac
 PATCHES=("$KIT"/runner/patches/*.patch)
+[ "$SPEED" = fast ] && PATCHES+=("$KIT"/runner/patches/speed/*.patch)
 [ "$VARIANT" = opencv ] && PATCHES+=("$KIT"/runner/patches/opencv/*.patch)
 
 die() { echo "error: $*" >&2; exit 1; }
@@ -77,7 +97,11 @@ if [ -n "${CAFFE_ROOT:-}" ]; then
 fi
 
 finish() {  # DEST is built: record it, and wire it unless CAFFE_WIRE=0
-  [ "$VARIANT" = opencv ] && echo "$DEST" > "$VENV/caffe_opencv_root"
+  if [ "$SPEED" = reference ]; then
+    echo "$DEST" > "$VENV/caffe_reference_root"
+  elif [ "$VARIANT" = opencv ]; then
+    echo "$DEST" > "$VENV/caffe_opencv_root"
+  fi
   if [ "$CAFFE_WIRE" = 0 ]; then
     echo "$DEST"
   else
@@ -87,7 +111,15 @@ finish() {  # DEST is built: record it, and wire it unless CAFFE_WIRE=0
 
 PYVER=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 NPVER=$("$PY" -c 'import numpy; print(numpy.__version__)')
-KEY=$( { echo "$SDIST_SHA256 py$PYVER numpy$NPVER variant=$VARIANT"; cat "$KIT/runner/build_caffe.sh" "${PATCHES[@]}"; } | sha256sum | cut -c1-16)
+if [ "$SPEED" = fast ]; then
+  BLAS_DIRS=$("$PY" -c 'import scipy_openblas32 as b; print(b.get_include_dir()); print(b.get_lib_dir()); print(b.__version__)') \
+    || die "the scipy-openblas32 wheel is not in $VENV; fix: make venv (it is pinned in requirements.txt)"
+  { read -r BLAS_INC; read -r BLAS_LIBDIR; read -r BLAS_VERSION; } <<< "$BLAS_DIRS"
+  BLAS_KEY="scipy-openblas32-$BLAS_VERSION $(sha256sum "$BLAS_LIBDIR/libscipy_openblas.so" | cut -c1-16)"
+else
+  BLAS_KEY="debian-openblas $(dpkg-query -W -f='${Version}' libopenblas-dev 2>/dev/null)"
+fi
+KEY=$( { echo "$SDIST_SHA256 py$PYVER numpy$NPVER variant=$VARIANT speed=$SPEED blas=$BLAS_KEY"; cat "$KIT/runner/build_caffe.sh" "${PATCHES[@]}"; } | sha256sum | cut -c1-16)
 DEST="$CACHE/$KEY"
 
 if [ "$VARIANT" = opencv ] && [ ! -f /usr/include/opencv4/opencv2/imgcodecs.hpp ]; then
@@ -125,6 +157,28 @@ for p in "${PATCHES[@]}"; do
   patch -p1 -s --no-backup-if-mismatch < "$p" || die "patch $(basename "$p") does not apply"
 done
 
+BLAS_CFG="BLAS := open"
+if [ "$SPEED" = fast ]; then
+  # The wheel's headers under kit_blas/include/scipy_openblas32 and a cblas.h
+  # that maps every standard cblas_* name Caffe calls to the wheel's scipy_cblas_*.
+  mkdir -p kit_blas/include kit_blas/lib
+  cp -r "$BLAS_INC" kit_blas/include/scipy_openblas32
+  cp "$BLAS_LIBDIR/libscipy_openblas.so" kit_blas/lib/
+  {
+    echo "/* Written by the kit's runner/build_caffe.sh: the CBLAS names of scipy-openblas32 $BLAS_VERSION. */"
+    echo "#ifndef KIT_SCIPY_OPENBLAS_CBLAS_H_"
+    echo "#define KIT_SCIPY_OPENBLAS_CBLAS_H_"
+    echo "#include \"scipy_openblas32/cblas.h\""
+    grep -o 'scipy_cblas_[A-Za-z0-9_]*' "$BLAS_INC/cblas.h" | sort -u | sed 's/^scipy_\(.*\)$/#define \1 scipy_\1/'
+    echo "#endif"
+  } > kit_blas/include/cblas.h
+  grep -q '^#define cblas_sgemm scipy_cblas_sgemm$' kit_blas/include/cblas.h \
+    || die "scipy-openblas32 $BLAS_VERSION's cblas.h has no scipy_cblas_sgemm; fix: check the pin in requirements.txt"
+  BLAS_CFG="BLAS := open
+OPENBLAS_LIB_NAME := scipy_openblas
+BLAS_INCLUDE := kit_blas/include
+BLAS_LIB := kit_blas/lib"
+fi
 PYINC=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 NPINC=$("$PY" -c 'import numpy; print(numpy.get_include())')
 PYLIB=$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
@@ -143,7 +197,7 @@ CPU_ONLY := 1
 $OPENCV_CFG
 USE_LEVELDB := 0
 USE_LMDB := 1
-BLAS := open
+$BLAS_CFG
 PYTHON_INCLUDE := $PYINC $NPINC
 PYTHON_LIB := $PYLIB
 PYTHON_LIBRARIES := boost_python${PYVER/./}
@@ -154,14 +208,18 @@ DISTRIBUTE_DIR := distribute
 Q ?= @
 CFG
 
-echo "building Caffe ($VARIANT) into $DEST (about 8 minutes on 2 cores; log: $WORK/build.log)" >&2
+echo "building Caffe ($VARIANT, $SPEED) into $DEST (about 8 minutes on 2 cores; log: $WORK/build.log)" >&2
 start=$(date +%s)
 if ! make -j"$(nproc)" all pycaffe > build.log 2>&1; then
   tail -30 build.log >&2
   cp build.log "$CACHE/failed-build-$KEY.log"
   die "Caffe build failed; full log: $CACHE/failed-build-$KEY.log"
 fi
+if [ "$SPEED" = fast ]; then  # found by libcaffe's RUNPATH ($ORIGIN); the tree stays movable
+  cp kit_blas/lib/libscipy_openblas.so build/lib/
+fi
 echo "$VARIANT" > .kit-variant
+echo "$SPEED" > .kit-speed
 touch .kit-build-complete
 cd /
 if ! mv -T "$WORK" "$DEST" 2>/dev/null; then

@@ -1,0 +1,151 @@
+"""`make bench` (e) and (f): the kit's Caffe against the CPU's own speed and against the build of before.
+
+(e) the FA-20 train net (batch 32, 1 BLAS thread): `caffe time` iteration time of
+    the kit's build and of the reference build (`make caffe-reference`: the kit's
+    Caffe before its speed work, Debian's OpenBLAS, -O2), run alternately in one
+    go; each conv layer's GFLOP/s (forward + backward, from its shapes) against
+    this core's attainable sgemm rate, measured in the same run (a 2048^3
+    single-thread sgemm of the build's own BLAS); the BLAS core type each build's
+    OpenBLAS picked.
+(f) the per-layer time table (forward and backward, ms) of both builds.
+Ratios are from one run on one machine; absolute times drift on shared machines.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYER_RE = re.compile(r"\]\s+(\S+)\s+(forward|backward): ([\d.]+) ms\.")
+TOTAL_RE = re.compile(r"Average Forward-Backward: ([\d.]+) ms\.")
+
+
+def _blas(root: Path) -> tuple[ctypes.CDLL, str]:
+    """The OpenBLAS a build links (its own copy, else the system's) and its symbol prefix."""
+    own = root / "build" / "lib" / "libscipy_openblas.so"
+    if own.is_file():
+        return ctypes.CDLL(str(own)), "scipy_"
+    return ctypes.CDLL("libopenblas.so.0"), ""
+
+
+def blas_core(root: Path) -> str:
+    """The core type a build's OpenBLAS runs its kernels for on this CPU."""
+    lib, prefix = _blas(root)
+    fn = getattr(lib, prefix + "openblas_get_corename")
+    fn.restype = ctypes.c_char_p
+    return fn().decode()
+
+
+def sgemm_rate(root: Path, size: int = 2048, reps: int = 3) -> float:
+    """GFLOP/s of a size^3 single-precision GEMM with a build's BLAS on one thread (best of reps)."""
+    lib, prefix = _blas(root)
+    getattr(lib, prefix + "openblas_set_num_threads")(1)
+    sgemm = getattr(lib, prefix + "cblas_sgemm")
+    sgemm.restype = None
+    rng = np.random.default_rng(0)
+    a, b = (rng.random((size, size), dtype=np.float32) for _ in range(2))
+    c = np.zeros((size, size), np.float32)
+    ptr = lambda x: x.ctypes.data_as(ctypes.c_void_p)  # noqa: E731
+    args = (101, 111, 111, size, size, size, ctypes.c_float(1.0), ptr(a), size, ptr(b), size,
+            ctypes.c_float(0.0), ptr(c), size)
+    sgemm(*args)
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        sgemm(*args)
+        best = min(best, time.perf_counter() - t0)
+    if not np.allclose(c[:64, :64], a[:64] @ b[:, :64], rtol=1e-3, atol=1e-2):
+        sys.exit(f"bench: the sgemm of {root} gave a wrong product")
+    return 2 * size ** 3 / best / 1e9
+
+
+def caffe_time(root: Path, model: Path, iterations: int) -> tuple[dict, float]:
+    """`caffe time` of a net with one build: ({(layer, pass): ms}, ms per forward-backward)."""
+    env = {**os.environ, "GLOG_logtostderr": "1", "OPENBLAS_NUM_THREADS": "1"}
+    env.pop("GLOG_minloglevel", None)
+    out = subprocess.run([str(root / "build" / "tools" / "caffe"), "time", "-model", str(model),
+                          "-iterations", str(iterations)], capture_output=True, text=True, env=env, check=False)
+    text = out.stdout + out.stderr
+    total = TOTAL_RE.search(text)
+    if out.returncode or not total:
+        sys.exit(f"bench: caffe time with {root} failed:\n{text[-2000:]}")
+    return {(m[1], m[2]): float(m[3]) for m in LAYER_RE.finditer(text)}, float(total[1])
+
+
+def conv_flops(model: Path) -> dict[str, tuple[float, float]]:
+    """{conv layer: (forward, backward) FLOPs} of one iteration of a train net, from pycaffe's shapes;
+    backward counts the weight gradient and, where Caffe computes it, the bottom's gradient."""
+    import caffe  # noqa: PLC0415  (the build wired into the venv)
+    caffe.set_mode_cpu()
+    net = caffe.Net(str(model), caffe.TRAIN)
+    producer = {top: layer.type for name, layer in zip(net._layer_names, net.layers) for top in net.top_names[name]}
+    out = {}
+    for name, layer in zip(net._layer_names, net.layers):
+        if layer.type != "Convolution":
+            continue
+        weights = net.params[name][0].data
+        top = net.blobs[net.top_names[name][0]].data
+        fwd = 2.0 * top.size * weights[0].size  # each output: a dot product of one filter's weights
+        from_data = producer.get(net.bottom_names[name][0]) in ("Data", "Input", "DummyData")  # no diff there
+        out[name] = (fwd, fwd * (1 if from_data else 2))
+    del net
+    return out
+
+
+def bench_speed(work: Path, iterations: int = 50, reps: int = 2) -> list[str]:
+    """(e) and (f) on the FA-20 baseA train net of split random0 (made in `work`)."""
+    from runner.caffe_env import caffe_root  # noqa: PLC0415
+    record = Path(sys.prefix) / "caffe_reference_root"
+    if not record.is_file():
+        sys.exit("bench: (e) needs the reference build; fix: make caffe-reference (make bench builds it)")
+    fast, ref = caffe_root(), Path(record.read_text().strip())
+    subprocess.run([sys.executable, "-m", "runner.cli", "split-random", "--work", str(work), "--seed", "0"],
+                   cwd=ROOT, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "runner.cli", "train", "--work", str(work), "--treatment", "baseA",
+                    "--iters", "30", "--threads", "1", "--force"], cwd=ROOT, check=True, capture_output=True)
+    model = work / "fa20" / "random0" / "runs" / "baseA" / "train_val.prototxt"
+    layers: dict[str, dict] = {"fast": {}, "reference": {}}
+    totals: dict[str, list[float]] = {"fast": [], "reference": []}
+    for _ in range(reps):  # alternated, so drift hits both builds alike
+        for name, root in (("reference", ref), ("fast", fast)):
+            per_layer, total = caffe_time(root, model, iterations)
+            totals[name].append(total)
+            for key, ms in per_layer.items():
+                layers[name].setdefault(key, []).append(ms)
+    ms = {n: {k: min(v) for k, v in d.items()} for n, d in layers.items()}
+    it = {n: min(v) for n, v in totals.items()}
+    peak = {n: sgemm_rate(r) for n, r in (("fast", fast), ("reference", ref))}
+    attainable = max(peak.values())
+    out = [f"(e) FA-20 train net, batch 32, 1 thread, caffe time x {iterations} iterations, best of {reps} "
+           f"alternated runs; this core's attainable sgemm rate {attainable:.1f} GFLOP/s "
+           f"(2048^3, 1 thread: kit's BLAS {peak['fast']:.1f} [{blas_core(fast)}], "
+           f"reference's {peak['reference']:.1f} [{blas_core(ref)}])",
+           f"    iteration: kit {it['fast']:.1f} ms, reference {it['reference']:.1f} ms: "
+           f"{it['reference'] / it['fast']:.2f}x faster (goal >= 3x)",
+           "    conv layer   kit GFLOP/s (of attainable)   reference GFLOP/s (of attainable)   [goal >= 0.5]"]
+    flops = conv_flops(model)
+    for name, (fwd, bwd) in flops.items():
+        rate = {n: (fwd + bwd) / ((ms[n][(name, "forward")] + ms[n][(name, "backward")]) * 1e6) for n in ms}
+        out.append(f"    {name:<10} {rate['fast']:8.1f} ({rate['fast'] / attainable:.2f})"
+                   f"{'':17}{rate['reference']:8.1f} ({rate['reference'] / attainable:.2f})")
+    total_flops = sum(f + b for f, b in flops.values())
+    conv_ms = {n: sum(ms[n][(c, p)] for c in flops for p in ("forward", "backward")) for n in ms}
+    out.append(f"    all conv layers: kit {total_flops / (conv_ms['fast'] * 1e6):.1f} GFLOP/s, "
+               f"{conv_ms['fast']:.1f} of {it['fast']:.1f} ms; reference {total_flops / (conv_ms['reference'] * 1e6):.1f}"
+               f" GFLOP/s, {conv_ms['reference']:.1f} of {it['reference']:.1f} ms; the conv FLOPs alone at the "
+               f"attainable rate: {total_flops / (attainable * 1e6):.1f} ms")
+    out.append("(f) per-layer times, ms (kit / reference)")
+    out.append(f"    {'layer':<10} {'forward':>17} {'backward':>17}")
+    names = list(dict.fromkeys(k[0] for k in ms["fast"]))
+    for name in names:
+        cells = [f"{ms['fast'].get((name, p), 0):7.2f} / {ms['reference'].get((name, p), 0):7.2f}"
+                 for p in ("forward", "backward")]
+        out.append(f"    {name:<10} {cells[0]:>17} {cells[1]:>17}")
+    return out
