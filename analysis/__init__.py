@@ -8,9 +8,11 @@
 - plots, figures, figure3, table1: Figure 2 (top, bottom), Figure 3, Table 1, training curves,
   all drawn from results tables alone (plus per-run curve CSVs); the authors' runs as an overlay;
   each figure's numbers beside it as <stem>.csv.
-- findings: the paper's five findings measured per seed, and their verdicts (findings.md, Figure 2 bottom).
+- findings: the paper's controls (bases on their plateau, B1B/B1B+ against baseB, the score after the last
+  lr step) and its five findings, measured per seed, with verdicts (findings.md, Figure 2 bottom).
 - filters: conv1 filters of a .caffemodel as an image grid.
 - commands: the CLI subcommands import-original, figures, table1, filters.
 
-It reads only logs and run metadata (run.json, result.json); it never imports generators/ or data_prep/.
+It reads only logs and run metadata (run.json, result.json, the run's solver.prototxt as text); it never
+imports generators/ or data_prep/.
 """

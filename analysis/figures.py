@@ -7,7 +7,8 @@
   number below (analysis.findings.verdicts, the text of findings.md);
 - figure3 (analysis.figure3): natman transfer, random frozen weights, random-split AnB;
 - table1.md / table1.csv (analysis.table1), and table1_original.* for the authors' table;
-- findings.md: the paper's five findings measured per seed, with verdicts (analysis.findings);
+- findings.md: the paper's controls, then its five findings, measured per seed, with verdicts
+  (analysis.findings);
 - curves: training curves of each run (from its curve.*.csv), when given.
 Figure 2 and Table 1 use the rows of random A/B splits (`random<s>`) only,
 grouped by one rule (analysis.table1.grouped: baseB is the base nets of the

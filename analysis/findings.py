@@ -24,6 +24,13 @@ A value a split cannot give (runs missing) is left out of the mean and spread
 Each finding's verdict (`verdicts`: shown, not shown, or not measured) is read
 from those means over seeds, with TOLERANCE_PP as the size of a difference
 that counts as none; findings.md and Figure 2 (bottom) both print it.
+
+findings.md opens with the paper's fairness controls (`controls`), per seed:
+(a) each base net (baseA, baseB) ends on its plateau: its last 3 tests average
+at most PLATEAU_PP above the 3 before them (results column `plateau_pp`);
+(b) B1B and B1B+ score within CONTROL_PP of baseB; (c) the score comes from
+the plateau: a base net's SCORE_TOP best tests all lie after its solver's last
+lr step (column `best_after_step`). Each holds when every seed measured holds.
 """
 from __future__ import annotations
 
@@ -32,11 +39,14 @@ import re
 import statistics
 from pathlib import Path
 
-from analysis.table1 import pooled_groups
+from analysis.parse_log import SCORE_TOP
+from analysis.table1 import pooled_groups, usable
 from runner.atomic import write_text
 
 _RANDOM_SPLIT = re.compile(r"random(\d+)")
 TOLERANCE_PP = 1.0  # a mean difference within +-1 pp counts as none (no dip, no drop, the base reached)
+PLATEAU_PP = 0.3  # control (a): a base's last 3 tests average at most this much above the 3 before
+CONTROL_PP = 0.6  # control (b): B1B and B1B+ within this much of baseB
 
 
 def _mean(values) -> float:
@@ -77,7 +87,7 @@ MEASURES = (  # (key, finding number, what it measures)
 )
 
 
-def _controls(rows: list[dict]) -> list[tuple[str, float]]:
+def _figure3_controls(rows: list[dict]) -> list[tuple[str, float]]:
     """Figure 3's controls: natman transfers at n = 7 and random frozen weights, against their own bases (pp)."""
     def scores(split: str, pred) -> list[float]:
         return [float(r["score"]) for r in rows if r.get("split") == split and r.get("finished", True) is not False
@@ -97,25 +107,108 @@ def _controls(rows: list[dict]) -> list[tuple[str, float]]:
     return [(label, v) for label, v in out if not math.isnan(v)]
 
 
-def findings(rows: list[dict]) -> tuple[list[int], list[dict]]:
-    """(seeds, one dict per measure with its label, per-seed values, mean and sd)."""
+def _by_seed(rows: list[dict]) -> dict[int, list[dict]]:
+    """The rows of each random split `random<s>`, by seed s."""
     by_seed: dict[int, list[dict]] = {}
     for row in rows:
         if m := _RANDOM_SPLIT.fullmatch(str(row.get("split") or "")):
             by_seed.setdefault(int(m[1]), []).append(row)
+    return by_seed
+
+
+def _spread(values: list[float]) -> dict:
+    """{values, mean, sd}: mean and sample sd over the values that are not nan."""
+    present = [v for v in values if not math.isnan(v)]
+    return {"values": values, "mean": _mean(present),
+            "sd": statistics.stdev(present) if len(present) > 1 else math.nan}
+
+
+def findings(rows: list[dict]) -> tuple[list[int], list[dict]]:
+    """(seeds, one dict per measure with its label, per-seed values, mean and sd)."""
+    by_seed = _by_seed(rows)
     seeds = sorted(by_seed)
     per_seed = {s: _split_measures(pooled_groups(by_seed[s])) for s in seeds}
-    out = []
-    for key, number, label in MEASURES:
-        values = [per_seed[s][key] for s in seeds]
-        present = [v for v in values if not math.isnan(v)]
-        out.append({"key": key, "finding": number, "label": label, "values": values,
-                    "mean": _mean(present),
-                    "sd": statistics.stdev(present) if len(present) > 1 else math.nan})
-    for label, value in _controls(rows):
+    out = [{"key": key, "finding": number, "label": label, **_spread([per_seed[s][key] for s in seeds])}
+           for key, number, label in MEASURES]
+    for label, value in _figure3_controls(rows):
         out.append({"key": "control", "finding": None, "label": label, "values": [math.nan] * len(seeds),
                     "mean": value, "sd": math.nan})
     return seeds, out
+
+
+CONTROLS = (  # (key, control, what it measures)
+    ("plateau_A", "a", "baseA on its plateau: mean of its last 3 tests - the 3 before (pp)"),
+    ("plateau_B", "a", "baseB on its plateau: mean of its last 3 tests - the 3 before (pp)"),
+    ("baseB", "b", "baseB: top-1 accuracy, %"),
+    ("b1b", "b", "B1B - baseB (pp)"),
+    ("b1bplus", "b", "B1B+ - baseB (pp)"),
+    ("after_step", "c", f"fewest of the {SCORE_TOP} best tests after the last lr step (base nets)"),
+)
+
+
+def _num(value) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _seed_controls(rows: list[dict]) -> dict[str, float]:
+    """Every control measure of one random split's usable rows (nan where its runs are missing)."""
+    rows = [r for r in rows if usable(r)]
+    bases = {t: [r for r in rows if r.get("kind") == "base" and r.get("target") == t] for t in "AB"}
+
+    def b1b(finetuned: bool) -> float:
+        return _mean([float(r["score"]) for r in rows if r.get("kind") == "transfer" and int(r["n"]) == 1
+                      and (r.get("source"), r.get("target"), bool(r.get("finetuned"))) == ("B", "B", finetuned)])
+    base_b = _mean([float(r["score"]) for r in bases["B"]])
+    after = [v for r in bases["A"] + bases["B"] if not math.isnan(v := _num(r.get("best_after_step")))]
+    return {"plateau_A": _mean([_num(r.get("plateau_pp")) for r in bases["A"]]),
+            "plateau_B": _mean([_num(r.get("plateau_pp")) for r in bases["B"]]),
+            "baseB": base_b * 100, "b1b": (b1b(False) - base_b) * 100, "b1bplus": (b1b(True) - base_b) * 100,
+            "after_step": float(min(after)) if after else math.nan}
+
+
+def _control_verdict(name: str, found: list[tuple[float, int, str]], missing: list[str], held, detail) -> str:
+    """`(x) name: held|not held|not measured (detail[; not measured: ...])` from (value, seed, run) triples."""
+    if not found:
+        return f"{name}: not measured"
+    word = "held" if all(held(v) for v, _, _ in found) else "not held"
+    return f"{name}: {word} ({detail}" + (f"; not measured: {', '.join(missing)}" if missing else "") + ")"
+
+
+def controls(rows: list[dict]) -> tuple[list[int], list[dict], list[str]]:
+    """(seeds, one dict per control measure with its label, per-seed values, mean and sd, the verdict lines)."""
+    by_seed = _by_seed(rows)
+    seeds = sorted(by_seed)
+    per_seed = {s: _seed_controls(by_seed[s]) for s in seeds}
+    measures = [{"key": key, "control": c, "label": label, **_spread([per_seed[s][key] for s in seeds])}
+                for key, c, label in CONTROLS]
+
+    def triples(keys: dict[str, str]) -> tuple[list[tuple[float, int, str]], list[str]]:
+        found = [(per_seed[s][k], s, run) for s in seeds for k, run in keys.items() if not math.isnan(per_seed[s][k])]
+        return found, [f"seed {s} {run}" for s in seeds for k, run in keys.items() if math.isnan(per_seed[s][k])]
+
+    lines = []
+    found, missing = triples({"plateau_A": "baseA", "plateau_B": "baseB"})
+    v, s, run = max(found, default=(0, 0, ""))
+    lines.append(_control_verdict("(a) bases on their plateau", found, missing, lambda x: round(x, 9) <= PLATEAU_PP,
+                                  f"worst: {_fmt(v)} pp, seed {s}, {run}"))
+    found, missing = triples({"b1b": "B1B", "b1bplus": "B1B+"})
+    v, s, run = max(found, key=lambda t: abs(t[0]), default=(0, 0, ""))
+    sd = {m["key"]: m["sd"] for m in measures}["baseB"]
+    # the issue's rule: within CONTROL_PP, or within the seed-to-seed spread of baseB where that is larger
+    bound = CONTROL_PP if math.isnan(sd) or sd <= CONTROL_PP else sd
+    which = (f"within {CONTROL_PP:g} pp" if all(round(abs(x), 9) <= CONTROL_PP for x, _, _ in found)
+             else f"not within {CONTROL_PP:g} pp; bound: the seed-to-seed sd of baseB" if bound > CONTROL_PP
+             else f"not within {CONTROL_PP:g} pp")
+    lines.append(_control_verdict(f"(b) B1B and B1B+ within {CONTROL_PP:g} pp of baseB (or within the seed-to-seed "
+                                  "sd of baseB, if larger)", found, missing,
+                                  lambda x: round(abs(x), 9) <= bound,
+                                  f"worst: {_fmt(v)} pp, seed {s}, {run}: {which}; seed-to-seed sd of baseB: "
+                                  + ("n/a" if math.isnan(sd) else f"{sd:.2f} pp")))
+    found, missing = triples({"after_step": "base nets"})
+    v, s, _ = min(found, default=(0, 0, ""))
+    lines.append(_control_verdict(f"(c) the {SCORE_TOP} best tests after the last lr step", found, missing,
+                                  lambda x: x >= SCORE_TOP, f"fewest: {v:.0f} of {SCORE_TOP}, seed {s}"))
+    return seeds, measures, lines
 
 
 # finding: (what it says, the measures it is read from, whether their means over seeds show it)
@@ -156,12 +249,32 @@ def _fmt(v: float, digits: int = 2) -> str:
     return "n/a" if math.isnan(v) else f"{v:+.{digits}f}"
 
 
+def _controls_markdown(rows: list[dict]) -> list[str]:
+    """The Controls section of findings.md: the per-seed table, then a verdict line per control."""
+    seeds, measures, lines = controls(rows)
+    out = ["**Controls** (the paper's fairness checks, per seed; seeds: random splits in the table)", "",
+           "| # | control | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | sd |",
+           "|---|---|" + "---|" * (len(seeds) + 2)]
+    for m in measures:
+        if m["key"] == "after_step":
+            cells = ["n/a" if math.isnan(v) else f"{v:.0f}" for v in m["values"]]
+            mean = "n/a" if math.isnan(m["mean"]) else f"{m['mean']:.1f}"
+        else:
+            cells = [_fmt(v).lstrip("+") if m["key"] == "baseB" else _fmt(v) for v in m["values"]]
+            mean = _fmt(m["mean"]).lstrip("+") if m["key"] == "baseB" else _fmt(m["mean"])
+        sd = "" if math.isnan(m["sd"]) else f"{m['sd']:.2f}"
+        out.append(f"| {m['control']} | {m['label']} | " + " | ".join(cells) + f" | {mean} | {sd} |")
+    return out + ["", f"Control verdicts (held: on every seed measured; a base's last 3 tests at most "
+                      f"{PLATEAU_PP:g} pp above the 3 before, B1B and B1B+ within {CONTROL_PP:g} pp of baseB):",
+                  "", *lines, ""]
+
+
 def to_markdown(rows: list[dict], title: str = "The paper's findings") -> str:
-    """The findings as a Markdown table: one row per measure, one column per seed, then mean and sd."""
+    """The controls, then the findings as a Markdown table: one row per measure, one column per seed, mean, sd."""
     seeds, measures = findings(rows)
     head = "| # | measure | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | sd |"
-    lines = [f"**{title}** (percentage points; seeds: random splits in the table)", "", head,
-             "|---|---|" + "---|" * (len(seeds) + 2)]
+    lines = _controls_markdown(rows) + [f"**{title}** (percentage points; seeds: random splits in the table)", "",
+                                        head, "|---|---|" + "---|" * (len(seeds) + 2)]
     for m in measures:
         digits = 0 if m["key"] == "dip_n" else 2
         cells = ["" if m["key"] == "control" else _fmt(v, digits).lstrip("+") if m["key"] in ("base", "dip_n")

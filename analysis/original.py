@@ -27,7 +27,8 @@ per class (also in the column `images_per_class`).
 A run's logs are its `*.o<jobid>` files (gzipped or not), parsed as one run in
 job-id order, the later log winning where they overlap. A run is `finished`
 when it reached the `max_iter` of its `imagenet_solver.prototxt` (any test at
-all when that file is missing). Runs are parsed in parallel processes.
+all when that file is missing); its lr steps give `best_after_step` (empty
+without it). Runs are parsed in parallel processes.
 """
 from __future__ import annotations
 
@@ -111,7 +112,7 @@ def import_run(run_dir: Path, meta: dict, curves_dir: Path | None = None) -> dic
     max_iter = _max_iter(run_dir)
     reached = parsed.last_iteration or 0
     finished = reached >= max_iter if max_iter is not None else bool(parsed.test_accuracies)
-    row = run_row(meta, parsed, run_dir, finished)
+    row = run_row(meta, parsed, run_dir, finished, solver=run_dir / "imagenet_solver.prototxt")
     extra = {k: meta[k] for k in ("original_run", "images_per_class") if k in meta}
     return {**row, **extra, "log_files": len(logs)}
 

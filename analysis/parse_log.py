@@ -62,6 +62,7 @@ SEGMENT_MARK = "#### "  # runner/train.py writes such a line before each start o
 BASE_COLUMNS = ("NumIters", "Seconds", "LearningRate")  # as BVLC tools/extra/parse_log.py
 DEFAULT_OUTPUTS = {"train": ("loss",), "test": ("accuracy", "loss")}
 _EXAMPLES = 10
+SCORE_TOP = 10  # the paper's score: the mean of a run's 10 best test accuracies
 
 
 @dataclass
@@ -287,8 +288,13 @@ def write_csvs(parsed: ParsedLog, out_prefix: str | Path) -> tuple[Path, Path]:
     return paths
 
 
-def score(test_accuracies: Sequence[float], top: int = 10) -> float:
+def best_indices(test_accuracies: Sequence[float], top: int = SCORE_TOP) -> list[int]:
+    """Positions of the `top` highest accuracies, best first; of equal ones the earliest (nan, None: never)."""
+    known = [i for i, a in enumerate(test_accuracies) if a is not None and not math.isnan(float(a))]
+    return sorted(known, key=lambda i: float(test_accuracies[i]), reverse=True)[:top]  # stable: ties keep order
+
+
+def score(test_accuracies: Sequence[float], top: int = SCORE_TOP) -> float:
     """The paper's figure of merit: mean of the `top` highest test accuracies (nan if none)."""
-    values = sorted((float(a) for a in test_accuracies if a is not None and not math.isnan(float(a))),
-                    reverse=True)[:top]
+    values = [float(test_accuracies[i]) for i in best_indices(test_accuracies, top)]
     return sum(values) / len(values) if values else math.nan

@@ -10,6 +10,14 @@ Log segments of a run, parsed as one run in this order: `train.log.1`,
 gzipped: `train.log.3.gz`), then `train.log` (the current one; the runner
 appends each resume to it after a `#### ...` line). Later rows win.
 
+Two columns check where a run's score comes from (the paper's controls, see
+analysis.findings.controls): `plateau_pp`, the mean of the last 3 test
+accuracies minus that of the 3 before them, in percentage points (nan with
+fewer than 6 tests), and `best_after_step`, how many of the tests `score`
+averages come after the solver's last learning-rate step (read from the run
+folder's `solver.prototxt` as text; empty without one, or for an lr_policy
+other than "step" and "multistep", or when no step falls before max_iter).
+
 Each run's curves go beside its log as `curve.train.csv` and `curve.test.csv`
 (BVLC parse_log columns); they are derived files, rewritten only when missing
 or older than the newest log segment.
@@ -23,17 +31,19 @@ import math
 import re
 from pathlib import Path
 
-from analysis.parse_log import ParsedLog, parse_log, score, write_csv_atomic, write_csvs
+from analysis.parse_log import ParsedLog, best_indices, parse_log, score, write_csv_atomic, write_csvs
 from runner.errors import KitError
 
 log = logging.getLogger(__name__)
 
 ROW_COLUMNS = ("dataset", "split", "treatment", "kind", "source", "target", "n", "finetuned",
                "score", "final_accuracy", "iterations", "tests", "wall_seconds", "active_seconds",
-               "skipped_lines", "finished")
+               "skipped_lines", "finished", "plateau_pp", "best_after_step")
 CURVE_PREFIX = "curve"  # runs/<t>/curve.train.csv, runs/<t>/curve.test.csv
 _SEGMENT = re.compile(r"train\.log\.(\d+)(\.gz)?")
 _TRAIN_FIRST = "train some first: make train TREATMENT=baseA"
+PLATEAU_TESTS = 3  # plateau_pp: the last 3 tests against the 3 before them
+_FIELD = re.compile(r"""\s*(\w+)\s*:\s*("[^"]*"|'[^']*'|[^\s{}#"']+)""")
 
 
 def log_segments(run_dir: Path) -> list[Path]:
@@ -63,10 +73,63 @@ def _write_curves(run_dir: Path, parsed: ParsedLog, segments: list[Path]) -> Non
     write_csvs(parsed, run_dir / CURVE_PREFIX)
 
 
-def run_row(meta: dict, parsed: ParsedLog, run_dir: Path, finished: bool) -> dict:
-    """One results row from a run's run.json content and its parsed logs."""
+def solver_fields(text: str) -> dict[str, list[str]]:
+    """The top-level `key: value` fields of a solver prototxt (text format), each key's values in order."""
+    fields: dict[str, list[str]] = {}
+    depth = 0
+    for line in text.splitlines():
+        line = line.split("#", 1)[0]
+        if depth == 0 and (m := _FIELD.match(line)):
+            fields.setdefault(m[1], []).append(m[2].strip("\"'"))
+        depth += line.count("{") - line.count("}")
+    return fields
+
+
+def last_lr_step(solver: Path) -> int | None:
+    """The last iteration below max_iter at which a "step" or "multistep" solver lowers the lr (None: none)."""
+    if not Path(solver).is_file():
+        return None
+    fields = solver_fields(Path(solver).read_text(errors="replace"))
+    policy = (fields.get("lr_policy") or [None])[-1]
+    if policy not in ("step", "multistep"):
+        return None
+    try:
+        max_iter = int(fields["max_iter"][-1])
+        if policy == "step":
+            stepsize = int(fields["stepsize"][-1])
+            steps = [(max_iter - 1) // stepsize * stepsize] if stepsize > 0 else []
+        else:
+            steps = [int(v) for v in fields.get("stepvalue", [])]
+    except (KeyError, ValueError):
+        log.warning("%s: lr_policy %s without a max_iter or step this can read; best_after_step left empty",
+                    solver, policy)
+        return None
+    steps = [s for s in steps if 0 < s < max_iter]
+    return max(steps) if steps else None
+
+
+def plateau_pp(accuracies: list[float]) -> float:
+    """100 * (mean of the last 3 test accuracies - mean of the 3 before them); nan with fewer than 6."""
+    k = PLATEAU_TESTS
+    if len(accuracies) < 2 * k:
+        return math.nan
+    return 100 * (sum(accuracies[-k:]) - sum(accuracies[-2 * k:-k])) / k
+
+
+def best_after_step(parsed: ParsedLog, step: int | None) -> int | None:
+    """How many of the tests `score` averages lie after iteration `step` (None: no step, or no tests)."""
+    tests = [row for row in parsed.test if "accuracy" in row]
+    best = best_indices([row["accuracy"] for row in tests])
+    if step is None or not best:
+        return None
+    return sum(tests[i]["NumIters"] > step for i in best)
+
+
+def run_row(meta: dict, parsed: ParsedLog, run_dir: Path, finished: bool, solver: Path | None = None) -> dict:
+    """One results row from a run's run.json, its parsed logs and its solver (default run_dir/solver.prototxt)."""
     split_dir = run_dir.parent.parent
     accs = parsed.test_accuracies
+    step = last_lr_step(solver if solver is not None else run_dir / "solver.prototxt")
     return {"dataset": meta.get("dataset", split_dir.parent.name),
             "split": meta.get("split", split_dir.name),
             "treatment": meta.get("treatment", run_dir.name),
@@ -75,7 +138,8 @@ def run_row(meta: dict, parsed: ParsedLog, run_dir: Path, finished: bool) -> dic
             "score": score(accs), "final_accuracy": accs[-1] if accs else math.nan,
             "iterations": parsed.last_iteration, "tests": len(accs),
             "wall_seconds": parsed.wall_seconds, "active_seconds": parsed.active_seconds,
-            "skipped_lines": parsed.skipped_lines, "finished": finished}
+            "skipped_lines": parsed.skipped_lines, "finished": finished,
+            "plateau_pp": plateau_pp(accs), "best_after_step": best_after_step(parsed, step)}
 
 
 def collect_runs(split_dir: Path) -> list[dict]:
@@ -105,8 +169,8 @@ def write_results_csv(rows: list[dict], path: Path) -> Path:
     return Path(path)
 
 
-_INT = ("n", "iterations", "tests", "skipped_lines", "log_files", "images_per_class")
-_FLOAT = ("score", "final_accuracy", "wall_seconds", "active_seconds")
+_INT = ("n", "iterations", "tests", "skipped_lines", "log_files", "images_per_class", "best_after_step")
+_FLOAT = ("score", "final_accuracy", "wall_seconds", "active_seconds", "plateau_pp")
 _BOOL = ("finetuned", "finished")
 
 

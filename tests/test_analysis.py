@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from google.protobuf import text_format
 
-from analysis.parse_log import parse_log, score, write_csvs
+from analysis.parse_log import best_indices, parse_log, score, write_csvs
 from conftest import run_caffe
 from runner.errors import KitError
 
@@ -190,6 +190,7 @@ def test_score():
     assert score([0.1, 0.3, 0.2]) == pytest.approx(0.2)
     assert score([i / 100 for i in range(20)]) == pytest.approx(sum(range(10, 20)) / 1000)
     assert score([0.5, float("nan"), 0.7], top=1) == 0.7
+    assert best_indices([0.3, 0.5, float("nan"), 0.3, None, 0.3], top=3) == [1, 0, 3]  # ties: the earliest
 
 
 # ---- a real modern log from the real caffe binary ---------------------------------------

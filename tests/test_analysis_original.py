@@ -110,7 +110,7 @@ def test_job_order_later_wins_and_odd_folders(tmp_path: Path):
     # job 10 restarts at 20 after job 9 reached 30: its 20 and 30 replace job 9's; file names sort the other way
     (run / "140101_000000_x.o9.gz").write_bytes(_log([(0, 0.1), (10, 0.2), (20, 0.9), (30, 0.95)], "0101", 1))
     (run / "140101_000000_x.o10.gz").write_bytes(_log([(20, 0.3), (30, 0.4), (40, 0.5)], "0101", 5))
-    (run / "imagenet_solver.prototxt").write_text("max_iter: 50\n")
+    (run / "imagenet_solver.prototxt").write_text('max_iter: 50\nlr_policy: "step"\nstepsize: 25\n')
     (tmp_path / "not_a_run").mkdir()
     (tmp_path / "half1A").mkdir()  # no logs: left out
     assert [p.name for p in run_logs(run)] == ["140101_000000_x.o9.gz", "140101_000000_x.o10.gz"]
@@ -120,6 +120,7 @@ def test_job_order_later_wins_and_odd_folders(tmp_path: Path):
     assert (row["split"], row["treatment"], row["finetuned"], row["n"]) == ("random2", "B5A+", True, 5)
     assert row["score"] == pytest.approx((0.1 + 0.2 + 0.3 + 0.4 + 0.5) / 5)
     assert (row["iterations"], row["tests"], row["finished"]) == (40, 5, False)  # max_iter 50 not reached
+    assert row["best_after_step"] == 2 and math.isnan(row["plateau_pp"])  # 30 and 40 after the step at 25; 5 tests
 
 
 def test_import_errors(tmp_path: Path, capsys):

@@ -3,16 +3,18 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import pytest
 
 from analysis.parse_log import score
 from analysis.plots import GROUPS, plot_transfer
-from analysis.results import ROW_COLUMNS, analyze_split, collect_runs, log_segments
+from analysis.results import (ROW_COLUMNS, analyze_split, collect_runs, last_lr_step, log_segments,
+                              read_results_csv, write_results_csv)
 from analysis.table1 import group_of
 from runner.errors import KitError
-from test_analysis import modern
+from test_analysis import glog, modern
 
 
 def _run(split: Path, name: str, meta: dict, logs: dict[str, str], finished: bool) -> Path:
@@ -59,6 +61,54 @@ def test_collect_runs_and_analyze_split(tmp_path: Path):
     assert table[0].split(",")[: len(ROW_COLUMNS)] == list(ROW_COLUMNS) and len(table) == 1 + 2
     assert out["figure_png"].read_bytes()[:4] == b"\x89PNG" and out["figure_pdf"].read_bytes()[:4] == b"%PDF"
     assert out["results_csv"] == split / "results" / "results.csv"
+
+
+def _tests_log(accuracies: dict[int, float]) -> str:
+    """A modern-format log of test accuracies only, {iteration: accuracy}, one second apart."""
+    return "".join(glog(f"0403 10:00:{k:02d}.000000", f"Iteration {it}, Testing net (#0)")
+                   + glog(f"0403 10:00:{k:02d}.000000", f"    Test net output #0: accuracy = {a}")
+                   for k, (it, a) in enumerate(accuracies.items()))
+
+
+def test_plateau_and_best_tests_after_the_last_lr_step(tmp_path: Path):
+    split = tmp_path / "fa20" / "random0"
+    meta = {"kind": "base", "target": "B", "n": 0}
+    # steps at 60 and 120 (180 is max_iter: no step); a spike at 40 and 0.60-0.62 at 100-120 are among the 10 best
+    rising = {it: 0.5 + it / 1000 for it in range(0, 130, 10)} | {40: 0.9}
+    late = {130: 0.69, 140: 0.69, 150: 0.70, 160: 0.70, 170: 0.71, 180: 0.71}
+    step = _run(split, "baseB", meta, {"train.log": _tests_log(rising | late),
+                                       "solver.prototxt": 'max_iter: 180\nlr_policy: "step"  # every 60\n'
+                                                          "stepsize: 60\ngamma: 0.1\n"}, finished=True)
+    # the 11 tests tie at 0.3 at iterations 0 and 80: the earliest is kept (as score does), 80 is not counted
+    ties = {it: 0.3 if it in (0, 80) else 0.5 for it in range(0, 110, 10)}
+    _run(split, "baseA", {**meta, "target": "A"},
+         {"train.log": _tests_log(ties), "solver.prototxt": "max_iter: 100\nlr_policy: 'multistep'\n"
+          "stepvalue: 30\nstepvalue: 70\nstepvalue: 100\ntrain_state { stage: 'x' }\n"}, finished=True)
+    _run(split, "B1B", {"kind": "transfer", "source": "B", "target": "B", "n": 1},
+         {"train.log": _tests_log({0: 0.4, 10: 0.5, 20: 0.6, 30: 0.6, 40: 0.6})}, finished=True)
+    rows = {r["treatment"]: r for r in collect_runs(split)}
+    assert last_lr_step(step / "solver.prototxt") == 120
+    assert rows["baseB"]["plateau_pp"] == pytest.approx(100 * (0.71 + 0.71 + 0.70 - 0.69 - 0.69 - 0.70) / 3)
+    assert rows["baseB"]["best_after_step"] == 6  # 0.9 at 40 and 0.60-0.62 at 100, 110, 120 lie before
+    assert rows["baseA"]["best_after_step"] == 2  # after 70: 90 and 100
+    assert rows["baseA"]["plateau_pp"] == pytest.approx(100 * (0.3 + 0.5 + 0.5 - 3 * 0.5) / 3)
+    assert math.isnan(rows["B1B"]["plateau_pp"]) and rows["B1B"]["best_after_step"] is None  # 5 tests, no solver
+    back = {r["treatment"]: r for r in read_results_csv(write_results_csv(list(rows.values()), tmp_path / "r.csv"))}
+    assert (back["baseB"]["best_after_step"], back["B1B"]["best_after_step"]) == (6, None)
+    assert back["baseA"]["plateau_pp"] == pytest.approx(rows["baseA"]["plateau_pp"])
+    assert math.isnan(back["B1B"]["plateau_pp"])
+
+
+def test_last_lr_step_policies(tmp_path: Path):
+    solver = tmp_path / "solver.prototxt"
+    for text, step in (('lr_policy: "fixed"\nmax_iter: 100\n', None),
+                       ('lr_policy: "step"\nstepsize: 100\nmax_iter: 100\n', None),  # the only step is max_iter
+                       ('lr_policy: "step"\nstepsize: 30\nmax_iter: 100\n', 90),
+                       ('# max_iter: 10\nlr_policy: "step"\nstepsize: 30\nmax_iter: 100\n', 90),
+                       ('lr_policy: "step"\nmax_iter: 100\n', None), ("max_iter: 100\n", None)):
+        solver.write_text(text)
+        assert last_lr_step(solver) == step, text
+    assert last_lr_step(tmp_path / "absent.prototxt") is None
 
 
 def test_analyze_split_needs_runs(tmp_path: Path):

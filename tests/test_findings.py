@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from analysis.findings import findings, to_markdown, verdicts
+from analysis.findings import controls, findings, to_markdown, verdicts
 from analysis.results import write_results_csv
 from conftest import ROOT
 
@@ -64,6 +64,80 @@ def test_verdicts_shown_not_shown_and_not_measured():
     assert found[5]["text"] == ("5. AnB+ reaches or beats the base: not measured "
                                 "(AnB+ - base, mean over n = 1..7: no runs)")
     assert found[2]["text"] in to_markdown(flat)
+
+
+def _controlled(split: str, shift: float, plateau: tuple, after: tuple, b1b: float, b1bplus: float) -> list[dict]:
+    """_seed's rows, its bases with (baseA, baseB) plateau_pp and best_after_step, B1B and B1B+ at baseB + b1b(plus)."""
+    rows = _seed(split, shift)
+    for r in rows:
+        if r["kind"] == "base":
+            r.update(plateau_pp=plateau[r["target"] == "B"], best_after_step=after[r["target"] == "B"])
+        elif r["source"] == "B" and r["n"] == 1:
+            r["score"] = 0.82 + shift + (b1bplus if r["finetuned"] else b1b)
+    return rows
+
+
+def test_controls_per_seed_held():
+    rows = (_controlled("random0", 0.0, (0.1, -0.2), (10, 10), -0.003, 0.004)
+            + _controlled("random1", 0.01, (0.3, 0.0), (10, 10), -0.003, 0.005))
+    seeds, measures, lines = controls(rows)
+    by = {m["key"]: m for m in measures}
+    assert seeds == [0, 1]
+    assert by["plateau_A"]["values"] == [0.1, 0.3] and by["plateau_A"]["mean"] == pytest.approx(0.2)
+    assert by["plateau_A"]["sd"] == pytest.approx(math.sqrt(0.02))
+    assert by["baseB"]["values"] == pytest.approx([82.0, 83.0]) and by["baseB"]["sd"] == pytest.approx(math.sqrt(0.5))
+    assert by["b1b"]["values"] == pytest.approx([-0.3, -0.3]) and by["b1bplus"]["mean"] == pytest.approx(0.45)
+    assert by["after_step"]["values"] == [10.0, 10.0]
+    assert lines == ["(a) bases on their plateau: held (worst: +0.30 pp, seed 1, baseA)",
+                     "(b) B1B and B1B+ within 0.6 pp of baseB (or within the seed-to-seed sd of baseB, if larger): held (worst: +0.50 pp, seed 1, B1B+: within 0.6 pp; "
+                     "seed-to-seed sd of baseB: 0.71 pp)",
+                     "(c) the 10 best tests after the last lr step: held (fewest: 10 of 10, seed 0)"]
+
+
+def test_controls_not_held_and_not_measured():
+    rows = (_controlled("random0", 0.0, (0.1, -0.2), (10, 10), -0.003, 0.007)
+            + _controlled("random1", 0.01, (0.0, 0.45), (7, 10), -0.003, 0.005))
+    assert controls(rows)[2] == [
+        "(a) bases on their plateau: not held (worst: +0.45 pp, seed 1, baseB)",
+        "(b) B1B and B1B+ within 0.6 pp of baseB (or within the seed-to-seed sd of baseB, if larger): held (worst: +0.70 pp, seed 0, B1B+: not within 0.6 pp; "
+        "bound: the seed-to-seed sd of baseB; seed-to-seed sd of baseB: 0.71 pp)",
+        "(c) the 10 best tests after the last lr step: not held (fewest: 7 of 10, seed 1)"]
+    beyond = (_controlled("random0", 0.0, (0.1, -0.2), (10, 10), -0.003, 0.009)
+              + _controlled("random1", 0.01, (0.0, 0.0), (10, 10), -0.003, 0.005))
+    assert controls(beyond)[2][1] == (f"(b) B1B and B1B+ within 0.6 pp of baseB (or within the seed-to-seed sd of baseB, if larger): not held (worst: +0.90 pp, seed 0, B1B+: not within 0.6 pp; "
+                                      "bound: the seed-to-seed sd of baseB; seed-to-seed sd of baseB: 0.71 pp)")
+    near = (_controlled("random0", 0.0, (0.1, -0.2), (10, 10), -0.003, 0.007)
+            + _controlled("random1", 0.002, (0.0, 0.0), (10, 10), -0.003, 0.005))
+    assert controls(near)[2][1] == (f"(b) B1B and B1B+ within 0.6 pp of baseB (or within the seed-to-seed sd of baseB, if larger): not held (worst: +0.70 pp, seed 0, B1B+: not within 0.6 pp; "
+                                    "seed-to-seed sd of baseB: 0.14 pp)")
+    # seed 2 has only a finished baseB without the columns and an unfinished baseA far from its plateau
+    partial = _controlled("random0", 0.0, (0.1, -0.2), (10, 10), -0.003, 0.004) + [
+        _row("random2", "base", 0.9), {**_row("random2", "base", 0.9, target="A"), "plateau_pp": 5.0,
+                                       "best_after_step": 2, "finished": False}]
+    seeds, measures, lines = controls(partial)
+    assert seeds == [0, 2] and math.isnan({m["key"]: m for m in measures}["plateau_A"]["values"][1])
+    assert lines[0] == ("(a) bases on their plateau: held (worst: +0.10 pp, seed 0, baseA; "
+                        "not measured: seed 2 baseA, seed 2 baseB)")
+    assert lines[1].endswith("(worst: +0.40 pp, seed 0, B1B+: within 0.6 pp; seed-to-seed sd of baseB: 5.66 pp; "
+                             "not measured: seed 2 B1B, seed 2 B1B+)")
+    assert lines[2] == ("(c) the 10 best tests after the last lr step: held (fewest: 10 of 10, seed 0; "
+                        "not measured: seed 2 base nets)")
+    assert controls(_seed("random0", 0.0))[2][::2] == ["(a) bases on their plateau: not measured",
+                                                        "(c) the 10 best tests after the last lr step: not measured"]
+    assert controls([_row("random0", "base", 0.8)])[2][1] == "(b) B1B and B1B+ within 0.6 pp of baseB (or within the seed-to-seed sd of baseB, if larger): not measured"
+
+
+def test_findings_md_opens_with_the_controls():
+    rows = (_controlled("random0", 0.0, (0.1, -0.2), (10, 10), -0.003, 0.004)
+            + _controlled("random1", 0.01, (0.3, 0.0), (10, 10), -0.003, 0.005))
+    text = to_markdown(rows)
+    assert text.startswith("**Controls**")
+    assert "| a | baseA on its plateau: mean of its last 3 tests - the 3 before (pp) | +0.10 | +0.30 | +0.20 | 0.14 |" \
+        in text
+    assert "| c | fewest of the 10 best tests after the last lr step (base nets) | 10 | 10 | 10.0 | 0.00 |" in text
+    order = [text.index(s) for s in ("| a | baseA", "(a) bases", "(c) the 10 best", "**The paper's findings**",
+                                     "| 1 | first layers", "1. first layers general:")]
+    assert order == sorted(order)
 
 
 def test_findings_command(tmp_path):
