@@ -265,7 +265,8 @@ def _controls_markdown(rows: list[dict]) -> list[str]:
         sd = "" if math.isnan(m["sd"]) else f"{m['sd']:.2f}"
         out.append(f"| {m['control']} | {m['label']} | " + " | ".join(cells) + f" | {mean} | {sd} |")
     return out + ["", f"Control verdicts (held: on every seed measured; a base's last 3 tests at most "
-                      f"{PLATEAU_PP:g} pp above the 3 before, B1B and B1B+ within {CONTROL_PP:g} pp of baseB):",
+                      f"{PLATEAU_PP:g} pp above the 3 before, B1B and B1B+ within {CONTROL_PP:g} pp of baseB or, where "
+                      "larger, the seed-to-seed sd of baseB):",
                   "", *lines, ""]
 
 

@@ -70,8 +70,9 @@ def caffe_time(root: Path, model: Path, iterations: int) -> tuple[dict, float]:
     """`caffe time` of a net with one build: ({(layer, pass): ms}, ms per forward-backward)."""
     env = {**os.environ, "GLOG_logtostderr": "1", "OPENBLAS_NUM_THREADS": "1"}
     env.pop("GLOG_minloglevel", None)
-    out = subprocess.run([str(root / "build" / "tools" / "caffe"), "time", "-model", str(model),
-                          "-iterations", str(iterations)], capture_output=True, text=True, env=env, check=False)
+    out = subprocess.run([str(root / "build" / "tools" / "caffe"), "time", "-model", model.name,
+                          "-iterations", str(iterations)], capture_output=True, text=True, env=env, check=False,
+                         cwd=model.parent)  # the run folder: the net's data paths are relative to it
     text = out.stdout + out.stderr
     total = TOTAL_RE.search(text)
     if out.returncode or not total:
@@ -84,7 +85,12 @@ def conv_flops(model: Path) -> dict[str, tuple[float, float]]:
     backward counts the weight gradient and, where Caffe computes it, the bottom's gradient."""
     import caffe  # noqa: PLC0415  (the build wired into the venv)
     caffe.set_mode_cpu()
-    net = caffe.Net(str(model), caffe.TRAIN)
+    here = Path.cwd()
+    os.chdir(model.parent)  # the net's data paths are relative to its run folder
+    try:
+        net = caffe.Net(model.name, caffe.TRAIN)
+    finally:
+        os.chdir(here)
     producer = {top: layer.type for name, layer in zip(net._layer_names, net.layers) for top in net.top_names[name]}
     out = {}
     for name, layer in zip(net._layer_names, net.layers):
