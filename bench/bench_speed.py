@@ -5,14 +5,13 @@
     Caffe before its speed work, Debian's OpenBLAS, -O2), run alternately in one
     go; each conv layer's GFLOP/s (forward + backward, from its shapes) against
     this core's attainable sgemm rate, measured in the same run (a 2048^3
-    single-thread sgemm of the build's own BLAS); the BLAS core type each build's
+    single-thread sgemm of the build's own BLAS, timed by bench_blas.rate); the BLAS core type each build's
     OpenBLAS picked.
 (f) the per-layer time table (forward and backward, ms) of both builds.
 Ratios are from one run on one machine; absolute times drift on shared machines.
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import re
 import subprocess
@@ -20,50 +19,28 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from bench_blas import load, rate  # noqa: E402  (the one sgemm timer of the benches)
+
 LAYER_RE = re.compile(r"\]\s+(\S+)\s+(forward|backward): ([\d.]+) ms\.")
 TOTAL_RE = re.compile(r"Average Forward-Backward: ([\d.]+) ms\.")
 
 
-def _blas(root: Path) -> tuple[ctypes.CDLL, str]:
-    """The OpenBLAS a build links (its own copy, else the system's) and its symbol prefix."""
+def _blas(root: Path) -> tuple:
+    """(sgemm, core name) of the OpenBLAS a build links (its own copy, else the system's), one thread."""
     own = root / "build" / "lib" / "libscipy_openblas.so"
-    if own.is_file():
-        return ctypes.CDLL(str(own)), "scipy_"
-    return ctypes.CDLL("libopenblas.so.0"), ""
+    return load(str(own), "scipy_") if own.is_file() else load("libopenblas.so.0", "")
 
 
 def blas_core(root: Path) -> str:
     """The core type a build's OpenBLAS runs its kernels for on this CPU."""
-    lib, prefix = _blas(root)
-    fn = getattr(lib, prefix + "openblas_get_corename")
-    fn.restype = ctypes.c_char_p
-    return fn().decode()
+    return _blas(root)[1]
 
 
-def sgemm_rate(root: Path, size: int = 2048, reps: int = 3) -> float:
-    """GFLOP/s of a size^3 single-precision GEMM with a build's BLAS on one thread (best of reps)."""
-    lib, prefix = _blas(root)
-    getattr(lib, prefix + "openblas_set_num_threads")(1)
-    sgemm = getattr(lib, prefix + "cblas_sgemm")
-    sgemm.restype = None
-    rng = np.random.default_rng(0)
-    a, b = (rng.random((size, size), dtype=np.float32) for _ in range(2))
-    c = np.zeros((size, size), np.float32)
-    ptr = lambda x: x.ctypes.data_as(ctypes.c_void_p)  # noqa: E731
-    args = (101, 111, 111, size, size, size, ctypes.c_float(1.0), ptr(a), size, ptr(b), size,
-            ctypes.c_float(0.0), ptr(c), size)
-    sgemm(*args)
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        sgemm(*args)
-        best = min(best, time.perf_counter() - t0)
-    if not np.allclose(c[:64, :64], a[:64] @ b[:, :64], rtol=1e-3, atol=1e-2):
-        sys.exit(f"bench: the sgemm of {root} gave a wrong product")
-    return 2 * size ** 3 / best / 1e9
+def sgemm_rate(root: Path, size: int = 2048) -> float:
+    """GFLOP/s of a size^3 single-precision GEMM with a build's BLAS on one thread (bench_blas.rate)."""
+    return rate(_blas(root)[0], size, size, size)
 
 
 def caffe_time(root: Path, model: Path, iterations: int) -> tuple[dict, float]:
