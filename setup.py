@@ -19,7 +19,7 @@ setup(
     version="0.1.0",
     description="Re-run Yosinski et al. 2014 'How transferable are features in deep neural networks?' in real Caffe",
     python_requires=">=3.11",
-    packages=["data_prep", "generators", "runner", "analysis"],
+    packages=["kitcore", "data_prep", "generators", "runner", "analysis"],
     package_data={"runner": ["patches/*.patch", "patches/opencv/*.patch", "patches/speed/*.patch", "*.sh"]},
     install_requires=direct_requirements(),
     entry_points={"console_scripts": ["transfer-kit=runner.cli:main"]},

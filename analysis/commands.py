@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from runner.errors import KitError
+from kitcore.errors import KitError
 
 COMMANDS = ("import-original", "figures", "table1", "findings", "filters")
 

@@ -29,7 +29,7 @@ from analysis.figure3 import plot_figure3
 from analysis.findings import findings, verdicts, write_findings
 from analysis.plots import GROUPS, MAX_N, plot_transfer, save_both, write_numbers
 from analysis.table1 import pooled_groups, usable, write_table1
-from runner.errors import KitError
+from kitcore.errors import KitError
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from runner.atomic import replacing
-from runner.errors import KitError
+from kitcore.atomic import replacing
+from kitcore.errors import KitError
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +32,11 @@ def _shape(blob) -> tuple[int, ...]:
 
 def conv1_weights(model: Path) -> tuple[str, np.ndarray]:
     """(layer name, weights as a num x channels x height x width array) of the model's first conv layer."""
-    from runner.caffe_env import caffe_pb2  # pylint: disable=import-outside-toplevel
+    from kitcore.caffe_env import pb2  # pylint: disable=import-outside-toplevel
     model = Path(model)
     if not model.is_file():
         raise KitError(f"model {model} does not exist", "pass a .caffemodel, e.g. a run's snapshots/*.caffemodel")
-    net = caffe_pb2.NetParameter()
+    net = pb2().NetParameter()
     try:
         net.ParseFromString(model.read_bytes())
     except DecodeError as exc:

@@ -41,7 +41,7 @@ from pathlib import Path
 
 from analysis.parse_log import SCORE_TOP
 from analysis.table1 import pooled_groups, usable
-from runner.atomic import write_text
+from kitcore.atomic import write_text
 
 _RANDOM_SPLIT = re.compile(r"random(\d+)")
 TOLERANCE_PP = 1.0  # a mean difference within +-1 pp counts as none (no dip, no drop, the base reached)

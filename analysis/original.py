@@ -41,7 +41,7 @@ from pathlib import Path
 
 from analysis.parse_log import parse_log, write_csvs
 from analysis.results import run_row, write_results_csv
-from runner.errors import KitError
+from kitcore.errors import KitError
 
 log = logging.getLogger(__name__)
 

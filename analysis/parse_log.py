@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from analysis.glog import PREFIX_START, Clock, split_prefix
-from runner.atomic import replacing
-from runner.errors import KitError
+from kitcore.atomic import replacing
+from kitcore.errors import KitError
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from matplotlib.figure import Figure
 
 from analysis.parse_log import write_csv_atomic
 from analysis.table1 import grouped
-from runner.atomic import replacing
-from runner.errors import KitError
+from kitcore.atomic import replacing
+from kitcore.errors import KitError
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ import re
 from pathlib import Path
 
 from analysis.parse_log import ParsedLog, best_indices, parse_log, score, write_csv_atomic, write_csvs
-from runner.errors import KitError
+from kitcore.errors import KitError
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ import math
 import re
 from pathlib import Path
 
-from runner.atomic import write_text
-from runner.errors import KitError
+from kitcore.atomic import write_text
+from kitcore.errors import KitError
 
 GROUPS = ("base", "BnB", "BnB+", "AnB", "AnB+")
 RANGES = ((1, 7), (3, 7), (5, 7))

@@ -61,7 +61,7 @@ def _rate(log: Path) -> float:
 
 def bench_launch(work: Path, iters: int, reps: int) -> list[str]:
     """(a) the kit's `train` against bare `caffe train` on the same files."""
-    from runner.caffe_env import caffe_env, tool
+    from kitcore.caffe_env import caffe_env, tool
     _cli("split-random", "--work", str(work), "--seed", "0")
     runs = work / "fa20" / "random0" / "runs"
     kit_rates, bare_rates, kit_walls, bare_walls = [], [], [], []
@@ -92,7 +92,8 @@ def _dummy_train_net(template: Path, treatment: str, batch: int, shape: tuple[in
     """The kit's TRAIN net of `treatment` with its Data layer replaced by DummyData (gaussian images, label 0)."""
     from generators import netgen
     from generators.treatments import parse
-    from runner.caffe_env import caffe_pb2
+    from kitcore.caffe_env import pb2
+    caffe_pb2 = pb2()
     net = netgen.make_treatment(netgen.load_net(template), parse(treatment), netgen.DataSpec("x", "x", "x"),
                                 classes, batch_train=batch, exact_classes=exact)
     net = netgen.phase_net(net, "TRAIN")
@@ -110,7 +111,8 @@ def _dummy_train_net(template: Path, treatment: str, batch: int, shape: tuple[in
 def _step_seconds(workdir: Path, net, steps: int) -> float:
     """Mean seconds of one SGDSolver.step on `net` (after one warm-up step)."""
     from generators import netgen
-    from runner.caffe_env import caffe_pb2, import_caffe
+    from kitcore.caffe_env import pb2, import_caffe
+    caffe_pb2 = pb2()
     caffe = import_caffe()
     caffe.set_mode_cpu()
     workdir.mkdir(parents=True, exist_ok=True)

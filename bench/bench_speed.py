@@ -84,7 +84,7 @@ def conv_flops(model: Path) -> dict[str, tuple[float, float]]:
 
 def bench_speed(work: Path, iterations: int = 50, reps: int = 2) -> list[str]:
     """(e) and (f) on the FA-20 baseA train net of split random0 (made in `work`)."""
-    from runner.caffe_env import caffe_root  # noqa: PLC0415
+    from kitcore.caffe_env import caffe_root  # noqa: PLC0415
     record = Path(sys.prefix) / "caffe_reference_root"
     if not record.is_file():
         sys.exit("bench: (e) needs the reference build; fix: make caffe-reference (make bench builds it)")

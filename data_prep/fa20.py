@@ -38,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runner.atomic import clean_stale_tmp, replacing, sha256, write_json
-from runner.errors import KitError
+from kitcore.atomic import clean_stale_tmp, replacing, sha256, write_json
+from kitcore.errors import KitError
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from data_prep.imagenet_lists import (DATASET, PHASES, IlsvrcLists, load_lists, 
 from data_prep.lmdb_io import compute_mean, is_complete_lmdb
 from data_prep.prepare import MANIFEST_FORMAT, read_manifest, shuffle_seed
 from data_prep.splits import Split
-from runner.atomic import remove_path, sha256, write_json
-from runner.errors import KitError
+from kitcore.atomic import remove_path, sha256, write_json
+from kitcore.errors import KitError
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def prepare_imagenet(work: Path, lists_dir: Path, kind: str, seed: int | None = 
     `convert_imageset --encoded` (needs Caffe built with OpenCV to use)."""
     split_name(kind, seed=seed, per_class=per_class)  # bad arguments fail before any file is read
     if encoded and images is not None:
-        from runner.caffe_env import require_opencv  # pylint: disable=import-outside-toplevel
+        from kitcore.caffe_env import require_opencv  # pylint: disable=import-outside-toplevel
         require_opencv("encoded Datums (ENCODED=1) for compute_image_mean and Caffe's Data layer")
     lists = load_lists(lists_dir)
     split = make_split(kind, lists, seed=seed, per_class=per_class)
@@ -93,7 +93,7 @@ def prepare_split_db(sdir: Path, wdir: Path, force: bool = False) -> dict:
         return manifest
     encoded = bool(json.loads((wdir / "dataset.json").read_text()).get("encoded", False))
     if encoded:
-        from runner.caffe_env import require_opencv  # pylint: disable=import-outside-toplevel
+        from kitcore.caffe_env import require_opencv  # pylint: disable=import-outside-toplevel
         require_opencv(f"the encoded Datums of {wdir} (ENCODED=1) for compute_image_mean")
     remove_path(sdir / "manifest.json")  # from here on the folder is unfinished
     t0 = time.monotonic()

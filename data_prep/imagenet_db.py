@@ -41,8 +41,8 @@ import lmdb
 import numpy as np
 
 from data_prep.lmdb_io import caffe_pb2, is_complete_lmdb, label_stats, write_records_lmdb
-from runner.atomic import remove_path, sha256, write_json, write_text
-from runner.errors import KitError
+from kitcore.atomic import remove_path, sha256, write_json, write_text
+from kitcore.errors import KitError
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def build_whole_set(work: Path, lists, images: Path, jobs: int = 1, force: bool 
                     _flag(meta.get("encoded", False)), _flag(encoded))
         force = True
     if encoded:
-        from runner.caffe_env import require_opencv  # pylint: disable=import-outside-toplevel
+        from kitcore.caffe_env import require_opencv  # pylint: disable=import-outside-toplevel
         require_opencv("encoded Datums (ENCODED=1) for compute_image_mean and Caffe's Data layer")
     if meta is not None and not force:
         if meta["lists_sha256"] != lists.sha256 or meta["size"] != SIZE:

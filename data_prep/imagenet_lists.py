@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data_prep.splits import Split, apply_split_to_list, check_seed, make_random_split, whole_split
-from runner.atomic import sha256, write_json, write_text
-from runner.errors import KitError
+from kitcore.atomic import sha256, write_json, write_text
+from kitcore.errors import KitError
 
 log = logging.getLogger(__name__)
 

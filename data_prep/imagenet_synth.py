@@ -17,7 +17,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from runner.atomic import write_bytes, write_text
+from kitcore.atomic import write_bytes, write_text
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """LMDBs of raw Caffe Datums, and their mean images via the real `compute_image_mean`.
 
-`write_datum_lmdb` stores unencoded `caffe_pb2.Datum`s (uint8, C x H x W) under
+`write_datum_lmdb` stores unencoded `pb2().Datum`s (uint8, C x H x W) under
 keys `00000000`, `00000001`, ... in a seeded shuffled order, so Caffe's Data
 layer (which reads in key order) sees the classes mixed. It writes into
 `<path>.tmp-<pid>` and renames it into place only when complete.
@@ -18,8 +18,8 @@ import lmdb
 import numpy as np
 from tqdm import tqdm
 
-from runner.atomic import clean_stale_tmp, remove_path, replacing, sha256, tmp_path
-from runner.errors import KitError
+from kitcore.atomic import clean_stale_tmp, remove_path, replacing, sha256, tmp_path
+from kitcore.errors import KitError
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +28,13 @@ BATCH = 1000  # Datums per LMDB write transaction
 
 def caffe_pb2():
     """Return pycaffe's `caffe_pb2` (imported on first use), or raise KitError."""
-    from runner.caffe_env import caffe_pb2 as pb2  # pylint: disable=import-outside-toplevel
-    return pb2
+    from kitcore.caffe_env import pb2  # pylint: disable=import-outside-toplevel
+    return pb2()
 
 
 def caffe_tool(name: str) -> str:
-    """Return the path of Caffe tool `name` (see runner.caffe_env.tool)."""
-    from runner.caffe_env import tool  # pylint: disable=import-outside-toplevel
+    """Return the path of Caffe tool `name` (see kitcore.caffe_env.tool)."""
+    from kitcore.caffe_env import tool  # pylint: disable=import-outside-toplevel
     return tool(name)
 
 

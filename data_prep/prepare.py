@@ -36,10 +36,10 @@ from typing import Callable
 import numpy as np
 
 from data_prep import fa20
-from runner.atomic import write_json, remove_path, sha256
+from kitcore.atomic import write_json, remove_path, sha256
 from data_prep.lmdb_io import compute_mean, is_complete_lmdb, write_datum_lmdb
 from data_prep.splits import Split, make_random_split, natman_split, whole_split, write_split_json
-from runner.errors import KitError
+from kitcore.errors import KitError
 
 log = logging.getLogger(__name__)
 

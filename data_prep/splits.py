@@ -18,8 +18,8 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from runner.atomic import write_json
-from runner.errors import KitError
+from kitcore.atomic import write_json
+from kitcore.errors import KitError
 
 
 def check_seed(seed: Any) -> int:

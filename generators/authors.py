@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from generators.netgen import PAPER_SOLVER, PAPER_SOLVERS
 from generators.treatments import ALL, Treatment, parse
-from runner.errors import KitError
+from kitcore.errors import KitError
 
 ILSVRC_CLASSES = 1000
 NATMAN_CLASSES = {"A": 449, "B": 551}  # A natural, B man-made (the authors' letters)

@@ -22,8 +22,8 @@ from google.protobuf import text_format
 
 from generators import netgen
 from generators.authors import AuthorsRun, parse_run_name
-from runner.caffe_env import caffe_env, caffe_pb2, tool
-from runner.errors import KitError
+from kitcore.caffe_env import caffe_env, pb2, tool
+from kitcore.errors import KitError
 
 log = logging.getLogger(__name__)
 KIT = Path(__file__).resolve().parents[1]
@@ -161,7 +161,7 @@ def _upgrade(kind: str, src: Path, tmp: Path):
     if proc.returncode != 0 or not out.is_file():
         raise KitError(f"{tool_name} failed on {src}: {proc.stderr.strip().splitlines()[-1:]}",
                        "check that the file is an authors' prototxt")
-    message = caffe_pb2.NetParameter() if kind == "net" else caffe_pb2.SolverParameter()
+    message = pb2().NetParameter() if kind == "net" else pb2().SolverParameter()
     text_format.Merge(out.read_text(), message)
     return message
 

@@ -21,8 +21,8 @@ from pathlib import Path
 from google.protobuf import text_format
 
 from generators.treatments import NUM_WEIGHT_LAYERS, Treatment
-from runner.caffe_env import caffe_pb2
-from runner.errors import KitError
+from kitcore.caffe_env import pb2
+from kitcore.errors import KitError
 
 WEIGHT_LAYER_TYPES = ("Convolution", "InnerProduct")
 NEW_SUFFIX = "-new"
@@ -46,14 +46,14 @@ class DataSpec:
 
 def load_net(path: Path):
     """Read a NetParameter from a prototxt file."""
-    net = caffe_pb2.NetParameter()
+    net = pb2().NetParameter()
     text_format.Merge(Path(path).read_text(), net)
     return net
 
 
 def load_solver(path: Path):
     """Read a SolverParameter from a prototxt file."""
-    solver = caffe_pb2.SolverParameter()
+    solver = pb2().SolverParameter()
     text_format.Merge(Path(path).read_text(), solver)
     return solver
 
@@ -80,9 +80,9 @@ def _set_data(net, data: DataSpec, batch_train: int | None, batch_val: int | Non
         if layer.type != "Data":
             continue
         phases = {rule.phase for rule in layer.include}
-        train = caffe_pb2.TRAIN in phases
+        train = pb2().TRAIN in phases
         layer.data_param.source = data.train_source if train else data.val_source
-        layer.data_param.backend = caffe_pb2.DataParameter.LMDB
+        layer.data_param.backend = pb2().DataParameter.LMDB
         layer.transform_param.mean_file = data.mean_file
         batch = batch_train if train else batch_val
         if batch:
@@ -102,7 +102,7 @@ def make_treatment(template, t: Treatment, data: DataSpec, num_classes: int,
                    batch_train: int | None = None, batch_val: int | None = None,
                    exact_classes: bool = False):
     """Return a new train_val NetParameter for treatment `t` built from `template`."""
-    net = caffe_pb2.NetParameter()
+    net = pb2().NetParameter()
     net.CopyFrom(template)
     net.name = f"{template.name}_{t.name}"
     _set_data(net, data, batch_train, batch_val)
@@ -118,7 +118,7 @@ def make_treatment(template, t: Treatment, data: DataSpec, num_classes: int,
 def make_solver(template, net_path: str, random_seed: int, iters: int | None = None,
                 test_iter: int | None = None, snapshot: int | None = None):
     """Return a SolverParameter for net `net_path`; `iters` rescales the schedule to that budget."""
-    solver = caffe_pb2.SolverParameter()
+    solver = pb2().SolverParameter()
     solver.CopyFrom(template)
     solver.net = net_path
     solver.random_seed = random_seed
@@ -142,8 +142,8 @@ def _rule_matches(rule, phase_value: int) -> bool:
 
 def phase_net(net, phase: str):
     """The net Caffe builds for `phase` ('TRAIN' or 'TEST'): layers filtered by their include/exclude phase."""
-    value = caffe_pb2.Phase.Value(phase)
-    out = caffe_pb2.NetParameter()
+    value = pb2().Phase.Value(phase)
+    out = pb2().NetParameter()
     out.CopyFrom(net)
     del out.layer[:]
     for layer in net.layer:
@@ -163,7 +163,7 @@ def phase_net(net, phase: str):
 
 def to_deploy(net, input_shape: tuple[int, ...]):
     """The net for inference on an Input blob: no Data, Accuracy or loss layers (for surgery)."""
-    deploy = caffe_pb2.NetParameter()
+    deploy = pb2().NetParameter()
     deploy.name = net.name
     inp = deploy.layer.add()
     inp.name = "data"

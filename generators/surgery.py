@@ -17,9 +17,9 @@ import numpy as np
 
 from generators.netgen import NEW_SUFFIX, to_deploy, to_text, weight_layers
 from generators.treatments import Treatment
-from runner.atomic import replacing
-from runner.caffe_env import import_caffe
-from runner.errors import KitError
+from kitcore.atomic import replacing
+from kitcore.caffe_env import import_caffe
+from kitcore.errors import KitError
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +38,10 @@ def _net_from_message(caffe, message, weights: Path | None = None):
 
 def _check_model(path: Path) -> None:
     """Fail with a one-line error when a .caffemodel is missing or does not parse."""
-    from runner.caffe_env import caffe_pb2  # pylint: disable=import-outside-toplevel
+    from kitcore.caffe_env import pb2  # pylint: disable=import-outside-toplevel
     if not path.is_file():
         raise KitError(f"base model {path} does not exist", "train the base net first")
-    msg = caffe_pb2.NetParameter()
+    msg = pb2().NetParameter()
     try:
         msg.ParseFromString(path.read_bytes())
     except Exception as exc:  # protobuf raises DecodeError and friends

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from runner.errors import KitError
+from kitcore.errors import KitError
 
 NUM_WEIGHT_LAYERS = 8
 HALVES = ("A", "B")

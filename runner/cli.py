@@ -13,7 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
-from runner.errors import KitError
+from kitcore.errors import KitError
 
 
 

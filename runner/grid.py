@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from generators.treatments import Treatment, in_dependency_order, parse, valid_names
 from runner import snapshots, supervise
-from runner.errors import KitError
+from kitcore.errors import KitError
 from runner.train import RunSpec, is_finished, solver_template, train
 
 log = logging.getLogger(__name__)

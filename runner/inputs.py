@@ -14,8 +14,8 @@ import json
 import logging
 from pathlib import Path
 
-from runner import atomic
-from runner.errors import KitError
+from kitcore import atomic
+from kitcore.errors import KitError
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def read_manifest(spec) -> dict:
     except ValueError as exc:
         raise KitError(f"{path} is not valid JSON ({exc})", _split_cmd(spec)) from exc
     if manifest.get("encoded"):  # JPEG Datums: only an OpenCV Caffe's Data layer decodes them
-        from runner.caffe_env import require_opencv  # pylint: disable=import-outside-toplevel
+        from kitcore.caffe_env import require_opencv  # pylint: disable=import-outside-toplevel
         require_opencv(f"split {spec.split_dir.name} of {spec.dataset} holds encoded Datums (ENCODED=1) and")
     return manifest
 

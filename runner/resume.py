@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from runner import snapshots, supervise
-from runner.caffe_env import caffe_env, tool
-from runner.errors import KitError
+from kitcore.caffe_env import caffe_env, tool
+from kitcore.errors import KitError
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ import sys
 import tomllib
 from pathlib import Path
 
-from runner import atomic
-from runner.errors import KitError
+from kitcore import atomic
+from kitcore.errors import KitError
 
 log = logging.getLogger(__name__)
 DEFAULTS = Path(__file__).with_name("slurm.toml")

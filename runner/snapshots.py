@@ -21,7 +21,7 @@ from pathlib import Path
 
 from google.protobuf.message import DecodeError
 
-from runner.caffe_env import caffe_pb2
+from kitcore.caffe_env import pb2
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ _PARAM_TYPES = {"Convolution": "convolution_param", "InnerProduct": "inner_produ
 def expected_blobs(net_prototxt: Path) -> dict[str, int] | None:
     """Parameter blobs per layer of a net prototxt, or None if it has layer types we cannot count."""
     from google.protobuf import text_format  # pylint: disable=import-outside-toplevel
-    net = caffe_pb2.NetParameter()
+    net = pb2().NetParameter()
     text_format.Merge(Path(net_prototxt).read_text(), net)
     counts: dict[str, int] = {}
     for layer in net.layer:
@@ -57,7 +57,7 @@ def _blob_problem(blob, what: str) -> str | None:
 def model_problem(path: Path, expected: dict[str, int] | None) -> str | None:
     """Why a .caffemodel is not whole (None when it is)."""
     try:
-        net = caffe_pb2.NetParameter.FromString(Path(path).read_bytes())
+        net = pb2().NetParameter.FromString(Path(path).read_bytes())
     except (OSError, DecodeError) as exc:
         return f"cannot read {Path(path).name} ({exc.__class__.__name__}: {exc})"
     found = {layer.name: layer for layer in net.layer if layer.blobs}
@@ -80,7 +80,7 @@ def state_problem(state: Path, expected: dict[str, int] | None) -> str | None:
     """Why a .solverstate (and the .caffemodel it names) is not a whole snapshot (None when it is)."""
     m = _STATE.search(state.name)
     try:
-        msg = caffe_pb2.SolverState.FromString(state.read_bytes())
+        msg = pb2().SolverState.FromString(state.read_bytes())
     except (OSError, DecodeError) as exc:
         return f"cannot read {state.name} ({exc.__class__.__name__}: {exc})"
     if m is None or msg.iter != int(m.group(1)):

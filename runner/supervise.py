@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 from contextlib import contextmanager
 
-from runner.errors import KitError
+from kitcore.errors import KitError
 
 log = logging.getLogger(__name__)
 

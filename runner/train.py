@@ -27,10 +27,11 @@ from data_prep.prepare import split_dir
 from generators import netgen
 from generators.surgery import random_init, transplant
 from generators.treatments import Treatment
-from runner import atomic, inputs, snapshots, supervise
-from runner.caffe_env import caffe_version, tool
+from kitcore import atomic
+from runner import inputs, snapshots, supervise
+from kitcore.caffe_env import caffe_version, tool
 from runner.resume import check_gpu, disk_full, low_space, resume
-from runner.errors import KitError
+from kitcore.errors import KitError
 
 log = logging.getLogger(__name__)
 KIT = Path(__file__).resolve().parents[1]

@@ -21,7 +21,7 @@ def reference_dir() -> Path:
 
 def run_caffe(args: list[str], cwd: Path, log: Path) -> subprocess.CompletedProcess:
     """Run the real `caffe` binary with glog to `log`; fail the test on a non-zero exit."""
-    from runner.caffe_env import caffe_env, tool
+    from kitcore.caffe_env import caffe_env, tool
     with open(log, "w") as f:
         proc = subprocess.run([tool("caffe"), *args], cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
                               env=caffe_env(threads=1), check=False)

@@ -10,7 +10,7 @@ from google.protobuf import text_format
 
 from analysis.parse_log import best_indices, parse_log, score, write_csvs
 from conftest import run_caffe
-from runner.errors import KitError
+from kitcore.errors import KitError
 
 REF_RUNS = ["half0A", "half0B", "nolearn_1_3", "transfer-ft0A0B_1_3", "transfer0A0A_1_3",
             "transfer0A0B_1_3", "transfernatmanAB_1_3"]
@@ -196,7 +196,8 @@ def test_score():
 # ---- a real modern log from the real caffe binary ---------------------------------------
 
 def _tiny_net() -> str:
-    from runner.caffe_env import caffe_pb2
+    from kitcore.caffe_env import pb2
+    caffe_pb2 = pb2()
     net = caffe_pb2.NetParameter(name="tiny")
     data = net.layer.add(name="data", type="DummyData", top=["data", "label"])
     data.dummy_data_param.shape.add(dim=[8, 5])
@@ -215,7 +216,8 @@ def _tiny_net() -> str:
 @pytest.fixture(scope="module")
 def caffe_logs(tmp_path_factory) -> dict[str, Path]:
     """Logs of a real 40-iteration run and of a resume of it from its iteration-20 snapshot."""
-    from runner.caffe_env import caffe_pb2
+    from kitcore.caffe_env import pb2
+    caffe_pb2 = pb2()
     d = tmp_path_factory.mktemp("caffe")
     (d / "net.prototxt").write_text(_tiny_net())
     solver = caffe_pb2.SolverParameter(net="net.prototxt", base_lr=0.1, lr_policy="step", gamma=0.5,

@@ -19,7 +19,7 @@ from analysis.parse_log import parse_log
 from analysis.results import analyze_split, read_results_csv, write_results_csv
 from analysis.table1 import baseline, table1, to_markdown
 from runner.cli import main
-from runner.errors import KitError
+from kitcore.errors import KitError
 from test_analysis import glog, modern
 from test_findings import _seed
 
@@ -183,7 +183,8 @@ def test_analyze_split_with_original_and_sibling_splits(tmp_path: Path):
 # ---- conv1 filters ----------------------------------------------------------------------
 
 def _model(tmp_path: Path, channels: int, weights: np.ndarray) -> Path:
-    from runner.caffe_env import caffe_pb2, import_caffe
+    from kitcore.caffe_env import pb2, import_caffe
+    caffe_pb2 = pb2()
     caffe = import_caffe()
     net = caffe_pb2.NetParameter(name="tiny")
     data = net.layer.add(name="data", type="Input", top=["data"])

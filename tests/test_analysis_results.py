@@ -13,7 +13,7 @@ from analysis.plots import GROUPS, plot_transfer
 from analysis.results import (ROW_COLUMNS, analyze_split, collect_runs, last_lr_step, log_segments,
                               read_results_csv, write_results_csv)
 from analysis.table1 import group_of
-from runner.errors import KitError
+from kitcore.errors import KitError
 from test_analysis import glog, modern
 
 

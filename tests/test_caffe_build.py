@@ -6,7 +6,8 @@ import pytest
 from google.protobuf import text_format
 
 from conftest import run_caffe
-from runner.caffe_env import caffe_pb2, import_caffe, tool
+from kitcore.caffe_env import pb2, import_caffe, tool
+caffe_pb2 = pb2()
 
 NET = """
 name: "tiny"

@@ -32,7 +32,7 @@ from data_prep.imagenet_db import build_whole_set
 from data_prep.imagenet_lists import load_lists
 from data_prep.imagenet_synth import make_synthetic_ilsvrc
 from data_prep.lmdb_io import caffe_pb2, read_mean
-from runner.caffe_env import caffe_variant
+from kitcore.caffe_env import caffe_variant
 from conftest import ROOT
 
 pytestmark = pytest.mark.slow

@@ -30,7 +30,8 @@ from google.protobuf import text_format
 
 from conftest import ROOT
 from generators.netgen import load_net, phase_net
-from runner.caffe_env import caffe_pb2, caffe_root
+from kitcore.caffe_env import pb2, caffe_root
+caffe_pb2 = pb2()
 
 pytestmark = pytest.mark.slow
 RTOL, ATOL = 1e-5, 1e-7

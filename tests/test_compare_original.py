@@ -10,9 +10,10 @@ from generators import netgen
 from generators.authors import parse_run_name
 from generators.compare import ALLOWED, Difference, allowed_by, diff_fields
 from generators.treatments import PROTOCOLS, valid_names
-from runner.caffe_env import caffe_pb2
+from kitcore.caffe_env import pb2
+caffe_pb2 = pb2()
 from runner.cli import main
-from runner.errors import KitError
+from kitcore.errors import KitError
 from conftest import ROOT
 
 NET = ROOT / "prototxt" / "caffenet.prototxt"

@@ -23,7 +23,7 @@ from data_prep.lmdb_io import (caffe_pb2, compute_mean, is_complete_lmdb, read_d
 from data_prep.prepare import prepare_for, prepare_natman, prepare_split, prepare_whole, read_manifest
 from data_prep.splits import (Split, apply_split_to_list, idxmap, make_random_split, natman_split, random_split,
                               read_split_json, write_split_json)
-from runner.errors import KitError
+from kitcore.errors import KitError
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 VAL_TXT = SHARED / "reference" / "ilsvrc12" / "val.txt"

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from runner.caffe_env import caffe_pb2
+from kitcore.caffe_env import pb2
+caffe_pb2 = pb2()
 
 pytestmark = pytest.mark.slow
 ITERS = "30"

@@ -5,7 +5,7 @@ import pytest
 
 from generators import netgen
 from generators.treatments import PROTOCOLS, figure2_names, in_dependency_order, parse, valid_names
-from runner.errors import KitError
+from kitcore.errors import KitError
 from conftest import ROOT
 
 TEMPLATE = ROOT / "prototxt" / "fa20_caffenet.prototxt"
@@ -127,7 +127,7 @@ def test_classifier_width_and_template_untouched():
 
 def test_text_round_trip_is_a_valid_caffe_net():
     net = netgen.make_treatment(netgen.load_net(TEMPLATE), parse("B4A+"), DATA, num_classes=10)
-    again = netgen.caffe_pb2.NetParameter()
+    again = netgen.pb2().NetParameter()
     netgen.text_format.Merge(netgen.to_text(net), again)
     assert again == net
 
@@ -157,7 +157,7 @@ def test_phase_net_filters_by_phase():
 
 
 def _blobs(path):
-    msg = netgen.caffe_pb2.NetParameter()
+    msg = netgen.pb2().NetParameter()
     msg.ParseFromString(path.read_bytes())
     return {layer.name: [list(b.data) for b in layer.blobs] for layer in msg.layer if layer.blobs}
 

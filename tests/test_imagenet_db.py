@@ -17,7 +17,7 @@ from data_prep.imagenet_db import build_whole_set
 from data_prep.imagenet_lists import load_lists
 from data_prep.imagenet_synth import make_synthetic_ilsvrc
 from data_prep.lmdb_io import caffe_pb2, read_mean
-from runner.errors import KitError
+from kitcore.errors import KitError
 
 KINDS = [("random", {"seed": 0}), ("natural", {}), ("reduced", {"per_class": 2}), ("whole", {})]
 

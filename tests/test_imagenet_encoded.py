@@ -23,8 +23,8 @@ from data_prep.imagenet_lists import load_lists
 from data_prep.imagenet_synth import make_synthetic_ilsvrc
 from data_prep.lmdb_io import caffe_pb2
 from runner import inputs
-from runner.caffe_env import caffe_variant
-from runner.errors import KitError
+from kitcore.caffe_env import caffe_variant
+from kitcore.errors import KitError
 from conftest import ROOT
 
 FIX = "needs Caffe built with OpenCV"

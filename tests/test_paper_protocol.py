@@ -24,7 +24,8 @@ from data_prep.imagenet_synth import make_synthetic_ilsvrc
 from generators import netgen
 from generators.surgery import transplant
 from generators.treatments import parse
-from runner.caffe_env import caffe_pb2
+from kitcore.caffe_env import pb2
+caffe_pb2 = pb2()
 from conftest import ROOT, run_caffe
 
 WNIDS = tuple(f"n{c + 1:08d}" for c in range(8))

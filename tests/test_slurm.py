@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from runner.errors import KitError
+from kitcore.errors import KitError
 from runner.slurm import load_config
 
 

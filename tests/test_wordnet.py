@@ -6,7 +6,7 @@ import pytest
 from data_prep import natman
 from data_prep.natman import MANMADE, NATURAL, kind_of, natural_manmade_split
 from data_prep.wordnet import DATA_NOUN, load_wordnet, parse_data_noun
-from runner.errors import KitError
+from kitcore.errors import KitError
 
 ARTIFACT = "n00021939"
 

@@ -1,5 +1,8 @@
 """Where the kit finds real Caffe: the `caffe` tools and pycaffe.
 
+Nothing here touches sys.path or os.environ at import time: pycaffe is
+imported on first use (`pb2()`, `import_caffe()`).
+
 `make caffe` builds Caffe into a cache folder and wires it into the venv (a
 .pth file for pycaffe, links to the tools in the venv's bin/, its root in
 `.venv/caffe_root`). `CAFFE_ROOT=/path` points the kit at another build (a
@@ -15,20 +18,36 @@ import subprocess
 import sys
 from pathlib import Path
 
-from runner.errors import KitError
+from kitcore.errors import KitError
 
-os.environ.setdefault("GLOG_minloglevel", "2")  # quiet pycaffe's own glog lines
 
-if os.environ.get("CAFFE_ROOT"):
-    sys.path.insert(0, str(Path(os.environ["CAFFE_ROOT"]) / "python"))
 
-try:
-    from caffe.proto import caffe_pb2  # noqa: E402  (pycaffe's generated messages)
-except ImportError as exc:
-    raise KitError(f"pycaffe is not importable ({exc})",
-                   "run: make caffe (or set CAFFE_ROOT to a Caffe build with pycaffe)") from exc
+def pb2():
+    """pycaffe's generated `caffe_pb2` module, imported on first use (CAFFE_ROOT/python first when set)."""
+    global _PB2  # pylint: disable=global-statement
+    if _PB2 is None:
+        _use_caffe_root()
+        try:
+            from caffe.proto import caffe_pb2  # pylint: disable=import-outside-toplevel
+        except ImportError as exc:
+            raise KitError(f"pycaffe is not importable ({exc})",
+                           "run: make caffe (or set CAFFE_ROOT to a Caffe build with pycaffe)") from exc
+        _PB2 = caffe_pb2
+    return _PB2
 
-__all__ = ["caffe_pb2", "tool", "import_caffe", "caffe_env", "caffe_version", "caffe_root", "caffe_variant",
+
+_PB2 = None
+
+
+def _use_caffe_root() -> None:
+    """Put CAFFE_ROOT/python first on sys.path (once), so that pycaffe comes from the user's build."""
+    if os.environ.get("CAFFE_ROOT"):
+        python = str(Path(os.environ["CAFFE_ROOT"]) / "python")
+        if python not in sys.path:
+            sys.path.insert(0, python)
+
+
+__all__ = ["pb2", "tool", "import_caffe", "caffe_env", "caffe_version", "caffe_root", "caffe_variant",
            "require_opencv"]
 OPENCV_FIX = "make caffe CAFFE_OPENCV=1"
 
@@ -60,7 +79,9 @@ def caffe_env(threads: int | None = None) -> dict:
 
 
 def import_caffe():
-    """Import and return pycaffe in CPU mode."""
+    """Import and return pycaffe in CPU mode (its own glog lines quiet unless GLOG_minloglevel is set)."""
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    _use_caffe_root()
     import caffe  # pylint: disable=import-outside-toplevel
     caffe.set_mode_cpu()
     return caffe
