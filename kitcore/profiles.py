@@ -1,0 +1,120 @@
+"""One profile per dataset: every policy that turns a dataset into runs, read from one registry.
+
+A profile names the net template and the solver template per protocol (files
+of the kit, relative to its root), the classifier width rule, the test policy,
+the half whose mean a transfer reads, the stored image shape (the net's input
+shape is derived from it and the template's crop), the seeds rule and how its
+splits are made. `run.json` records the profile whole (`Profile.record`), so a
+run folder says every policy that made it.
+
+`PROFILES` holds the kit's two datasets; `register` adds another (a user's
+dataset, made by `make dataset`), refusing a name already taken. Nothing else
+in the kit branches on a dataset's name: it asks `profile(name)`.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from kitcore.errors import KitError
+
+KIT = Path(__file__).resolve().parents[1]
+SEED_LIMIT = 2**32  # split seeds are 0 <= s < 2**32 (numpy's RandomState)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The policies of one dataset (see the module docstring)."""
+
+    name: str
+    description: str
+    net_template: str                      # net prototxt, relative to the kit's root
+    solvers: dict[str, str]                # protocol -> solver prototxt; "*" for every other protocol
+    image_shape: tuple[int, int, int]      # (channels, height, width) as stored in the LMDBs
+    exact_classes: bool                    # fc8 = the target half's class count (else the template's width)
+    whole_val_test: bool                   # test_iter covers the target's whole val set once (else the solver's)
+    transfer_mean: str = "source"          # a transfer reads the mean of its base's half ("source") or its target's
+    embedded: bool = False                 # the kit builds the data itself (grid and demo prepare its splits)
+    split_args: str = ""                   # make arguments every split command of this dataset needs
+    protocols: tuple[str, ...] = ("random", "natman", "whole")  # protocols with a split of this dataset
+    seeds: str = "random splits take any seed 0 <= s < 2**32; the paper used 0..3"
+    extra: dict = field(default_factory=dict)  # further facts a user dataset records (class names, source)
+
+    def solver_template(self, protocol: str) -> Path:
+        """The solver template of a protocol's runs (the profile's "*" entry when it has none of its own)."""
+        return KIT / self.solvers.get(protocol, self.solvers["*"])
+
+    def net_template_path(self) -> Path:
+        """The net template's path."""
+        return KIT / self.net_template
+
+    def input_shape(self, crop_size: int = 0) -> tuple[int, int, int, int]:
+        """The net's input (1, C, H, W): the stored shape, cut to the template's crop_size when it has one."""
+        c, h, w = self.image_shape
+        return (1, c, crop_size or h, crop_size or w)
+
+    def mean_half(self, source: str | None, target: str) -> str:
+        """The half whose mean file a run reads: a transfer's base half under "source", else its target."""
+        return source if source and self.transfer_mean == "source" else target
+
+    def check_protocol(self, protocol: str) -> None:
+        """Raise KitError unless this dataset has a split for `protocol`."""
+        if protocol not in self.protocols:
+            raise KitError(f"protocol {protocol!r} has no split of {self.name}",
+                           f"use one of: {', '.join(self.protocols)}")
+
+    def check_seed(self, seed) -> int:
+        """Return a valid split seed, or raise KitError naming the rule."""
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+            raise KitError(f"invalid split seed {seed!r}",
+                           "use a non-negative integer seed, e.g. --seed 0 (the paper used 0..3)")
+        return seed
+
+    def record(self) -> dict:
+        """The whole profile as JSON-ready data (run.json's `profile`)."""
+        out = asdict(self)
+        out["image_shape"] = list(self.image_shape)
+        out["protocols"] = list(self.protocols)
+        return out
+
+
+PROFILES: dict[str, Profile] = {}
+
+
+def register(p: Profile) -> Profile:
+    """Add a profile to the registry; a name already taken by another profile is an error."""
+    if p.name in PROFILES and PROFILES[p.name] != p:
+        raise KitError(f"dataset name {p.name!r} is taken", "choose another DATASET name")
+    if "*" not in p.solvers:
+        raise KitError(f"profile {p.name!r} has no default solver", 'give solvers a "*" entry')
+    PROFILES[p.name] = p
+    return p
+
+
+def profile(name: str) -> Profile:
+    """The profile of dataset `name`, or a KitError listing the known ones."""
+    if name not in PROFILES:
+        raise KitError(f"unknown dataset {name!r}", f"use one of: {', '.join(sorted(PROFILES))}")
+    return PROFILES[name]
+
+
+register(Profile(
+    name="fa20",
+    description="the embedded FA-20 (10 Fashion-MNIST + 10 animal classes, 28x28 grey)",
+    net_template="prototxt/fa20_caffenet.prototxt",
+    solvers={"*": "solvers/fa20_solver.prototxt"},
+    image_shape=(1, 28, 28),
+    exact_classes=True,   # the template's fc8 is sized for a half; every half gets its own count
+    whole_val_test=True,  # halves differ in size (10 classes, 20 for `all`): each test covers all of val
+    embedded=True))
+
+register(Profile(
+    name="imagenet",
+    description="ILSVRC2012 from Caffe's lists and the image folder (the paper's dataset)",
+    net_template="prototxt/caffenet.prototxt",
+    solvers={"*": "solvers/caffenet_solver.prototxt", "reduced": "solvers/caffenet_reduced_solver.prototxt"},
+    image_shape=(3, 256, 256),
+    exact_classes=False,   # the authors kept 1000 outputs for their 449-, 500- and 551-class halves
+    whole_val_test=False,  # the paper's test_iter 1000 x batch 50 = the whole 50,000-image val set
+    split_args="LISTS=dir IMAGES=dir",
+    protocols=("random", "natman", "whole", "reduced")))
