@@ -1,6 +1,8 @@
 """The paper's Figure 3: dissimilar tasks, random frozen weights, and both against random-split AnB.
 
-Pieces, each read from results rows (finished, with a score):
+Pieces, each read from results rows (finished, with a score) by analysis.rules
+(`collect`, `piece_of`, `base_means`: the rules the findings' Figure 3
+controls read too):
 - natman transfer: split `natman`, frozen transfers (kind transfer, not
   fine-tuned) and that split's bases; lines join a target's base and its
   transfers (the authors' natman A is natural, B man-made);
@@ -17,16 +19,14 @@ n = 0) or `normalized` (bottom), series as in the legend (the authors' runs
 """
 from __future__ import annotations
 
-import math
-import re
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from analysis.plots import MAX_N, save_both, write_numbers
+from analysis.rules import base_means, collect
 
-_RANDOM_SPLIT = re.compile(r"random\d+")
 COLUMNS = ("panel", "series", "n", "value", "split", "treatment")
 # piece: (label, colour, marker)
 PIECES = {
@@ -34,44 +34,6 @@ PIECES = {
     "random": ("random frozen weights (randfrozen{n})", "tab:gray", "s"),
     "anb": ("random-split AnB (similar)", "tab:red", "D"),
 }
-
-
-def _ok(row: dict) -> bool:
-    value = row.get("score")
-    return row.get("finished", True) is not False and value is not None and not math.isnan(float(value))
-
-
-def piece_of(row: dict) -> str | None:
-    """The Figure 3 piece a results row belongs to (None: not in this figure, or a base)."""
-    split, kind = str(row.get("split") or ""), row.get("kind")
-    if kind == "random-weights":
-        return "random"
-    if kind != "transfer" or row.get("finetuned"):
-        return None
-    if split == "natman":
-        return "natman"
-    if _RANDOM_SPLIT.fullmatch(split) and row.get("source") != row.get("target"):
-        return "anb"
-    return None
-
-
-def base_means(rows: list[dict]) -> dict[tuple[str, str], float]:
-    """Mean base score by (split, target)."""
-    acc: dict[tuple[str, str], list[float]] = {}
-    for row in filter(_ok, rows):
-        if row.get("kind") == "base":
-            acc.setdefault((str(row.get("split")), str(row.get("target"))), []).append(float(row["score"]))
-    return {k: float(np.mean(v)) for k, v in acc.items()}
-
-
-def collect(rows: list[dict]) -> dict[str, list[dict]]:
-    """The usable rows of each piece."""
-    out: dict[str, list[dict]] = {p: [] for p in PIECES}
-    for row in filter(_ok, rows):
-        piece = piece_of(row)
-        if piece:
-            out[piece].append(row)
-    return out
 
 
 def _line(ax, pts: list[tuple], colour: str, marker: str, label: str | None, hollow: bool, panel: str) -> list[dict]:

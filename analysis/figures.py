@@ -10,9 +10,11 @@
 - findings.md: the paper's controls, then its five findings, measured per seed, with verdicts
   (analysis.findings);
 - curves: training curves of each run (from its curve.*.csv), when given.
-Figure 2 and Table 1 use the rows of random A/B splits (`random<s>`) only,
-grouped by one rule (analysis.table1.grouped: baseB is the base nets of the
-halves the transfers target). Each figure's numbers lie beside it as
+Figure 2, Table 1 and the findings use the rows of random A/B splits
+(`random<s>`) only, read by one set of rules (analysis.rules: groups, and
+baseB, the base nets of the halves the transfers target, averaged per split
+and then over the splits: figure2_bottom's base point is Table 1's and
+findings.md's baseline). Each figure's numbers lie beside it as
 `<stem>.csv`: figure2.csv, figure2_bottom.csv (BOTTOM_COLUMNS), figure3.csv.
 """
 from __future__ import annotations
@@ -28,7 +30,8 @@ from matplotlib.figure import Figure
 from analysis.figure3 import plot_figure3
 from analysis.findings import findings, verdicts, write_findings
 from analysis.plots import GROUPS, MAX_N, plot_transfer, save_both, write_numbers
-from analysis.table1 import pooled_groups, usable, write_table1
+from analysis.rules import baseline, pooled_groups, usable
+from analysis.table1 import write_table1
 from kitcore.errors import KitError
 
 log = logging.getLogger(__name__)
@@ -43,12 +46,16 @@ def random_split_rows(rows: list[dict]) -> list[dict]:
 
 
 def _means(rows: list[dict]) -> dict[str, tuple[list[int], list[float], list[int]]]:
-    """(layers, mean scores, runs) of each paper group (analysis.table1.pooled_groups); base at n = 0."""
+    """(layers, mean scores, runs) of each paper group (analysis.rules.pooled_groups); the base at n = 0 is
+    rules.baseline (the mean over splits of each split's base mean) and its number of runs."""
     out = {}
     for group, by_n in pooled_groups(rows).items():
         ns = sorted(by_n)
         if ns:
             out[group] = (ns, [float(np.mean(by_n[n])) for n in ns], [len(by_n[n]) for n in ns])
+    if "base" in out:
+        value, runs = baseline(rows)
+        out["base"] = ([0], [value], [runs])
     return out
 
 

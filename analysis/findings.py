@@ -1,10 +1,11 @@
 """The paper's five findings (its Section 4.1) measured on a results table, per seed and over seeds.
 
 Each finding is one number per random split (`random<s>`), in percentage
-points, from the mean scores per treatment and layer on that split; `base` is
-the mean of the split's base nets of the halves its transfers target (baseB
-for the FA-20 grid, whose transfers all train on B; both for a table with AnB
-and BnA), pooled as in Table 1:
+points, from the mean scores per treatment and layer on that split, with the
+rows, groups and baseline of analysis.rules (those of Table 1 and Figure 2):
+`base` is the mean of the split's base nets of the halves the transfers
+target (baseB for the FA-20 grid, whose transfers all train on B; both for a
+table with AnB and BnA), and its mean over the seeds is rules.baseline:
 
 1. first layers are general: AnB - BnB at n = 1, 2 (about 0 if layers 1-2
    transfer as well as the target's own);
@@ -35,15 +36,13 @@ lr step (column `best_after_step`). Each holds when every seed measured holds.
 from __future__ import annotations
 
 import math
-import re
 import statistics
 from pathlib import Path
 
 from analysis.parse_log import SCORE_TOP
-from analysis.table1 import pooled_groups, usable
+from analysis.rules import base_means, by_seed, collect, seed_groups, usable
 from kitcore.atomic import write_text
 
-_RANDOM_SPLIT = re.compile(r"random(\d+)")
 TOLERANCE_PP = 1.0  # a mean difference within +-1 pp counts as none (no dip, no drop, the base reached)
 PLATEAU_PP = 0.3  # control (a): a base's last 3 tests average at most this much above the 3 before
 CONTROL_PP = 0.6  # control (b): B1B and B1B+ within this much of baseB
@@ -88,32 +87,22 @@ MEASURES = (  # (key, finding number, what it measures)
 
 
 def _figure3_controls(rows: list[dict]) -> list[tuple[str, float]]:
-    """Figure 3's controls: natman transfers at n = 7 and random frozen weights, against their own bases (pp)."""
-    def scores(split: str, pred) -> list[float]:
-        return [float(r["score"]) for r in rows if r.get("split") == split and r.get("finished", True) is not False
-                and r.get("score") is not None and not math.isnan(float(r["score"])) and pred(r)]
+    """Figure 3's controls: natman transfers at n = 7 and random frozen weights, against their own bases (pp)
+    (analysis.rules' Figure 3 pieces and base means)."""
+    pieces, bases = collect(rows), base_means(rows)
+
+    def at(piece: str, split: str, n: int, source=None, target=None) -> float:
+        return _mean([float(r["score"]) for r in pieces[piece] if r.get("split") == split and int(r["n"]) == n
+                      and (source is None or (r.get("source"), r.get("target")) == (source, target))])
     out = []
     for source, target in (("A", "B"), ("B", "A")):
-        base = _mean(scores("natman", lambda r, t=target: r.get("kind") == "base" and r.get("target") == t))
-        at7 = _mean(scores("natman", lambda r, s=source, t=target: r.get("kind") == "transfer"
-                           and (r.get("source"), r.get("target")) == (s, t) and int(r["n"]) == 7
-                           and not r.get("finetuned")))
         direction = "natural to man-made" if source == "A" else "man-made to natural"
-        out.append((f"natman {source}7{target} - base{target} ({direction}, pp)", (at7 - base) * 100))
-    base = _mean(scores("all", lambda r: r.get("kind") == "base"))
+        out.append((f"natman {source}7{target} - base{target} ({direction}, pp)",
+                    (at("natman", "natman", 7, source, target) - bases.get(("natman", target), math.nan)) * 100))
     for n in (1, 2, 5):
-        value = _mean(scores("all", lambda r, n=n: r.get("kind") == "random-weights" and int(r["n"]) == n))
-        out.append((f"random frozen weights: randfrozen{n} - base of all classes (pp)", (value - base) * 100))
+        out.append((f"random frozen weights: randfrozen{n} - base of all classes (pp)",
+                    (at("random", "all", n) - bases.get(("all", "all"), math.nan)) * 100))
     return [(label, v) for label, v in out if not math.isnan(v)]
-
-
-def _by_seed(rows: list[dict]) -> dict[int, list[dict]]:
-    """The rows of each random split `random<s>`, by seed s."""
-    by_seed: dict[int, list[dict]] = {}
-    for row in rows:
-        if m := _RANDOM_SPLIT.fullmatch(str(row.get("split") or "")):
-            by_seed.setdefault(int(m[1]), []).append(row)
-    return by_seed
 
 
 def _spread(values: list[float]) -> dict:
@@ -125,9 +114,9 @@ def _spread(values: list[float]) -> dict:
 
 def findings(rows: list[dict]) -> tuple[list[int], list[dict]]:
     """(seeds, one dict per measure with its label, per-seed values, mean and sd)."""
-    by_seed = _by_seed(rows)
-    seeds = sorted(by_seed)
-    per_seed = {s: _split_measures(pooled_groups(by_seed[s])) for s in seeds}
+    groups = seed_groups(rows)
+    seeds = sorted(groups)
+    per_seed = {s: _split_measures(groups[s]) for s in seeds}
     out = [{"key": key, "finding": number, "label": label, **_spread([per_seed[s][key] for s in seeds])}
            for key, number, label in MEASURES]
     for label, value in _figure3_controls(rows):
@@ -176,9 +165,9 @@ def _control_verdict(name: str, found: list[tuple[float, int, str]], missing: li
 
 def controls(rows: list[dict]) -> tuple[list[int], list[dict], list[str]]:
     """(seeds, one dict per control measure with its label, per-seed values, mean and sd, the verdict lines)."""
-    by_seed = _by_seed(rows)
-    seeds = sorted(by_seed)
-    per_seed = {s: _seed_controls(by_seed[s]) for s in seeds}
+    rows_of = by_seed(rows)
+    seeds = sorted(rows_of)
+    per_seed = {s: _seed_controls(rows_of[s]) for s in seeds}
     measures = [{"key": key, "control": c, "label": label, **_spread([per_seed[s][key] for s in seeds])}
                 for key, c, label in CONTROLS]
 

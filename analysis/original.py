@@ -1,28 +1,15 @@
 """The authors' published `results/` folder (yosinski/convnet_transfer) -> the kit's results table.
 
-Each run folder's name follows the authors' grammar; it becomes a row with the
-same columns as analysis.results.ROW_COLUMNS (plus `original_run`, `log_files`
-and, for reduced-data runs, `images_per_class`). This table is the one place
-the authors' names are mapped to the kit's:
-
-| authors' folder              | dataset  | split        | treatment       | kind           |
-|------------------------------|----------|--------------|-----------------|----------------|
-| `half{s}A`, `half{s}B`       | imagenet | `random{s}`  | `baseA`, `baseB`| base           |
-| `transfer{s}X{s}Y_1_{n}`     | imagenet | `random{s}`  | `XnY`           | transfer       |
-| `transfer-ft{s}X{s}Y_1_{n}`  | imagenet | `random{s}`  | `XnY+`          | transfer       |
-| `halfnatmanA`, `halfnatmanB` | imagenet | `natman`     | `baseA`, `baseB`| base           |
-| `transfernatmanXY_1_{n}`     | imagenet | `natman`     | `XnY` (`+`: -ft)| transfer       |
-| `netbase`                    | imagenet | `all`        | `base`          | base           |
-| `nolearn_1_{n}`              | imagenet | `all`        | `randfrozen{n}` | random-weights |
-| `reduced-{NNNN}`             | imagenet | `reduced{k}` | `base`          | base           |
-
-These are the kit's own treatment and split names (generators/treatments.py
-and generators/authors.py use the same; analysis does not import them). On
-split `natman` the letters are the authors': A is the *natural* half (449
-classes), B the *man-made* half (551). `randfrozen{n}` (target `all`) is a
-net whose first n layers keep their random initial weights, frozen, trained on
-all 1000 classes. `reduced{k}` trains on all classes with k = int(NNNN) images
-per class (also in the column `images_per_class`).
+Each run folder's name follows the authors' grammar, read by
+kitcore/authors_names.py (the one place it is written, generators/authors.py
+reads it too: `half0A` -> split `random0` `baseA`, `transfer-ft0A0B_1_3` ->
+`A3B+`, `transfernatmanAB_1_3` -> split `natman` `A3B` with A natural,
+`nolearn_1_3` -> split `all` `randfrozen3`, `netbase` -> `all` `base`,
+`reduced-0010` -> `reduced10` `base`). Each run becomes a row with the same
+columns as analysis.results.ROW_COLUMNS (plus `original_run`, `log_files`
+and, for reduced-data runs, `images_per_class`). A folder whose name is not
+one of the authors' (e.g. `reduced-0003`, `transfernatmanAA_1_1`) is left
+out with a warning.
 
 A run's logs are its `*.o<jobid>` files (gzipped or not), parsed as one run in
 job-id order, the later log winning where they overlap. A run is `finished`
@@ -41,6 +28,7 @@ from pathlib import Path
 
 from analysis.parse_log import parse_log, write_csvs
 from analysis.results import run_row, write_results_csv
+from kitcore.authors_names import parse_authors_name
 from kitcore.errors import KitError
 
 log = logging.getLogger(__name__)
@@ -48,43 +36,17 @@ log = logging.getLogger(__name__)
 DATASET = "imagenet"
 _LOG = re.compile(r".+\.o(\d+)(?:\.gz)?")
 _MAX_ITER = re.compile(r"^\s*max_iter\s*:\s*(\d+)", re.MULTILINE)
-_GRAMMAR = [
-    (re.compile(r"half(?P<s>\d)(?P<y>[AB])"), "base"),
-    (re.compile(r"halfnatman(?P<y>[AB])"), "base"),
-    (re.compile(r"transfer(?P<ft>-ft)?(?P<s>\d)(?P<x>[AB])(?P=s)(?P<y>[AB])_1_(?P<n>[1-7])"), "transfer"),
-    (re.compile(r"transfer(?P<ft>-ft)?natman(?P<x>[AB])(?P<y>[AB])_1_(?P<n>[1-7])"), "transfer"),
-    (re.compile(r"netbase"), "whole"),
-    (re.compile(r"nolearn_1_(?P<n>[1-7])"), "random"),
-    (re.compile(r"reduced-(?P<per>\d{4})"), "reduced"),
-]
 
 
 def parse_run_name(name: str) -> dict | None:
-    """The kit's description of one of the authors' run names (None: not in their grammar)."""
-    for pattern, form in _GRAMMAR:
-        m = pattern.fullmatch(name)
-        if m is None:
-            continue
-        g = m.groupdict()
-        split = f"random{g['s']}" if g.get("s") else "natman"
-        meta = {"dataset": DATASET, "original_run": name}
-        if form == "base":
-            return {**meta, "split": split, "treatment": f"base{g['y']}", "kind": "base", "source": None,
-                    "target": g["y"], "n": 0, "finetune": False}
-        if form == "transfer":
-            plus = "+" if g["ft"] else ""
-            return {**meta, "split": split, "treatment": f"{g['x']}{g['n']}{g['y']}{plus}", "kind": "transfer",
-                    "source": g["x"], "target": g["y"], "n": int(g["n"]), "finetune": bool(plus)}
-        if form == "whole":
-            return {**meta, "split": "all", "treatment": "base", "kind": "base", "source": None,
-                    "target": "all", "n": 0, "finetune": False}
-        if form == "random":
-            return {**meta, "split": "all", "treatment": f"randfrozen{g['n']}", "kind": "random-weights",
-                    "source": None, "target": "all", "n": int(g["n"]), "finetune": False}
-        per = int(g["per"])
-        return {**meta, "split": f"reduced{per}", "treatment": "base", "kind": "base", "source": None,
-                "target": "all", "n": 0, "finetune": False, "images_per_class": per}
-    return None
+    """The run.json-like meaning of one of the authors' run names (None: not one of theirs)."""
+    read = parse_authors_name(name)
+    if read is None:
+        return None
+    meta = {"dataset": DATASET, "original_run": name, "split": read.split, "treatment": read.treatment,
+            "kind": read.kind, "source": read.source, "target": read.target, "n": read.n,
+            "finetune": read.finetune}
+    return meta if read.images_per_class is None else {**meta, "images_per_class": read.images_per_class}
 
 
 def run_logs(run_dir: Path) -> list[Path]:

@@ -19,8 +19,8 @@ see analysis.glog), `LearningRate` and one key per output (`loss`; `accuracy`,
 before it (as BVLC's parse_log carries it). Only test net #0 is kept.
 
 Several logs of one run (restarts from snapshots) are passed in order; so is a
-log holding several restarts (the runner appends a `#### ...` line before each
-start of caffe). Rows are merged by iteration and the later one wins: a row
+log holding several restarts (runner/resume.py writes a `#### transfer-kit ...`
+line before each start of caffe). Rows are merged by iteration and the later one wins: a row
 seen again in a later segment replaces the earlier row as a whole. Lines that
 look like records but cannot be used (truncated, garbled, an impossible date,
 a test output with no `Testing net` before it) are skipped and counted in
@@ -58,7 +58,7 @@ RE_FAST = re.compile(rf"[IWEF](\d{{8}}|\d{{4}}) (\d\d):(\d\d):(\d\d(?:\.\d+)?)\s
                      rf"Iteration (\d+)(?:, lr = ({_NUM})|(?: \([^()]*\))?, loss = ({_NUM}))\s*")
 KEYWORDS = ("Iteration ", "net output #", "Test score")
 SCORE_NAMES = {0: "accuracy", 1: "loss"}  # the 2014 format numbers its test outputs
-SEGMENT_MARK = "#### "  # runner/train.py writes such a line before each start of caffe
+SEGMENT_MARK = "#### "  # runner/resume.py writes such a line before each start of caffe
 BASE_COLUMNS = ("NumIters", "Seconds", "LearningRate")  # as BVLC tools/extra/parse_log.py
 DEFAULT_OUTPUTS = {"train": ("loss",), "test": ("accuracy", "loss")}
 _EXAMPLES = 10

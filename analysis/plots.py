@@ -1,14 +1,14 @@
 """The paper's Figure 2 (top): top-1 accuracy against the layer n where nets are chopped.
 
-Groups follow the paper's pooling (its footnote 3, Section 4.1), decided by
-analysis.table1.grouped (the rule Table 1 and the findings use): a transfer
-XnY with X == Y is a selffer and drawn as `BnB` (AnA pooled with BnB), one
-with X != Y as `AnB` (BnA pooled with AnB), `+` when fine-tuned; the base nets
-of the halves the transfers target are drawn as `baseB` at n = 0. Each
-finished run on a random split is a point, jittered sideways by a fixed seed
-(the same rows give the same picture); the means of each group are joined by
-lines, and the base mean is a dotted level across. Drawn with matplotlib's
-object API on the Agg canvas (no pyplot state). The points drawn are written
+Rows, groups and the baseline are analysis.rules' (the ones Table 1 and the
+findings use; the paper's footnote 3 pooling): a transfer XnY with X == Y is a
+selffer and drawn as `BnB` (AnA pooled with BnB), one with X != Y as `AnB`
+(BnA pooled with AnB), `+` when fine-tuned; the base nets of the halves the
+transfers target are drawn as `baseB` at n = 0. Each finished run on a random
+split is a point, jittered sideways by a fixed seed (the same rows give the
+same picture); the means of each group are joined by lines, and the baseline
+(rules.baseline: per split, then over the splits) is a dotted level across.
+Drawn with matplotlib's object API on the Agg canvas (no pyplot state). The points drawn are written
 beside the picture as `<stem>.csv` (POINT_COLUMNS; the authors' runs with
 their group named `authors' ...`, as in the legend).
 """
@@ -21,7 +21,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from analysis.parse_log import write_csv_atomic
-from analysis.table1 import grouped
+from analysis.rules import baseline, grouped
 from kitcore.atomic import replacing
 from kitcore.errors import KitError
 
@@ -49,7 +49,7 @@ def _points(rows: list[dict]) -> dict[str, list[tuple[int, float, dict]]]:
 
 
 def plottable(rows: list[dict]) -> dict[str, list[tuple[int, float]]]:
-    """(n, score) of the finished rows on random splits by Figure 2 group (analysis.table1.grouped)."""
+    """(n, score) of the finished rows on random splits by Figure 2 group (analysis.rules.grouped)."""
     return {g: [(n, y) for n, y, _ in pts] for g, pts in _points(rows).items()}
 
 
@@ -85,8 +85,9 @@ def write_numbers(out_stem: Path, header: tuple[str, ...], records: list[dict]) 
 
 
 def _scatter_group(ax, pts: list[tuple[int, float, dict]], group: str, rng: np.random.Generator,
-                   hollow: bool) -> list[dict]:
-    """One group's points (filled, or hollow for the authors') and its means; return the points' records."""
+                   hollow: bool, level: float) -> list[dict]:
+    """One group's points (filled, or hollow for the authors') and its means (the base: `level`, dotted,
+    for the kit's runs); return the points' records."""
     label, colour, marker, offset = GROUPS[group]
     ns = np.array([n for n, _, _ in pts], dtype=float)
     ys = np.array([y for _, y, _ in pts])
@@ -101,7 +102,7 @@ def _scatter_group(ax, pts: list[tuple[int, float, dict]], group: str, rng: np.r
     levels = sorted(set(ns))
     means = [ys[ns == n].mean() for n in levels]
     if group == "base" and not hollow:
-        ax.axhline(means[0], color=colour, linestyle=":", linewidth=1, zorder=1)
+        ax.axhline(level, color=colour, linestyle=":", linewidth=1, zorder=1)
     elif group != "base":
         ax.plot(np.array(levels) + offset, means, color=colour, linestyle="--" if hollow else "-",
                 marker=None if hollow else marker, markersize=7, linewidth=0.8 if hollow else 1.5,
@@ -123,10 +124,11 @@ def plot_transfer(rows: list[dict], out_stem: Path, runs_dir: Path | None = None
     fig = Figure(figsize=(7.5, 4.8))
     ax = fig.add_subplot()
     records = []
+    level = baseline(rows)[0]
     for hollow, pts_by_group in ((False, points), (True, _points(overlay) if overlay else {})):
         for group, pts in pts_by_group.items():
             if pts:
-                records += _scatter_group(ax, pts, group, rng, hollow)
+                records += _scatter_group(ax, pts, group, rng, hollow, level)
     ax.set_xlim(-0.5, MAX_N + 0.5)
     ax.set_xticks(range(MAX_N + 1))
     ax.set_xlabel("Layer n at which the network is chopped and retrained")

@@ -2,8 +2,8 @@
 
 `collect_runs(split_dir)` turns every `split_dir/runs/<treatment>/` that has a
 `run.json` and a `train.log` into one row (see ROW_COLUMNS). It reads only
-the logs and the run metadata (run.json; result.json's existence means
-"finished"), never the generators.
+the logs and the run metadata (run.json; "finished" is kitcore.layout.is_finished
+without the model's hash), never the generators.
 
 Log segments of a run, parsed as one run in this order: `train.log.1`,
 `train.log.2`, ... (earlier segments moved aside, numeric order, optionally
@@ -33,6 +33,7 @@ from pathlib import Path
 
 from analysis.parse_log import ParsedLog, best_indices, parse_log, score, write_csv_atomic, write_csvs
 from kitcore.errors import KitError
+from kitcore.layout import is_finished
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ def collect_runs(split_dir: Path) -> list[dict]:
         segments = log_segments(run_dir)
         parsed = parse_log(segments)
         _write_curves(run_dir, parsed, segments)
-        rows.append(run_row(meta, parsed, run_dir, (run_dir / "result.json").is_file()))
+        rows.append(run_row(meta, parsed, run_dir, is_finished(run_dir, check_model=False)))
     log.info("%d run(s) under %s, %d finished", len(rows), runs, sum(r["finished"] for r in rows))
     return rows
 

@@ -25,6 +25,12 @@ def glog(stamp: str, msg: str, where: str = "solver.cpp:1") -> str:
     return f"I{stamp}  4242 {where}] {msg}\n"
 
 
+def mark_finished(run: Path) -> None:  # what kitcore.layout.is_finished looks for: a result.json naming a model
+    (run / "snapshots").mkdir(exist_ok=True)
+    (run / "snapshots" / "final.caffemodel").write_bytes(b"weights")
+    (run / "result.json").write_text('{"model": "snapshots/final.caffemodel"}')
+
+
 def modern(day: str, t0: int, its: range, acc: float, extra: bool = False) -> str:
     """A modern-format log: test, train loss, lr at each iteration of `its`, one second apart."""
     out = []
@@ -273,3 +279,22 @@ def test_real_resume_merges(caffe_logs):
     accs = {r["NumIters"]: r["accuracy"] for r in merged.test}
     assert {k: accs[k] for k in (20, 30, 40)} == resumed["accuracy"]
     assert accs[0] == _raw_values(caffe_logs["full"])["accuracy"][0]
+
+
+# ---- the parser's fast path agrees with the general one --------------------------------
+
+def test_fast_path_edge_lines(tmp_path: Path):
+    good = [glog("0403 10:00:00.0", "Iteration 0, lr = 0.01"),
+            glog("0403 10:00:00.1", "   Iteration 0, loss = 6.9   ").replace("\n", "\r\n"),
+            glog("20260403 10:00:01.0", "Iteration 20 (3.1 iter/s, 6.4s/20 iters), loss = nan"),
+            glog("0403 10:00:02.0", "Iteration 40, lr = 1e-05")]
+    bad = [glog("0403 25:00:03.0", "Iteration 60, lr = 0.01"),   # hour 25
+           glog("0230 10:00:03.0", "Iteration 60, loss = 1"),    # Feb 30
+           glog("0403 10:00:03.0", "Iteration 60 (x), lr = 1"),  # lr never has a parenthesis
+           glog("0403 10:00:03.0", "Iteration 60, lr = 1 2")]
+    log = tmp_path / "t.log"
+    log.write_text("".join(good + bad))
+    parsed = parse_log(log)
+    assert parsed.skipped_lines == len(bad)
+    assert [(r["NumIters"], r.get("LearningRate")) for r in parsed.train] == [(0, 0.01), (20, 0.01), (40, 1e-05)]
+    assert parsed.train[0]["loss"] == 6.9 and math.isnan(parsed.train[1]["loss"])

@@ -1,9 +1,10 @@
-"""Tests of Table 1, Figures 2 (bottom) and 3, training curves, conv1 filter grids, the parser's fast path."""
+"""Tests of Table 1, Figures 2 (bottom) and 3 (their CSVs against the results tables), curves, conv1 filters."""
 from __future__ import annotations
 
 import csv
 import json
 import math
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -11,16 +12,16 @@ import pytest
 from google.protobuf import text_format
 from matplotlib.image import imread
 
-from analysis.figure3 import collect, plot_figure3
+from analysis.figure3 import plot_figure3
 from analysis.figures import notes, write_figures
 from analysis.findings import findings
 from analysis.filters import conv1_weights, filter_grid, write_filters
-from analysis.parse_log import parse_log
 from analysis.results import analyze_split, read_results_csv, write_results_csv
-from analysis.table1 import baseline, table1, to_markdown
+from analysis.rules import baseline, collect
+from analysis.table1 import table1, to_markdown
 from runner.cli import main
 from kitcore.errors import KitError
-from test_analysis import glog, modern
+from test_analysis import mark_finished, modern
 from test_findings import _seed
 
 
@@ -45,11 +46,13 @@ def _table1_rows() -> list[dict]:
 
 
 def test_table1_against_hand_computation(tmp_path: Path, capsys):
-    # by hand: base mean 0.62; AnB+ 1:.63,.65 3:.66 5:.70; BnB+ 1:.61 3:.62,.60 5:.65
+    # by hand: the baseline is the mean over seeds of each seed's base mean: seed 0's transfers target A and B
+    # (0.60, 0.62: 0.61), seed 1's B (0.64): 0.625 from 3 runs (pooled over runs it would be 0.62);
+    # AnB+ 1:.63,.65 3:.66 5:.70; BnB+ 1:.61 3:.62,.60 5:.65
     expected = {  # layers: (runs, over base pooled, over BnB+ pooled, over base layer means, over BnB+ layer means)
-        "1-7": (4, 4.0, 4.0, (2 + 4 + 8) / 3, (3 + 5 + 5) / 3),
-        "3-7": (2, 6.0, 100 * (0.68 - (0.62 + 0.60 + 0.65) / 3), 6.0, 5.0),
-        "5-7": (1, 8.0, 5.0, 8.0, 5.0),
+        "1-7": (4, 3.5, 4.0, (1.5 + 3.5 + 7.5) / 3, (3 + 5 + 5) / 3),
+        "3-7": (2, 5.5, 100 * (0.68 - (0.62 + 0.60 + 0.65) / 3), 5.5, 5.0),
+        "5-7": (1, 7.5, 5.0, 7.5, 5.0),
     }
     path = write_results_csv(_table1_rows(), tmp_path / "t.csv")
     table = table1(read_results_csv(path))
@@ -60,10 +63,10 @@ def test_table1_against_hand_computation(tmp_path: Path, capsys):
         assert row["AnB+_runs"] == runs and row["base_runs"] == 3
         assert got == pytest.approx(values, abs=1e-9), row["layers"]
     assert [r["layers"] for r in table] == ["1-7", "3-7", "5-7"]
-    assert "| 1-7 | 4 | +4.00 | +4.00 | +4.67 | +4.33 | 1.6 / 1.4 |" in to_markdown(table)
+    assert "| 1-7 | 4 | +3.50 | +4.00 | +4.17 | +4.33 | 1.6 / 1.4 |" in to_markdown(table)
     assert main(["table1", str(path), "--csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("layers,AnB+_runs") and lines[3].startswith("5-7,1,3,1,8.0")
+    assert lines[0].startswith("layers,AnB+_runs") and lines[3].startswith("5-7,1,3,1,7.5")
 
 
 def test_table1_needs_anb_plus():
@@ -84,16 +87,52 @@ def _all_rows() -> list[dict]:
     return rows
 
 
+_LABEL = {(True, False): "BnB", (True, True): "BnB+", (False, False): "AnB", (False, True): "AnB+"}
+
+
+def _figure2_expected(rows: list[dict], who: str = "") -> list[tuple]:
+    """(group, n, score) Figure 2 draws for rows whose every finished random-split base is a baseline."""
+    return sorted((who + ("baseB" if r["kind"] == "base" else _LABEL[r["source"] == r["target"], r["finetuned"]]),
+                   r["n"], round(r["score"], 9)) for r in rows
+                  if r["split"].startswith("random") and r["finished"] and not math.isnan(r["score"])
+                  and r["kind"] in ("base", "transfer"))
+
+
 def test_write_figures_everything(tmp_path: Path):
-    out = write_figures(_all_rows(), tmp_path / "figs", original=_all_rows()[:30])
+    rows, original = _all_rows(), _all_rows()[:30]
+    out = write_figures(rows, tmp_path / "figs", original=original)
     assert out["absent"] == []
     for key in ("figure_png", "figure2_bottom_png", "figure3_png", "table1_md", "table1_original_md"):
         assert out[key].is_file()
-    for key in ("figure_png", "figure2_bottom_png", "figure3_png"):
+    for key, stem in (("figure_png", "figure2"), ("figure2_bottom_png", "figure2_bottom"), ("figure3_png", "figure3")):
         assert out[key].read_bytes()[:4] == b"\x89PNG" and out[key.replace("png", "pdf")].read_bytes()[:4] == b"%PDF"
-    pieces = collect(_all_rows())
-    assert [len(pieces[p]) for p in ("natman", "random", "anb")] == [14, 7, 7]
+        assert out[f"{stem}_csv"] == out[key].with_suffix(".csv") == tmp_path / "figs" / f"{stem}.csv"
     assert not [p for p in (tmp_path / "figs").iterdir() if ".tmp" in p.name]
+    # figure2.csv: every usable random-split run (both halves are targeted on seed 0), then the authors'
+    drawn = sorted((r["group"], int(r["n"]), round(float(r["score"]), 9)) for r in _read(out["figure2_csv"]))
+    assert drawn == sorted(_figure2_expected(rows) + _figure2_expected(original, "authors' "))
+    assert len(drawn) == (11 + 14) + (11 + 8)
+    # figure2_bottom.csv: the means of those points by group and n, the baseline the seed-weighted 0.625
+    bottom = {(r["group"], int(r["n"])): (float(r["mean"]), int(r["runs"])) for r in _read(out["figure2_bottom_csv"])}
+    by: dict[tuple, list[float]] = {}
+    for group, n, value in _figure2_expected(rows) + _figure2_expected(original, "authors' "):
+        by.setdefault((group, n), []).append(value)
+    assert set(bottom) == set(by)
+    for key, values in by.items():
+        mean = 0.625 if key[0].endswith("baseB") else sum(values) / len(values)
+        assert bottom[key] == (pytest.approx(mean, abs=1e-9), len(values)), key
+    assert bottom["AnB", 7] == (pytest.approx(0.55), 1) and bottom["BnB+", 3] == (pytest.approx(0.61), 2)
+    assert float(_read(out["table1_csv"])[0]["over_baseB_pooled"]) == pytest.approx(3.5)  # as by hand above
+    # figure3.csv: the kit's points and the authors' (their 30 rows: no natman or `all` bases to normalize by)
+    f3 = Counter((r["panel"], r["series"]) for r in _read(out["figure3_csv"]))
+    assert f3 == {("natman", "target A"): 7 + 1, ("natman", "target B"): 7 + 1, ("random", "target all"): 7 + 1,
+                  ("normalized", "natman transfer (XnY, dissimilar)"): 14,
+                  ("normalized", "random frozen weights (randfrozen{n})"): 7,
+                  ("normalized", "random-split AnB (similar)"): 7,
+                  ("natman", "authors' target A"): 4, ("natman", "authors' target B"): 4,
+                  ("random", "authors' target all"): 3, ("normalized", "authors' random-split AnB (similar)"): 4}
+    pieces = collect(rows)
+    assert [len(pieces[p]) for p in ("natman", "random", "anb")] == [14, 7, 7]
 
 
 def _read(path: Path) -> list[dict]:
@@ -168,7 +207,7 @@ def test_analyze_split_with_original_and_sibling_splits(tmp_path: Path):
         run.mkdir(parents=True)
         (run / "run.json").write_text(json.dumps({"treatment": name, "dataset": "fa20", "split": split, **meta}))
         (run / "train.log").write_text(modern("0403", 0, range(0, 50, 10), acc))
-        (run / "result.json").write_text("{}")
+        mark_finished(run)
     original = write_results_csv(_all_rows(), tmp_path / "orig.csv")
     out = analyze_split(dataset / "random0", original=original)
     table = read_results_csv(out["results_csv"])
@@ -178,6 +217,20 @@ def test_analyze_split_with_original_and_sibling_splits(tmp_path: Path):
     assert out["absent"] == ["figure3 natman transfer (XnY, dissimilar): no runs",
                              "figure3 random-split AnB (similar): no runs"]
     assert "| 1-7 | 1 | +15.00 |" in out["table1_md"].read_text()  # A2B+ 0.62 vs baseB 0.52 and 0.42 (seed 1)
+    # what is drawn, from results.csv (scores 0.52, 0.62, 0.42, 0.22, 0.42: each log's accuracy + 0.02)
+    mine = [(r["group"], int(r["n"]), round(float(r["score"]), 9), r["split"]) for r in _read(out["figure2_csv"])
+            if not r["group"].startswith("authors'")]
+    assert sorted(mine) == [("AnB+", 2, 0.62, "random0"), ("baseB", 0, 0.42, "random1"), ("baseB", 0, 0.52, "random0")]
+    bottom = {(r["group"], int(r["n"])): (float(r["mean"]), int(r["runs"])) for r in _read(out["figure2_bottom_csv"])}
+    assert bottom["baseB", 0] == (pytest.approx(0.47), 2) and bottom["AnB+", 2] == (pytest.approx(0.62), 1)
+    assert bottom["authors' baseB", 0] == (pytest.approx(0.625), 3)  # the original table's own baseline
+    assert len(bottom) == 2 + len({(r["group"], r["n"]) for r in _read(out["figure2_csv"])
+                                   if r["group"].startswith("authors'")})
+    f3 = {(r["panel"], r["series"], r["treatment"]): float(r["value"]) for r in _read(out["figure3_csv"])}
+    assert f3["random", "target all", "randfrozen2"] == pytest.approx(0.22)
+    assert f3["random", "target all", "base mean"] == pytest.approx(0.42)
+    assert f3["normalized", "random frozen weights (randfrozen{n})", "randfrozen2"] == pytest.approx(-0.20)
+    assert len([k for k in f3 if not k[1].startswith("authors'")]) == 3
 
 
 # ---- conv1 filters ----------------------------------------------------------------------
@@ -231,22 +284,3 @@ def test_filters_bad_input(tmp_path: Path):
     junk.write_bytes(b"\xff\xff\xff\xff not a protobuf")
     with pytest.raises(KitError, match="not a Caffe model"):
         conv1_weights(junk)
-
-
-# ---- the parser's fast path agrees with the general one --------------------------------
-
-def test_fast_path_edge_lines(tmp_path: Path):
-    good = [glog("0403 10:00:00.0", "Iteration 0, lr = 0.01"),
-            glog("0403 10:00:00.1", "   Iteration 0, loss = 6.9   ").replace("\n", "\r\n"),
-            glog("20260403 10:00:01.0", "Iteration 20 (3.1 iter/s, 6.4s/20 iters), loss = nan"),
-            glog("0403 10:00:02.0", "Iteration 40, lr = 1e-05")]
-    bad = [glog("0403 25:00:03.0", "Iteration 60, lr = 0.01"),   # hour 25
-           glog("0230 10:00:03.0", "Iteration 60, loss = 1"),    # Feb 30
-           glog("0403 10:00:03.0", "Iteration 60 (x), lr = 1"),  # lr never has a parenthesis
-           glog("0403 10:00:03.0", "Iteration 60, lr = 1 2")]
-    log = tmp_path / "t.log"
-    log.write_text("".join(good + bad))
-    parsed = parse_log(log)
-    assert parsed.skipped_lines == len(bad)
-    assert [(r["NumIters"], r.get("LearningRate")) for r in parsed.train] == [(0, 0.01), (20, 0.01), (40, 1e-05)]
-    assert parsed.train[0]["loss"] == 6.9 and math.isnan(parsed.train[1]["loss"])

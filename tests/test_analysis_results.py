@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import math
 from pathlib import Path
 
@@ -12,9 +13,9 @@ from analysis.parse_log import score
 from analysis.plots import GROUPS, plot_transfer
 from analysis.results import (ROW_COLUMNS, analyze_split, collect_runs, last_lr_step, log_segments,
                               read_results_csv, write_results_csv)
-from analysis.table1 import group_of
+from analysis.rules import group_of
 from kitcore.errors import KitError
-from test_analysis import glog, modern
+from test_analysis import mark_finished, glog, modern
 
 
 def _run(split: Path, name: str, meta: dict, logs: dict[str, str], finished: bool) -> Path:
@@ -24,7 +25,7 @@ def _run(split: Path, name: str, meta: dict, logs: dict[str, str], finished: boo
     for file_name, text in logs.items():
         (run / file_name).write_text(text)
     if finished:
-        (run / "result.json").write_text("{}")
+        mark_finished(run)
     return run
 
 
@@ -43,6 +44,11 @@ def test_collect_runs_and_analyze_split(tmp_path: Path):
                 {"train.log.1": base_log, "train.log": modern("0403", 100, range(20, 70, 10), 0.7)},
                 finished=False)
     (split / "runs" / "B2B").mkdir()  # prepared, never trained: left out
+    gone = _run(split, "B1B", {"kind": "transfer", "source": "B", "target": "B", "n": 1, "finetune": False},
+                {"train.log": base_log}, finished=True)
+    (gone / "snapshots" / "final.caffemodel").unlink()  # result.json names a model that is not there
+    assert not {r["treatment"]: r for r in collect_runs(split)}["B1B"]["finished"], "kitcore.layout.is_finished"
+    shutil.rmtree(gone)
     rows = {r["treatment"]: r for r in collect_runs(split)}
     assert sorted(rows) == ["A3B+", "baseB"]
     base, trans = rows["baseB"], rows["A3B+"]
@@ -61,6 +67,11 @@ def test_collect_runs_and_analyze_split(tmp_path: Path):
     assert table[0].split(",")[: len(ROW_COLUMNS)] == list(ROW_COLUMNS) and len(table) == 1 + 2
     assert out["figure_png"].read_bytes()[:4] == b"\x89PNG" and out["figure_pdf"].read_bytes()[:4] == b"%PDF"
     assert out["results_csv"] == split / "results" / "results.csv"
+    # what is drawn: the finished baseB alone (A3B+ is unfinished), at its score
+    assert _drawn(out["figure2_csv"]) == [("baseB", 0, pytest.approx(0.52), "random0")]
+    with open(out["figure2_bottom_csv"], newline="", encoding="utf-8") as f:
+        bottom = [(r["group"], int(r["n"]), float(r["mean"]), int(r["runs"])) for r in csv.DictReader(f)]
+    assert bottom == [("baseB", 0, pytest.approx(0.52), 1)]
 
 
 def _tests_log(accuracies: dict[int, float]) -> str:
@@ -152,8 +163,11 @@ def test_plot_transfer_writes_png_and_pdf(tmp_path: Path):
     assert pdf.read_bytes()[:4] == b"%PDF" and pdf.stat().st_size > 5_000
     again, *_ = plot_transfer(_rows(), tmp_path / "again")
     assert again.read_bytes() == png.read_bytes()  # fixed jitter: the same rows, the same picture
-    only_bases, *_ = plot_transfer(_rows()[:2], tmp_path / "bases")
+    only_bases, _, bases_csv = plot_transfer(_rows()[:2], tmp_path / "bases")
     assert only_bases.read_bytes()[:4] == b"\x89PNG" and only_bases.read_bytes() != png.read_bytes()
+    # no transfer at all: every base is drawn as baseB
+    assert _drawn(bases_csv) == [("baseB", 0, 0.6, "random0"), ("baseB", 0, 0.61, "random0")]
+    assert len(_drawn(numbers)) == len(_rows()) and numbers.name == "figure2.csv"
     assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name]
 
 

@@ -1,14 +1,17 @@
-"""The paper's five findings, measured per seed from a results table with known scores."""
+"""The paper's five findings, measured per seed from a results table with known scores; one baseline for all."""
 from __future__ import annotations
 
+import csv
 import math
 import subprocess
 import sys
 
 import pytest
 
+from analysis.figures import write_figures
 from analysis.findings import controls, findings, to_markdown, verdicts
-from analysis.results import write_results_csv
+from analysis.results import read_results_csv, write_results_csv
+from analysis.rules import baseline
 from conftest import ROOT
 
 
@@ -146,3 +149,47 @@ def test_findings_command(tmp_path):
                           text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "| seed 3 | mean | sd |" in proc.stdout and "| 5 | AnB+ vs base" in proc.stdout
+
+
+def _csv(path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("case", ["seeds weigh the same", "a split with no transfers"])
+def test_one_baseline_for_figure2_table1_and_findings(tmp_path, case: str):
+    """figure2_bottom.csv's base point, Table 1's and findings.md's baseline: the same number, by hand."""
+    def base(split, target, score, **kw):
+        return {**_row(split, "base", score, target=target), **kw}
+    rows = [base("random0", "A", 0.70), base("random0", "B", 0.80),  # seed 0's transfers target B only
+            _row("random0", "transfer", 0.82, "A", "B", 1, True), _row("random0", "transfer", 0.79, "B", "B", 1)]
+    if case == "seeds weigh the same":
+        rows += [base("random1", "A", 0.78), base("random1", "B", 0.86),  # seed 1's target both halves
+                 _row("random1", "transfer", 0.88, "A", "B", 1, True),
+                 _row("random1", "transfer", 0.83, "B", "A", 1, True),
+                 base("random2", "A", 0.60), base("random2", "B", 0.90)]  # no transfers: the table's targets, A and B
+        expected, runs, seeds, anb_plus = (0.80 + (0.78 + 0.86) / 2 + (0.60 + 0.90) / 2) / 3, 5, 4, (0.82, 0.88, 0.83)
+        bases = [("random0", 0.80), ("random1", 0.78), ("random1", 0.86), ("random2", 0.60), ("random2", 0.90)]
+    else:
+        rows += [base("random1", "A", 0.60), base("random1", "B", 0.90)]  # no transfers: the table's target, B
+        expected, runs, seeds, anb_plus = (0.80 + 0.90) / 2, 2, 3, (0.82,)
+        bases = [("random0", 0.80), ("random1", 0.90)]
+    rows += [  # none of these may count
+        base("random0", "B", 0.10, finished=False), base("random1", "B", math.nan), base("natman", "B", 0.99),
+        base("all", "all", 0.99), base("randomX", "B", 0.99), base("random", "B", 0.99),
+        base("random3", "B", 0.50, finished=False)]
+    out = write_figures(read_results_csv(write_results_csv(rows, tmp_path / "results.csv")), tmp_path / "figs")
+    bottom = {(r["group"], int(r["n"])): (float(r["mean"]), int(r["runs"])) for r in _csv(out["figure2_bottom_csv"])}
+    assert bottom["baseB", 0] == (pytest.approx(expected, abs=1e-9), runs)
+    assert baseline(rows) == (pytest.approx(expected, abs=1e-12), runs)
+    table = _csv(out["table1_csv"])[0]
+    assert int(table["base_runs"]) == runs
+    assert float(table["over_baseB_pooled"]) == pytest.approx(100 * (sum(anb_plus) / len(anb_plus) - expected))
+    seed_list, measures = findings(rows)
+    assert len(seed_list) == seeds  # seed 3 has only an unfinished run: a column of n/a
+    assert {m["key"]: m for m in measures}["base"]["mean"] == pytest.approx(100 * expected)
+    line = next(x for x in out["findings_md"].read_text().splitlines() if "base nets of the target halves" in x)
+    assert line.split(" | ")[-2] == f"{100 * expected:.2f}"  # findings.md's mean column
+    # Figure 2 (top) draws exactly the baseline runs as baseB
+    drawn = sorted((r["split"], float(r["score"])) for r in _csv(out["figure2_csv"]) if r["group"] == "baseB")
+    assert drawn == bases and len(bases) == runs
