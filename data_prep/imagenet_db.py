@@ -27,6 +27,9 @@ A half's LMDB holds its list file's images in a seeded shuffled order under
 keys `%08d_<path>` (convert_imageset's key format), so Caffe's Data layer,
 which reads in key order, sees the classes mixed. Images listed as bad are
 left out, and counted and listed in the split's manifest entry of that LMDB.
+That entry also holds what `data_prep.verify` checks: `records`,
+`data_mdb_bytes`, `sample_sha256` and `content_sha256` (of every record in
+key order; see `lmdb_io.write_records_lmdb`).
 """
 from __future__ import annotations
 
@@ -190,12 +193,13 @@ def build_whole_set(work: Path, lists, images: Path, jobs: int = 1, force: bool 
                     pool.terminate()
 
         map_size = int(1.1 * len(items) * record_bytes(encoded))
-        digest = write_records_lmdb(wdir / f"{phase}_lmdb", records(), len(items), f"decode {phase}", map_size)
+        written = write_records_lmdb(wdir / f"{phase}_lmdb", records(), len(items), f"decode {phase}", map_size)
         if not phase_counts.any():
             raise KitError(f"none of the {len(items)} {phase} images under {images / phase} could be decoded",
                            f"check IMAGES: see {wdir / 'bad_images.txt'}")
         counts[phase] = {lists.synsets[i]: int(n) for i, n in enumerate(phase_counts)}
-        info[phase] = {"listed": len(items), "records": int(phase_counts.sum()), "content_sha256": digest}
+        info[phase] = {"listed": len(items), "records": int(phase_counts.sum()),
+                       "content_sha256": written["content_sha256"]}
     write_text(wdir / "bad_images.txt", "".join(f"{ph}/{p} {why}\n" for ph, p, why in bad))
     if bad:
         log.warning("%d listed images are missing or undecodable and left out: see %s", len(bad),
@@ -246,8 +250,8 @@ def derive_lmdb(whole_lmdb: Path, entries: list[tuple[str, int]], out: Path, shu
 
     try:
         map_size = int(1.1 * len(kept) * record_bytes(encoded))
-        digest = write_records_lmdb(out, records(), len(kept), out.name, map_size)
+        written = write_records_lmdb(out, records(), len(kept), out.name, map_size)
     finally:
         env.close()
-    return {**label_stats(labels, tuple(shape) if shape else (None, None, None)), "content_sha256": digest,
+    return {**label_stats(labels, tuple(shape) if shape else (None, None, None)), **written,
             "shuffle_seed": int(shuffle_seed), "skipped_bad": len(skipped), "skipped_paths": skipped}

@@ -4,6 +4,13 @@
 keys `00000000`, `00000001`, ... in a seeded shuffled order, so Caffe's Data
 layer (which reads in key order) sees the classes mixed. It writes into
 `<path>.tmp-<pid>` and renames it into place only when complete.
+
+Every LMDB written here is described for `data_prep.verify` by its manifest
+fields `records` (the record count), `data_mdb_bytes` (data.mdb's size when
+written) and `sample_sha256` ({key: sha256 of its value} of `SAMPLE_RECORDS`
+records spread evenly over the write order, first and last included), besides
+a hash of the whole content (`sha256` of data.mdb, or `content_sha256` of the
+records, see `add_record`).
 """
 from __future__ import annotations
 
@@ -24,6 +31,27 @@ from kitcore.errors import KitError
 log = logging.getLogger(__name__)
 
 BATCH = 1000  # Datums per LMDB write transaction
+SAMPLE_RECORDS = 32  # records per LMDB whose value hashes the manifest keeps for the fast check
+
+
+def sample_positions(n: int, k: int = SAMPLE_RECORDS) -> list[int]:
+    """Positions (in write order) of the sampled records of an LMDB of n: k spread evenly, first and last included."""
+    if n <= k:
+        return list(range(n))
+    return sorted({i * (n - 1) // (k - 1) for i in range(k)})
+
+
+def value_sha256(value: bytes) -> str:
+    """The sha256 (hex) of one record's value, as `sample_sha256` stores it."""
+    return hashlib.sha256(value).hexdigest()
+
+
+def add_record(digest, key: bytes, value: bytes) -> None:
+    """Feed one record into a `content_sha256` digest (key and value, each length-prefixed; buffers allowed)."""
+    digest.update(len(key).to_bytes(4, "little"))
+    digest.update(key)
+    digest.update(len(value).to_bytes(8, "little"))
+    digest.update(value)
 
 
 def caffe_pb2():
@@ -55,10 +83,13 @@ def _check_inputs(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return labels.astype(np.int64)
 
 
-def _put_all(env: lmdb.Environment, images: np.ndarray, labels: np.ndarray, order: np.ndarray, desc: str) -> None:
-    """Put the Datums in `order` under ascending keys, doubling the map size whenever it is full."""
+def _put_all(env: lmdb.Environment, images: np.ndarray, labels: np.ndarray, order: np.ndarray,
+             desc: str) -> dict[str, str]:
+    """Put the Datums in `order` under ascending keys (doubling the map size whenever it is full);
+    return the `sample_sha256` of the sampled keys."""
     pb2 = caffe_pb2()
     n, c, h, w = images.shape
+    sampled, sample = set(sample_positions(n)), {}
     with tqdm(total=n, desc=desc, unit="img", file=sys.stderr, mininterval=1.0, leave=False) as bar:
         for start in range(0, n, BATCH):
             stop = min(start + BATCH, n)
@@ -69,13 +100,17 @@ def _put_all(env: lmdb.Environment, images: np.ndarray, labels: np.ndarray, orde
                             src = int(order[key])
                             datum = pb2.Datum(channels=c, height=h, width=w, label=int(labels[src]),
                                               data=images[src].tobytes(), encoded=False)
-                            txn.put(f"{key:08d}".encode(), datum.SerializeToString(), append=True)
+                            value = datum.SerializeToString()
+                            txn.put(f"{key:08d}".encode(), value, append=True)
+                            if key in sampled:
+                                sample[f"{key:08d}"] = value_sha256(value)
                     break
                 except lmdb.MapFullError:
                     new_size = env.info()["map_size"] * 2
                     log.info("LMDB map full; growing it to %d bytes", new_size)
                     env.set_mapsize(new_size)
             bar.update(stop - start)
+    return sample
 
 
 def write_datum_lmdb(path: Path, images: np.ndarray, labels: np.ndarray, shuffle_seed: int,
@@ -94,7 +129,7 @@ def write_datum_lmdb(path: Path, images: np.ndarray, labels: np.ndarray, shuffle
     try:
         env = lmdb.open(str(tmp), map_size=map_size, subdir=True, create=True, sync=True)
         try:
-            _put_all(env, np.ascontiguousarray(images), labels, order, path.name)
+            sample = _put_all(env, np.ascontiguousarray(images), labels, order, path.name)
             env.sync(True)
         finally:
             env.close()
@@ -108,7 +143,7 @@ def write_datum_lmdb(path: Path, images: np.ndarray, labels: np.ndarray, shuffle
     finally:
         if tmp.exists():
             remove_path(tmp)
-    entry = lmdb_entry(path, labels, (c, h, w))
+    entry = lmdb_entry(path, labels, (c, h, w), sample)
     entry["shuffle_seed"] = int(shuffle_seed)
     log.info("wrote %s: %d Datums %dx%dx%d, labels %s..%s", path, n, c, h, w, entry["label_min"], entry["label_max"])
     return entry
@@ -126,9 +161,11 @@ def label_stats(labels: np.ndarray, chw) -> dict:
     }
 
 
-def lmdb_entry(path: Path, labels: np.ndarray, chw: tuple[int, int, int]) -> dict:
-    """Return the manifest entry of a written LMDB: label_stats plus the sha256 of data.mdb."""
-    return {**label_stats(labels, tuple(int(x) for x in chw)), "sha256": sha256(Path(path) / "data.mdb")}
+def lmdb_entry(path: Path, labels: np.ndarray, chw: tuple[int, int, int], sample: dict[str, str]) -> dict:
+    """Return the manifest entry of a written LMDB: label_stats, the sha256 and size of data.mdb, the sample."""
+    mdb = Path(path) / "data.mdb"
+    return {**label_stats(labels, tuple(int(x) for x in chw)), "sha256": sha256(mdb),
+            "data_mdb_bytes": mdb.stat().st_size, "sample_sha256": sample}
 
 
 def read_datum_lmdb(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -183,12 +220,15 @@ def read_mean(path: Path) -> np.ndarray:
 
 
 def write_records_lmdb(path: Path, records, total: int, desc: str, map_size: int = 1 << 30,
-                       batch: int = 256) -> str:
-    """Stream (key, value) byte pairs into a new LMDB at `path` (tmp folder + rename); return their sha256.
+                       batch: int = 256) -> dict:
+    """Stream (key, value) byte pairs into a new LMDB at `path` (tmp folder + rename); return its check fields.
 
-    The digest covers every key and value in the order given (length-prefixed),
-    so it is computed while writing, without re-reading a large data.mdb.
-    `path` must not exist (callers remove or move an old one first).
+    Returns `content_sha256` (every key and value in the order given, see
+    `add_record`: computed while writing, without re-reading a large data.mdb;
+    it is in key order, the order a full check reads, when the keys ascend),
+    `data_mdb_bytes` and `sample_sha256` (positions from `total`, the number
+    of records expected, plus the last record). `path` must not exist
+    (callers remove or move an old one first).
     """
     path = Path(path)
     clean_stale_tmp(path)
@@ -196,13 +236,17 @@ def write_records_lmdb(path: Path, records, total: int, desc: str, map_size: int
         raise KitError(f"LMDB {path} already exists", "delete it, or pass force (CLI: --force) to rebuild it")
     tmp = tmp_path(path)
     digest = hashlib.sha256()
+    sampled, sample, last = set(sample_positions(total)), {}, None
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         env = lmdb.open(str(tmp), map_size=max(1 << 20, map_size), subdir=True, create=True, sync=True)
         try:
             with tqdm(total=total, desc=desc, unit="img", file=sys.stderr, mininterval=1.0, leave=False) as bar:
                 chunk: list[tuple[bytes, bytes]] = []
-                for item in records:
+                for position, item in enumerate(records):
+                    if position in sampled:
+                        sample[item[0].decode()] = value_sha256(item[1])
+                    last = item
                     chunk.append(item)
                     if len(chunk) >= batch:
                         _put_chunk(env, chunk, digest)
@@ -217,7 +261,10 @@ def write_records_lmdb(path: Path, records, total: int, desc: str, map_size: int
     finally:
         if tmp.exists():
             remove_path(tmp)
-    return digest.hexdigest()
+    if last is not None:
+        sample[last[0].decode()] = value_sha256(last[1])
+    return {"content_sha256": digest.hexdigest(), "data_mdb_bytes": (path / "data.mdb").stat().st_size,
+            "sample_sha256": sample}
 
 
 def _put_chunk(env: lmdb.Environment, chunk: list[tuple[bytes, bytes]], digest) -> None:
@@ -233,4 +280,4 @@ def _put_chunk(env: lmdb.Environment, chunk: list[tuple[bytes, bytes]], digest) 
             env.set_mapsize(env.info()["map_size"] * 2)
             log.info("LMDB map full; grew it to %d bytes", env.info()["map_size"])
     for key, value in chunk:
-        digest.update(len(key).to_bytes(4, "little") + key + len(value).to_bytes(8, "little") + value)
+        add_record(digest, key, value)

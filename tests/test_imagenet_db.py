@@ -103,6 +103,10 @@ def test_half_lmdbs_hold_the_listed_images_relabelled(built, kind):
                 assert np.array_equal(pixels, independent_decode(built["images"] / phase / key[9:]))
             entry = man["files"][f"data/{half}_{phase}_lmdb"]
             assert entry["records"] == len(want) and (entry["channels"], entry["height"]) == (3, 256)
+            sample = set(entry["sample_sha256"])
+            assert {keys[0], keys[-1]} <= sample <= set(keys) and len(sample) == min(32, len(keys))
+            size = (sdir / "data" / f"{half}_{phase}_lmdb" / "data.mdb").stat().st_size
+            assert entry["data_mdb_bytes"] == size
             assert entry["label_max"] == max(want.values()) < len(man["split"]["halves"][half])
 
 
