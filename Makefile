@@ -32,6 +32,8 @@ ENGINE   ?= local
 TREATMENTS ?=
 MODE     ?= cpu
 SLURM_CONFIG ?=
+# make verify: FULL=1 checks every record of each LMDB (default: record counts, sizes and sampled records)
+FULL     ?=
 # Analysis: ORIGINAL = an imported authors' results table (make import-original)
 # drawn as hollow markers by make plots; RESULTS_DIR = the authors' results/
 # folder; RESULTS = a results table CSV (make table1); MODEL/OUT of make filters.
@@ -40,7 +42,7 @@ RESULTS_DIR ?=
 RESULTS  ?=
 MODEL    ?=
 OUT      ?=
-GRID_ARGS = --work $(WORK) --dataset $(DATASET) --seed $(SEED) --protocol $(PROTOCOL) $(if $(TREATMENTS),--treatments '$(TREATMENTS)')
+GRID_ARGS = --work $(WORK) --dataset $(DATASET) --seed $(SEED) --protocol $(PROTOCOL) $(if $(TREATMENTS),--treatments '$(TREATMENTS)') $(if $(PERCLASS),--per-class '$(PERCLASS)')
 # Caffe: CAFFE_OPENCV=1 builds and wires the variant with OpenCV (convert_imageset, encoded
 # Datums); CAFFE_OPENCV=0 goes back to the plain one; unset keeps the one wired now.
 CAFFE_OPENCV ?=
@@ -52,7 +54,7 @@ KIT      := $(VENV)/bin/transfer-kit
 STAMP    := $(VENV)/.kit-venv-complete
 export GLOG_logtostderr := 1
 
-.PHONY: help setup system venv caffe caffe-opencv caffe-reference dataset split-random split-natural split-whole split-reduced train grid status plots import-original table1 filters bench bench-import demo test test-fast compare-original
+.PHONY: help setup system venv caffe caffe-opencv caffe-reference dataset split-random split-natural split-whole split-reduced train grid status verify plots import-original table1 filters bench bench-import demo test test-fast compare-original
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -97,14 +99,17 @@ split-whole: setup  ## all classes as one half 'all' (random frozen weights): DA
 split-reduced: setup  ## ImageNet, first PERCLASS train images of every class: PERCLASS=k LISTS=dir [IMAGES=dir]
 	$(KIT) split-reduced --work $(WORK) $(DATASET_IF_GIVEN) $(if $(PERCLASS),--per-class '$(PERCLASS)') $(IMAGENET_ARGS) $(if $(FORCE),--force)
 
-train: setup  ## train one treatment: TREATMENT=A3B+ DATASET=fa20 SEED=0
-	$(KIT) train --work $(WORK) --dataset $(DATASET) --seed $(SEED) --treatment '$(TREATMENT)' $(if $(ITERS),--iters $(ITERS)) $(if $(FORCE),--force)
+train: setup  ## train one treatment: TREATMENT=A3B+ DATASET=fa20 SEED=0 [PROTOCOL=random] [MODE=gpu] [PERCLASS=k]
+	$(KIT) train --work $(WORK) --dataset $(DATASET) --seed $(SEED) --protocol $(PROTOCOL) --treatment '$(TREATMENT)' --$(MODE) $(if $(ITERS),--iters $(ITERS)) $(if $(PERCLASS),--per-class '$(PERCLASS)') $(if $(FORCE),--force)
 
 grid: setup  ## every treatment of a protocol, bases first: PROTOCOL=random DATASET=fa20 SEED=0 [JOBS=2] [ENGINE=slurm]
 	$(KIT) grid $(GRID_ARGS) --jobs $(JOBS) --engine $(ENGINE) --$(MODE) $(if $(ITERS),--iters $(ITERS)) $(if $(SLURM_CONFIG),--slurm-config '$(SLURM_CONFIG)')
 
-status: setup  ## the state of every run of a grid (and its Slurm jobs): PROTOCOL=random DATASET=fa20 SEED=0
+status: setup  ## the state of every run of a grid (and its Slurm jobs): PROTOCOL=random DATASET=fa20 SEED=0 [PERCLASS=k]
 	$(KIT) status $(GRID_ARGS)
+
+verify: setup  ## check a prepared split's LMDBs, means and manifest: DATASET=fa20 PROTOCOL=random SEED=0 [PERCLASS=k] [FULL=1: every record]
+	$(KIT) verify --work $(WORK) --dataset $(DATASET) --protocol $(PROTOCOL) --seed $(SEED) $(if $(PERCLASS),--per-class '$(PERCLASS)') $(if $(filter 1,$(FULL)),--full)
 
 plots: setup  ## results table, Figures 2 and 3, Table 1, curves from the runs' logs [ORIGINAL=authors.csv]
 	$(KIT) plots --work $(WORK) --dataset $(DATASET) --seed $(SEED) $(if $(ORIGINAL),--original '$(ORIGINAL)')
@@ -118,8 +123,9 @@ table1: setup  ## print the paper's Table 1 from a results table: RESULTS=FILE.c
 filters: setup  ## conv1 filters of a model as an image grid: MODEL=X.caffemodel OUT=X.png
 	$(KIT) filters '$(MODEL)' --out '$(OUT)'
 
-bench: setup caffe-reference  ## print the kit's speed figures: (a) kit vs bare caffe, (b) frozen A7B vs baseB, (c) data prep, (d) grid, (e) Caffe vs sgemm and the reference build, (f) per-layer times
+bench: setup caffe-reference  ## print the kit's speed figures: (a) kit vs bare caffe, (b) frozen A7B vs baseB, (c) data prep, (d) grid, (e) Caffe vs sgemm and the reference build, (f) per-layer times, (g) checking a split before a run
 	$(VENV)/bin/python bench/bench_kit.py
+	$(VENV)/bin/python bench/bench_verify.py
 
 bench-import: setup  ## time import-original on a synthetic folder the size of the authors' (354 logs, 213 MB)
 	$(VENV)/bin/python bench/bench_import.py --jobs 2

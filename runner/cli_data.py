@@ -1,0 +1,115 @@
+"""The data subcommands of transfer-kit: dataset, split-random, split-natural, split-whole, split-reduced.
+
+An embedded dataset (its profile's `embedded`: FA-20) is built by the kit and
+its splits come from data_prep.prepare; a dataset that is not embedded
+(ImageNet) has its splits made from Caffe's lists (--lists) and, with
+--images, its LMDBs and means (data_prep.imagenet).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from kitcore.errors import KitError
+from kitcore.layout import split_command
+from kitcore.profiles import PROFILES, profile
+from runner.cli_common import add_common, dataset_flags, dataset_names, positive_int, subcommand
+
+PROTOCOLS = {"split-random": "random", "split-natural": "natman", "split-whole": "whole", "split-reduced": "reduced"}
+LIST_KINDS = {"random": "random", "natman": "natural", "whole": "whole", "reduced": "reduced"}  # prepare_imagenet's
+
+
+def _list_options(p: argparse.ArgumentParser, lists_only: bool = False) -> None:
+    """Options of datasets that are not embedded (lists_only: the command defaults to one, ImageNet)."""
+    if lists_only:
+        p.set_defaults(dataset=dataset_names(embedded=False)[0])
+        p.add_argument("--force", action="store_true", help="rewrite changed lists; rebuild the split's LMDBs and means")
+    p.add_argument("--lists", type=Path, default=None,
+                   help="imagenet: folder with Caffe's synsets.txt, train.txt, val.txt (FILE LABEL per line) "
+                        "(default: none; needed by a dataset that is not embedded)")
+    p.add_argument("--images", type=Path, default=None,
+                   help="imagenet: ILSVRC2012 folder (train/<wnid>/*.JPEG, val/*.JPEG); builds LMDBs and means "
+                        "(default: none, the lists only)")
+    p.add_argument("--jobs", type=positive_int, default=1, help="imagenet: processes decoding images (first build only)")
+    p.add_argument("--encoded", action="store_true",
+                   help="imagenet: store JPEG Datums as convert_imageset --encoded (about 8x less disk; "
+                        "needs Caffe built with OpenCV: make caffe CAFFE_OPENCV=1)")
+
+
+def add_parsers(sub, fmt) -> None:
+    """dataset and the split-* commands."""
+    p = subcommand(sub, "dataset", fmt, "build the embedded dataset and its contact sheet")
+    add_common(p, seed=False)
+    p.set_defaults(handler=_dataset)
+    p = subcommand(sub, "split-random", fmt, "random A/B class split with LMDBs and means")
+    add_common(p)
+    p.add_argument("--force", action="store_true", help="rebuild the split's LMDBs and means")
+    _list_options(p)
+    p.set_defaults(handler=_split)
+    p = subcommand(sub, "split-natural", fmt,
+                   "natural (A) / man-made (B) split (ImageNet: from WordNet, LMDBs and means with --images; "
+                   "fa20: animals / Fashion-MNIST)")
+    add_common(p, seed=False)
+    _list_options(p, lists_only=True)
+    p.set_defaults(handler=_split)
+    p = subcommand(sub, "split-whole", fmt,
+                   "all classes as one half 'all' (the 1000-class base and random frozen weights; "
+                   "ImageNet: LMDBs and means with --images)")
+    add_common(p, seed=False)
+    _list_options(p, lists_only=True)
+    p.set_defaults(handler=_split)
+    p = subcommand(sub, "split-reduced", fmt,
+                   "ImageNet: all classes, the first k train images of each; LMDBs and means with --images")
+    add_common(p, seed=False)
+    p.add_argument("--per-class", type=positive_int, default=None,
+                   help="train images per class, k (the authors used 1 2 5 10 25 50 100 250 500 750 1000 1300) "
+                        "(default: none; required)")
+    _list_options(p, lists_only=True)
+    p.set_defaults(handler=_split)
+
+
+def _list_options_given(args: argparse.Namespace) -> str:
+    """'--lists/--images are' or '--encoded is': the options of datasets that are not embedded, given."""
+    return "--lists/--images are" if args.lists or args.images else "--encoded is"
+
+
+def _dataset(args: argparse.Namespace) -> int:
+    """Build an embedded dataset and its contact sheet."""
+    if not profile(args.dataset).embedded:
+        raise KitError(f"dataset builds the embedded datasets ({', '.join(dataset_names(embedded=True))}), "
+                       f"not {args.dataset}", f"{args.dataset}'s splits come from its lists: "
+                       f"{split_command(args.dataset, 'random')}")
+    from data_prep.fa20 import contact_sheet
+    from data_prep.prepare import dataset_dir, dataset_spec
+    out = dataset_spec(args.dataset).build(dataset_dir(args.work, args.dataset))
+    sheet = contact_sheet(out, out / "contact_sheet.png")
+    print(f"{args.dataset} in {out}; contact sheet {sheet}")
+    return 0
+
+
+def _split(args: argparse.Namespace) -> int:
+    """split-random/-natural/-whole/-reduced: the split, its LMDBs and means."""
+    dataset = profile(args.dataset)
+    protocol = PROTOCOLS[args.command]
+    if protocol not in dataset.protocols:
+        having = [n for n, p in PROFILES.items() if protocol in p.protocols]
+        raise KitError(f"{args.command} is for ImageNet only, got --dataset {args.dataset} (no {protocol} split)",
+                       f"pass {dataset_flags(having)}")
+    if dataset.embedded:
+        if args.lists or args.images or args.encoded:
+            listed = " or ".join(f"--dataset {n}" for n in dataset_names(embedded=False))
+            raise KitError(f"{_list_options_given(args)} for {listed}, not {args.dataset}",
+                           f"pass {dataset_flags(dataset_names(embedded=False))}, or leave them out")
+        from data_prep.prepare import prepare_for
+        sdir = prepare_for(args.work, args.dataset, protocol, getattr(args, "seed", 0), force=args.force)
+        print(f"split ready: {sdir}")
+        return 0
+    if args.lists is None:
+        raise KitError(f"{args.command} of {args.dataset} needs the list folder",
+                       "pass --lists DIR (LISTS=DIR) holding Caffe's synsets.txt, train.txt, val.txt")
+    from data_prep.imagenet import prepare_imagenet
+    sdir = prepare_imagenet(args.work, args.lists, LIST_KINDS[protocol], seed=getattr(args, "seed", None),
+                            per_class=getattr(args, "per_class", None), images=args.images, jobs=args.jobs,
+                            force=args.force, encoded=args.encoded)
+    print(f"split ready: {sdir}" + ("" if args.images else " (lists only; --images DIR builds LMDBs and means)"))
+    return 0

@@ -1,0 +1,179 @@
+"""The run subcommands of transfer-kit: train, grid, status, demo, plots.
+
+train runs one treatment (runner.train), grid every treatment of a protocol
+(runner.grid locally, runner.slurm with --engine slurm), status tells the
+state of a grid's runs, demo runs the whole embedded experiment (runner.demo),
+plots draws a random split's results (analysis.results).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from kitcore.errors import KitError
+from kitcore.layout import split_dir, split_name
+from kitcore.profiles import profile
+from runner.cli_common import add_common, add_mode_options, dataset_flags, dataset_names, positive_int, subcommand
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    """Options of a run beyond its treatment: the reduced protocol's k, and the toy-size settings."""
+    p.add_argument("--per-class", type=positive_int, default=None,
+                   help="protocol reduced: k, the train images per class of split reduced{k} (make split-reduced) "
+                        "(default: none; the reduced protocol needs it)")
+    p.add_argument("--batch", type=positive_int, default=None,
+                   help="train and val batch instead of the net template's, for toy runs of the paper's CaffeNet "
+                        "(default: the template's)")
+    p.add_argument("--test-iter", type=positive_int, default=None,
+                   help="test batches per test instead of the solver's (default: the solver's; FA-20: whole val set)")
+
+
+def _spec_options(args: argparse.Namespace) -> dict:
+    """RunSpec keyword arguments from _run_options (argparse has checked each is positive)."""
+    return {"per_class": args.per_class, "batch": args.batch, "test_iter": args.test_iter}
+
+
+def _grid_options(p: argparse.ArgumentParser) -> None:
+    """Which grid: a protocol's treatments, or a subset of them."""
+    p.add_argument("--protocol", default="random", help="protocol whose treatments form the grid (random, natman, ...)")
+    p.add_argument("--treatments", default=None,
+                   help="comma-separated subset of the protocol's treatments (default: all of them)")
+
+
+def add_parsers(sub, fmt) -> None:
+    """train, grid, status, demo, plots."""
+    p = subcommand(sub, "train", fmt, "train one treatment (baseA, A3B, B5B+, ...)")
+    add_common(p)
+    p.add_argument("--treatment", required=True, help="treatment name, e.g. baseA, A3B, A3B+ (required)")
+    p.add_argument("--iters", type=positive_int, default=None, help="iteration budget (default: the solver's max_iter)")
+    p.add_argument("--threads", type=positive_int, default=None, help="BLAS threads for Caffe (default: all cores)")
+    p.add_argument("--force", action="store_true", help="redo a finished run (the old one is moved aside)")
+    add_mode_options(p)
+    p.add_argument("--protocol", default="random", help="protocol the treatment belongs to (random, natman, ...)")
+    _run_options(p)
+    p.set_defaults(handler=_train)
+    p = subcommand(sub, "grid", fmt, "every treatment of a protocol, bases first; local (--jobs) or Slurm")
+    add_common(p)
+    _grid_options(p)
+    p.add_argument("--iters", type=positive_int, default=None,
+                   help="iteration budget per run (default: the solver's max_iter)")
+    p.add_argument("--jobs", type=positive_int, default=1, help="local runs at a time (BLAS threads: cores // jobs)")
+    p.add_argument("--engine", choices=("local", "slurm"), default="local", help="run here, or submit with sbatch")
+    p.add_argument("--slurm-config", type=Path, default=None,
+                   help="TOML file overriding runner/slurm.toml (partition, time, cpus, gpus, ...) "
+                        "(default: none, runner/slurm.toml as it is)")
+    add_mode_options(p)
+    _run_options(p)
+    p.set_defaults(handler=_grid)
+    p = subcommand(sub, "status", fmt, "state of every run of a grid (and its Slurm jobs)")
+    add_common(p)
+    _grid_options(p)
+    _run_options(p)
+    p.set_defaults(handler=_status)
+    p = subcommand(sub, "demo", fmt,
+                   "every grid (random split, natural/man-made, random frozen weights), then the figures")
+    add_common(p)
+    p.add_argument("--seeds", default=None,
+                   help="comma-separated random-split seeds, e.g. 0,1,2,3 (default: --seed); "
+                        "natman and the random-weights grid run once")
+    p.add_argument("--iters", type=positive_int, default=None,
+                   help="iteration budget per run (default: the solver's max_iter)")
+    p.add_argument("--jobs", type=positive_int, default=2, help="runs at a time")
+    p.set_defaults(handler=_demo)
+    p = subcommand(sub, "plots", fmt, "results table, Figures 2 and 3, Table 1, curves from the runs' logs")
+    add_common(p)
+    p.add_argument("--original", type=Path, default=None,
+                   help="an imported authors' results table (import-original), drawn as hollow markers "
+                        "(default: none)")
+    p.set_defaults(handler=_plots)
+
+
+def _only(args: argparse.Namespace) -> list[str] | None:
+    """The --treatments subset, or None for all of the protocol's."""
+    return [n for n in args.treatments.split(",") if n] if args.treatments else None
+
+
+def _train(args: argparse.Namespace) -> int:
+    """Train one treatment and print its score."""
+    from generators.treatments import parse
+    treatment = parse(args.treatment, args.protocol)
+    from runner.supervise import install_handlers
+    from runner.train import RunSpec, train
+    install_handlers()
+    spec = RunSpec(args.work, args.dataset, args.seed, treatment, iters=args.iters, threads=args.threads,
+                   gpu=args.gpu, **_spec_options(args))
+    result = train(spec, force=args.force)
+    print(f"{treatment.name}: score {result['score']:.4f} (mean of the 10 best test accuracies), "
+          f"run folder {spec.run_dir}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    """Print the state of every run of a grid."""
+    if not args.work.is_dir():
+        raise KitError(f"work folder {args.work} does not exist",
+                       "pass the --work folder the grid ran in (make status WORK=DIR)")
+    from runner import status
+    print(status.format_status(status.status_rows(args.work, args.dataset, args.seed, args.protocol, _only(args),
+                                                  **_spec_options(args))))
+    return 0
+
+
+def _grid(args: argparse.Namespace) -> int:
+    """Run a grid here, or submit it to Slurm."""
+    from runner import grid
+    only = _only(args)
+    grid.treatments(args.protocol, only)  # an unknown protocol or treatment fails before any work
+    if profile(args.dataset).embedded:  # the kit makes the split itself (a no-op when done)
+        from data_prep.prepare import prepare_for
+        prepare_for(args.work, args.dataset, args.protocol, args.seed)
+    if args.engine == "slurm":
+        from runner import slurm
+        from runner.train import RunSpec
+        config = slurm.load_config(args.slurm_config)
+        specs = [RunSpec(args.work, args.dataset, args.seed, t, iters=args.iters, gpu=args.gpu, **_spec_options(args))
+                 for t in grid.treatments(args.protocol, only)]
+        for line in slurm.submit_grid(specs, config):
+            print(line)
+        return 0
+    from runner.supervise import install_handlers
+    install_handlers()
+    grid.run_grid(args.work, args.dataset, args.seed, only, protocol=args.protocol, iters=args.iters,
+                  jobs=args.jobs, gpu=args.gpu, **_spec_options(args))
+    return 0
+
+
+def _seeds(text: str | None, default: int, dataset: str) -> list[int]:
+    """The seeds of --seeds '0,1,2,3' (default: [default]), each checked, no repeats."""
+    if text is None:
+        return [default]
+    try:
+        seeds = [profile(dataset).check_seed(int(x)) for x in text.split(",") if x.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise KitError(f"bad --seeds {text!r}", "pass distinct non-negative integers separated by commas, "
+                       "e.g. --seeds 0,1,2,3 (SEEDS=0,1,2,3)")
+    return seeds
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """The whole experiment on an embedded dataset."""
+    if not profile(args.dataset).embedded:
+        raise KitError(f"demo runs on an embedded dataset, not {args.dataset}",
+                       f"pass {dataset_flags(dataset_names(embedded=True))}, or run its grids with make grid")
+    seeds = _seeds(args.seeds, args.seed, args.dataset)
+    from runner.demo import demo
+    from runner.supervise import install_handlers
+    install_handlers()
+    demo(args.work, args.dataset, seeds, iters=args.iters, jobs=args.jobs)
+    return 0
+
+
+def _plots(args: argparse.Namespace) -> int:
+    """Results table and figures of a random split."""
+    from analysis.commands import print_outputs
+    from analysis.results import analyze_split
+    sdir = split_dir(args.work, args.dataset, split_name("random", args.seed))
+    print_outputs(analyze_split(sdir, original=args.original))
+    return 0

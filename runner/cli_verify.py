@@ -1,0 +1,84 @@
+"""The verify subcommand of transfer-kit: check a prepared split's files against what made them.
+
+The split is named by the run variables (--protocol, --seed, --per-class, as
+`make train` takes them) or by its folder name (--split random0, natman, all,
+reduced5). data_prep.verify.verify_split checks the files its manifest.json
+lists (--full: every record; else the fast checks, which read a sample of each
+large LMDB); a problem is a one-line error whose fix is the make command that
+rebuilds the split (FORCE=1).
+"""
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from kitcore.errors import KitError
+from kitcore.layout import FIXED_SPLITS, split_command, split_dir, split_name, split_seed
+from kitcore.profiles import profile
+from runner.cli_common import positive_int, subcommand
+
+REDUCED_SPLIT = re.compile(r"reduced([1-9]\d*)")  # the folder name of a reduced split; group 1 is k
+
+
+def add_parsers(sub, fmt) -> None:
+    """verify."""
+    p = subcommand(sub, "verify", fmt, "check a prepared split's LMDBs, means and split.json against its manifest.json")
+    p.add_argument("--work", type=Path, default=Path("work"), help="work folder for data and runs")
+    p.add_argument("--dataset", default="fa20", help="dataset of the split (fa20, imagenet, ...)")
+    p.add_argument("--protocol", default=None,
+                   help="protocol whose split to check (random, natman, whole, reduced) (default: random)")
+    p.add_argument("--seed", type=int, default=None, help="random split seed (default: 0)")
+    p.add_argument("--per-class", type=positive_int, default=None,
+                   help="protocol reduced: k of split reduced{k} (default: none; the reduced protocol needs it)")
+    p.add_argument("--split", default=None,
+                   help="the split's folder name instead of --protocol/--seed/--per-class, e.g. random0, natman, "
+                        "all, reduced5 (default: none)")
+    p.add_argument("--full", action="store_true", help="check every record of every LMDB (default: off, the fast checks: a sample of each large LMDB)")
+    p.set_defaults(handler=_verify)
+
+
+def parse_split_name(name: str) -> tuple[str, int, int | None]:
+    """(protocol, seed, per_class) of a split folder name, the inverse of kitcore.layout.split_name."""
+    seed = split_seed(name)
+    if seed is not None:
+        return "random", seed, None
+    for protocol, folder in FIXED_SPLITS.items():
+        if name == folder:
+            return protocol, 0, None
+    m = REDUCED_SPLIT.fullmatch(name)
+    if m:
+        return "reduced", 0, int(m.group(1))
+    raise KitError(f"unknown split name {name!r}",
+                   "pass random<seed>, natman, all or reduced<k>, or --protocol P --seed S --per-class K instead")
+
+
+def _selection(args: argparse.Namespace) -> tuple[str, int, int | None]:
+    """(protocol, seed, per_class) from --split, or from --protocol/--seed/--per-class."""
+    if args.split is None:
+        return args.protocol or "random", 0 if args.seed is None else args.seed, args.per_class
+    if args.protocol is not None or args.seed is not None or args.per_class is not None:
+        raise KitError(f"--split {args.split} names the split already",
+                       "pass either --split NAME or --protocol/--seed/--per-class, not both")
+    return parse_split_name(args.split)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    """Check one split; print each line verify_split returns and a final OK line."""
+    protocol, seed, per_class = _selection(args)
+    dataset = profile(args.dataset)
+    dataset.check_protocol(protocol)
+    dataset.check_seed(seed)
+    name = split_name(protocol, seed, per_class)
+    sdir = split_dir(args.work, args.dataset, name)
+    if not sdir.is_dir():
+        raise KitError(f"split {name} of {args.dataset} is not prepared (no folder {sdir})",
+                       split_command(args.dataset, protocol, seed, per_class))
+    from data_prep.verify import verify_split
+    fix = split_command(args.dataset, protocol, seed, per_class, force=True)
+    lines = verify_split(sdir, full=args.full, fix=fix)
+    for line in lines:
+        print(line)
+    print(f"OK: split {name} of {args.dataset}: {len(lines)} files match manifest.json "
+          f"({'full: every record' if args.full else 'fast checks'}) in {sdir}")
+    return 0
