@@ -28,14 +28,15 @@ from data_prep.lmdb_io import compute_mean, is_complete_lmdb
 from data_prep.prepare import MANIFEST_FORMAT, read_manifest, shuffle_seed
 from data_prep.splits import Split
 from kitcore.atomic import remove_path, sha256, write_json
+from kitcore import layout
 from kitcore.errors import KitError
 
 log = logging.getLogger(__name__)
 
 
 def imagenet_split_dir(work: Path, name: str) -> Path:
-    """Return <work>/imagenet/<name>."""
-    return Path(work) / DATASET / name
+    """Return <work>/imagenet/<name> (kitcore.layout)."""
+    return layout.split_dir(work, DATASET, name)
 
 
 def _kinds(lists: IlsvrcLists, split: Split) -> dict[str, list[str]] | None:

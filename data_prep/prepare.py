@@ -39,7 +39,9 @@ from data_prep import fa20
 from kitcore.atomic import write_json, remove_path, sha256
 from data_prep.lmdb_io import compute_mean, is_complete_lmdb, write_datum_lmdb
 from data_prep.splits import Split, make_random_split, natman_split, whole_split, write_split_json
+from kitcore import layout
 from kitcore.errors import KitError
+from kitcore.profiles import profile
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +57,12 @@ class DatasetSpec:
     kinds: tuple[str, ...]  # 'natural' or 'man-made' per label (the natman split)
     build: Callable[[Path], Path]
     load: Callable[[Path], "fa20.FA20"]
+    contact_sheet: Callable[[Path, Path], Path] | None = None  # (dataset folder, png) -> png
 
 
 DATASETS: dict[str, DatasetSpec] = {
-    "fa20": DatasetSpec(num_classes=len(fa20.CLASS_NAMES), kinds=fa20.KINDS, build=fa20.build_fa20, load=fa20.load_fa20),
+    "fa20": DatasetSpec(num_classes=len(fa20.CLASS_NAMES), kinds=fa20.KINDS, build=fa20.build_fa20, load=fa20.load_fa20,
+                        contact_sheet=fa20.contact_sheet),
 }
 
 
@@ -76,10 +80,8 @@ def dataset_dir(work: Path, dataset: str) -> Path:
 
 
 def split_dir(work: Path, dataset: str, split_name: str) -> Path:
-    """Return the folder of one split (e.g. 'random0', 'all') of an embedded dataset or of ImageNet."""
-    if dataset != "imagenet":  # ImageNet's splits are made by data_prep.imagenet, in the same layout
-        dataset_spec(dataset)
-    return Path(work) / dataset / split_name
+    """Return the folder of one split (e.g. 'random0', 'all') of a known dataset (kitcore.layout)."""
+    return layout.split_dir(work, dataset, split_name)
 
 
 NON_RANDOM_SEEDS = {"all": -1, "natman": 2**32}  # stand-in split seeds of the LMDB shuffle
@@ -203,6 +205,7 @@ def prepare_natman(work: Path, dataset: str, force: bool = False) -> Path:
 
 def prepare_for(work: Path, dataset: str, protocol: str, seed: int = 0, force: bool = False) -> Path:
     """Prepare the split a protocol trains on (random: random<seed>, natman, whole: all); return it."""
+    profile(dataset).check_protocol(protocol)
     if protocol == "random":
         return prepare_split(work, dataset, seed, force=force)
     if protocol == "natman":

@@ -20,13 +20,7 @@ import numpy as np
 
 from kitcore.atomic import write_json
 from kitcore.errors import KitError
-
-
-def check_seed(seed: Any) -> int:
-    """Return `seed` if it is a non-negative int below 2**32, else raise KitError."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**32:
-        raise KitError(f"invalid split seed {seed!r}", "use a non-negative integer seed, e.g. --seed 0 (the paper used 0..3)")
-    return int(seed)
+from kitcore.profiles import check_seed  # noqa: F401  (the seeds rule lives with the profiles; re-exported)
 
 
 def random_split(num_classes: int, seed: int) -> tuple[list[int], list[int]]:

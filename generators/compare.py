@@ -22,12 +22,12 @@ from google.protobuf import text_format
 
 from generators import netgen
 from generators.authors import AuthorsRun, parse_run_name
+from generators.runfiles import run_files
 from kitcore.caffe_env import caffe_env, pb2, tool
 from kitcore.errors import KitError
+from kitcore.profiles import profile
 
 log = logging.getLogger(__name__)
-KIT = Path(__file__).resolve().parents[1]
-NET_TEMPLATE = "prototxt/caffenet.prototxt"
 REPEATED = 3  # FieldDescriptor.LABEL_REPEATED
 
 
@@ -181,14 +181,10 @@ def authors_messages(folder: Path) -> tuple:
 
 
 def kit_messages(run: AuthorsRun) -> tuple:
-    """The kit's (train net, test net, solver) for an authors' run, from the CaffeNet templates."""
-    t = run.treatment
-    mean_half = t.source or t.target
-    data = netgen.DataSpec(f"data/{t.target}_train_lmdb", f"data/{t.target}_val_lmdb",
-                           f"data/{mean_half}_mean.binaryproto")
-    net = netgen.make_treatment(netgen.load_net(KIT / NET_TEMPLATE), t, data, run.num_classes)
-    solver = netgen.make_solver(netgen.load_solver(KIT / run.solver_template), "train_val.prototxt", random_seed=1)
-    return netgen.phase_net(net, "TRAIN"), netgen.phase_net(net, "TEST"), solver
+    """The kit's (train net, test net, solver) for an authors' run: exactly what `transfer-kit train`
+    writes for that treatment on ImageNet (generators.runfiles.run_files), split seed 0 (random_seed 1)."""
+    files = run_files(profile("imagenet"), run.treatment, run.num_classes, seed=0, data_root="data")
+    return netgen.phase_net(files.net, "TRAIN"), netgen.phase_net(files.net, "TEST"), files.solver
 
 
 def allowed_by(d: Difference) -> Allowed | None:

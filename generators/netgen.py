@@ -8,6 +8,9 @@ can be copied into them by name. A random-weights treatment (`randfrozen{n}`,
 the authors' `nolearn`) freezes layers 1..n and renames nothing, as the
 authors' files do.
 
+Which template and solver a run uses is the dataset profile's decision
+(kitcore.profiles), applied by generators.runfiles.run_files.
+
 The classifier keeps the template's fc8 width unless `exact_classes` is set:
 the CaffeNet template has 1000 outputs, which the authors kept for their 449-,
 500- and 551-class halves (the paper protocol's default); the FA-20 template's
@@ -26,11 +29,6 @@ from kitcore.errors import KitError
 
 WEIGHT_LAYER_TYPES = ("Convolution", "InnerProduct")
 NEW_SUFFIX = "-new"
-# The paper's solver template per protocol (relative to the kit's root): the
-# reduced-volume base nets have their own schedule; every other CaffeNet run
-# uses solvers/caffenet_solver.prototxt.
-PAPER_SOLVERS = {"reduced": "solvers/caffenet_reduced_solver.prototxt"}
-PAPER_SOLVER = "solvers/caffenet_solver.prototxt"
 LEARN = ((1.0, 1.0), (2.0, 0.0))   # (lr_mult, decay_mult) of weights, biases
 FROZEN = ((0.0, 0.0), (0.0, 0.0))
 

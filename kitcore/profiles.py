@@ -13,6 +13,7 @@ in the kit branches on a dataset's name: it asks `profile(name)`.
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -64,11 +65,8 @@ class Profile:
                            f"use one of: {', '.join(self.protocols)}")
 
     def check_seed(self, seed) -> int:
-        """Return a valid split seed, or raise KitError naming the rule."""
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
-            raise KitError(f"invalid split seed {seed!r}",
-                           "use a non-negative integer seed, e.g. --seed 0 (the paper used 0..3)")
-        return seed
+        """Return a valid split seed of this dataset, or raise KitError naming the rule."""
+        return check_seed(seed)
 
     def record(self) -> dict:
         """The whole profile as JSON-ready data (run.json's `profile`)."""
@@ -79,6 +77,14 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {}
+
+
+def check_seed(seed) -> int:
+    """Return `seed` if it is an integer 0 <= seed < 2**32 (numpy's RandomState), else raise KitError."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= int(seed) < SEED_LIMIT:
+        raise KitError(f"invalid split seed {seed!r}",
+                       "use a non-negative integer seed, e.g. --seed 0 (the paper used 0..3)")
+    return int(seed)
 
 
 def register(p: Profile) -> Profile:

@@ -15,13 +15,13 @@ unfinished, one summary line per run with the ETA).
 """
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
 from pathlib import Path
 
 from generators.treatments import figure2_names, in_dependency_order, parse, valid_names
+from kitcore import layout
 from runner.grid import run_specs, threads_per_job
 from runner.train import RunSpec
 
@@ -50,15 +50,17 @@ def demo_specs(work: Path, dataset: str, seeds: list[int], iters: int | None, jo
 
 
 def _pictures(split_dir: Path, dataset: str) -> dict:
-    """The dataset's contact sheet (FA-20) and the conv1 filters of the split's baseA, into its results folder."""
+    """The dataset's contact sheet (datasets the kit builds) and the conv1 filters of the split's baseA,
+    into its results folder."""
     from analysis.filters import write_filters  # pylint: disable=import-outside-toplevel
+    from data_prep.prepare import DATASETS  # pylint: disable=import-outside-toplevel
     out = {}
-    if dataset == "fa20":
-        from data_prep.fa20 import contact_sheet  # pylint: disable=import-outside-toplevel
-        ddir = split_dir.parent / "dataset"
-        out["contact_sheet_png"] = contact_sheet(ddir, split_dir / "results" / "contact_sheet.png")
-    run = split_dir / "runs" / "baseA"
-    model = run / json.loads((run / "result.json").read_text())["model"]
+    builder = DATASETS.get(dataset)
+    if builder is not None and builder.contact_sheet is not None:
+        out["contact_sheet_png"] = builder.contact_sheet(split_dir.parent / "dataset",
+                                                         split_dir / "results" / "contact_sheet.png")
+    run = layout.run_dir(split_dir, "baseA")
+    model = run / layout.read_result(run)["model"]
     out["conv1_baseA_png"] = write_filters(model, split_dir / "results" / "conv1_baseA.png")
     return out
 

@@ -6,8 +6,9 @@ cores // jobs BLAS threads. Finished runs are skipped, unfinished ones resume
 score, wall time) on stderr; while it works, tqdm bars on stderr show the grid
 (in iterations, with its ETA) and every running caffe, read live from its log.
 Bars are drawn when stderr is a terminal or TRANSFER_KIT_PROGRESS=1.
-`status_rows` tells the state of every run of a grid from its run folder
-(and, for a grid submitted to Slurm, from squeue/scontrol: runner.slurm).
+The state of a grid's runs (`transfer-kit status`) is runner.status's, which
+reads run folders (runner.runstate) and Slurm's queue (runner.slurm); this
+module imports neither runner.slurm nor runner.status.
 The treatment names come from generators.treatments.valid_names(protocol),
 so new protocols plug in without changes here.
 """
@@ -25,9 +26,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from generators.treatments import Treatment, in_dependency_order, parse, valid_names
-from runner import snapshots, supervise
 from kitcore.errors import KitError
-from runner.train import RunSpec, is_finished, solver_template, train
+from kitcore.layout import is_finished
+from runner import snapshots, supervise
+from runner.train import RunSpec, budget, train
 
 log = logging.getLogger(__name__)
 BAR = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} it [{elapsed} < ETA {remaining}]"
@@ -45,75 +47,6 @@ def treatments(protocol: str = "random", only: list[str] | None = None) -> list[
         if t.base_name and t.base_name not in by_name:
             log.debug("%s needs %s, which is not in this grid: it must be finished already", t.name, t.base_name)
     return in_dependency_order(chosen)
-
-
-def budget(spec: RunSpec) -> int:
-    """Iterations of one run: its `iters`, or its solver template's max_iter."""
-    if spec.iters:
-        return spec.iters
-    from generators import netgen  # pylint: disable=import-outside-toplevel
-    return netgen.load_solver(solver_template(spec.dataset, spec.treatment.protocol)).max_iter
-
-
-def _last_iter(log_path: Path) -> int | None:
-    """The last `Iteration N` in the tail of a caffe log."""
-    import re  # pylint: disable=import-outside-toplevel
-    try:
-        with open(log_path, "rb") as fh:
-            fh.seek(max(0, fh.seek(0, 2) - 20000))
-            found = re.findall(rb"\] Iteration (\d+)", fh.read())
-    except OSError:
-        return None
-    return int(found[-1]) if found else None
-
-
-def run_state(spec: RunSpec) -> dict:
-    """State of one run from its folder: finished, running, failed, resumable at iter N, or not started."""
-    run = spec.run_dir
-    row = {"treatment": spec.treatment.name, "state": "not started", "detail": "", "iter": None}
-    if is_finished(run):
-        result = json.loads((run / "result.json").read_text())
-        score = result.get("score")
-        return {**row, "state": "finished", "iter": result.get("iterations"),
-                "detail": f"score {score:.4f}" if score is not None else "no test accuracy"}
-    pid = supervise.lock_holder(run) if run.is_dir() else None
-    if pid is not None:
-        it = _last_iter(run / "train.log")
-        return {**row, "state": "running", "iter": it, "detail": f"pid {pid}, iteration {it}"}
-    found = snapshots.peek_newest(run) if run.is_dir() else None
-    if found:
-        row.update(state=f"resumable at iter {found[0]}", iter=found[0])
-    elif (run / "train.log").exists():
-        row.update(state="resumable at iter 0", iter=0)
-    if (run / "failed.json").exists():
-        error = json.loads((run / "failed.json").read_text()).get("error", "")
-        row.update(state="failed", detail=f"{error[:160]} ({row['state']})")
-    return row
-
-
-def status_rows(work: Path, dataset: str, seed: int, protocol: str = "random",
-                only: list[str] | None = None, **options) -> list[dict]:
-    """The state of every run of a grid (with Slurm job states when the grid was submitted there)."""
-    from runner import slurm  # pylint: disable=import-outside-toplevel
-    specs = [RunSpec(Path(work), dataset, seed, t, **options) for t in treatments(protocol, only)]
-    rows = [run_state(s) for s in specs]
-    if specs:
-        jobs = slurm.job_states(specs[0].split_dir)
-        for row in rows:
-            slurm.merge_state(row, jobs.get(row["treatment"]))
-    return rows
-
-
-def format_status(rows: list[dict]) -> str:
-    """A table: one line per run, then counts per state."""
-    lines = [f"{'treatment':10s} {'state':24s} detail"]
-    lines += [f"{r['treatment']:10s} {r['state']:24s} {r['detail']}".rstrip() for r in rows]
-    counts: dict[str, int] = {}
-    for r in rows:
-        key = r["state"].split(" at iter")[0]
-        counts[key] = counts.get(key, 0) + 1
-    lines.append(", ".join(f"{v} {k}" for k, v in counts.items()))
-    return "\n".join(lines)
 
 
 def _show_bars() -> bool:

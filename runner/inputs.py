@@ -1,36 +1,63 @@
-"""Check a run's inputs before Caffe sees them: split data, labels, base model.
+"""Check a run's inputs before Caffe sees them: split data, labels, base model; each read once.
 
-Each check raises KitError with the command that fixes it. The LMDBs and mean
-files are compared with the sha256 the split's manifest.json recorded when they
-were written (a truncated, tampered or bit-rotted LMDB is refused); labels are
-checked against the net's outputs from the manifest's label range (release
-Caffe does not range-check labels and corrupts memory on them); a transfer's
-base model must be the finished base run's model with the sha256 its
-result.json recorded.
+`gather` reads the split's manifest.json and split.json and a transfer's base
+model once per run start and returns them checked (`RunInputs`). Each check
+raises KitError with the command that fixes it (kitcore.layout). Every LMDB
+of the halves a run reads, FA-20's and ImageNet's alike, is checked against
+what manifest.json recorded when it was written (data_prep.verify, fast mode:
+record count, file size, sampled records; small files whole); mean files by
+sha256. Labels are checked against the net's outputs from the manifest's label
+range (release Caffe does not range-check labels and corrupts memory on them);
+a transfer's base model must be the finished base run's model with the sha256
+its result.json recorded.
 """
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
-from kitcore import atomic
+from kitcore import atomic, layout
 from kitcore.errors import KitError
 
 log = logging.getLogger(__name__)
 
 
-# the command that makes (FORCE=1: rebuilds) the split a protocol trains on
-SPLIT_COMMANDS = {"random": "make split-random DATASET={dataset} SEED={seed}",
-                  "natman": "make split-natural DATASET={dataset}", "whole": "make split-whole DATASET={dataset}",
-                  "reduced": "make split-reduced DATASET={dataset} PERCLASS={per_class}"}
-
-
 def _split_cmd(spec) -> str:
-    protocol = getattr(spec.treatment, "protocol", "random")
-    command = SPLIT_COMMANDS[protocol].format(dataset=spec.dataset, seed=spec.seed,
-                                              per_class=getattr(spec, "per_class", None) or "k")
-    return command + (" LISTS=dir IMAGES=dir" if spec.dataset == "imagenet" else "") + " FORCE=1"
+    """The make command that rebuilds the split of `spec` (kitcore.layout.split_command)."""
+    return layout.split_command(spec.dataset, spec.treatment.protocol, spec.seed, spec.per_class, force=True)
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """What a run start read and checked: the split's manifest and halves, the base model and its sha256."""
+
+    manifest: dict
+    manifest_sha256: str
+    halves: dict
+    num_classes: int
+    val_records: int | None
+    base_model: Path | None = None
+    base_sha256: str | None = None
+
+
+def gather(spec) -> RunInputs:
+    """Read the manifest, split.json and a transfer's base model once; check labels, data and the base."""
+    t = spec.treatment
+    manifest = read_manifest(spec)
+    try:
+        halves = json.loads((spec.split_dir / "split.json").read_text())["halves"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise KitError(f"{spec.split_dir / 'split.json'} is missing or unreadable ({exc})", _split_cmd(spec)) from exc
+    num_classes = len(halves[t.target])
+    check_labels(spec, manifest, num_classes)  # release Caffe corrupts memory on labels >= num_output
+    check_data(spec, manifest, {t.target, spec.profile.mean_half(t.source, t.target)})
+    model, digest = base_model(spec) if t.kind == "transfer" else (None, None)
+    val = manifest.get("files", {}).get(f"data/{t.target}_val_lmdb", {})
+    return RunInputs(manifest=manifest, manifest_sha256=atomic.sha256(spec.split_dir / "manifest.json"),
+                     halves=halves, num_classes=num_classes, val_records=val.get("records"),
+                     base_model=model, base_sha256=digest)
 
 
 def read_manifest(spec) -> dict:
@@ -61,32 +88,27 @@ def check_labels(spec, manifest: dict, num_classes: int) -> None:
 
 
 def check_data(spec, manifest: dict, halves: set[str]) -> None:
-    """Compare the LMDBs and means of `halves` with the sha256 manifest.json recorded."""
-    for name, entry in manifest.get("files", {}).items():
-        if entry.get("half") not in halves or "sha256" not in entry:
-            continue
-        path = spec.split_dir / name
-        target = path / "data.mdb" if name.endswith("_lmdb") else path
-        if not target.is_file():
-            raise KitError(f"{target} is missing", f"rebuild the split: {_split_cmd(spec)}")
-        if atomic.sha256(target) != entry["sha256"]:
-            raise KitError(f"{target} is corrupt or was changed (its sha256 differs from manifest.json)",
-                           f"rebuild the split: {_split_cmd(spec)}")
+    """Check the LMDBs and means of `halves` against manifest.json (data_prep.verify, fast mode), any dataset."""
+    from data_prep.verify import verify_files  # pylint: disable=import-outside-toplevel
+    lines = verify_files(spec.split_dir, manifest.get("files", {}), set(halves), full=False,
+                         fix=f"rebuild the split: {_split_cmd(spec)}")
+    log.debug("checked %d files of halves %s in %s against manifest.json (fast)", len(lines),
+             ",".join(sorted(halves)), spec.split_dir)
 
 
-def base_model(spec) -> Path:
-    """The finished, unaltered model of the base net a transfer starts from."""
+def base_model(spec) -> tuple[Path, str]:
+    """The finished, unaltered model of the base net a transfer starts from, and its sha256 (hashed once)."""
     name = spec.treatment.base_name
-    result = spec.split_dir / "runs" / name / "result.json"
-    if not result.is_file():
+    run = layout.run_dir(spec.split_dir, name)
+    record = layout.read_result(run)
+    if record is None:
         raise KitError(f"missing base model for {spec.treatment.name}: run {name} has not finished",
                        spec.make_cmd(name))
-    record = json.loads(result.read_text())
-    model = result.parent / record["model"]
+    model = run / record["model"]
     if not model.is_file():
-        raise KitError(f"missing base model {model} (run {name} says it finished)",
-                       spec.make_cmd(name) + " FORCE=1")
-    if record.get("model_sha256") and atomic.sha256(model) != record["model_sha256"]:
+        raise KitError(f"missing base model {model} (run {name} says it finished)", spec.make_cmd(name, force=True))
+    digest = atomic.sha256(model)
+    if record.get("model_sha256") and digest != record["model_sha256"]:
         raise KitError(f"base model {model} is corrupt (its sha256 differs from {name}/result.json)",
-                       spec.make_cmd(name) + " FORCE=1")
-    return model
+                       spec.make_cmd(name, force=True))
+    return model, digest

@@ -24,8 +24,11 @@ import sys
 import tomllib
 from pathlib import Path
 
-from kitcore import atomic
+from kitcore import atomic, layout
 from kitcore.errors import KitError
+from kitcore.profiles import KIT
+from runner.runstate import run_state
+from runner.train import RunSpec
 
 log = logging.getLogger(__name__)
 DEFAULTS = Path(__file__).with_name("slurm.toml")
@@ -74,7 +77,7 @@ def _jobs_file(split_dir: Path) -> Path:
     return Path(split_dir) / "slurm" / "jobs.json"
 
 
-def _train_cmd(spec, config: dict) -> list[str]:
+def _train_cmd(spec: RunSpec, config: dict) -> list[str]:
     cmd = [sys.executable, "-m", "runner.cli", "train", "--work", str(Path(spec.work).resolve()),
            "--dataset", spec.dataset, "--seed", str(spec.seed), "--protocol", spec.treatment.protocol,
            "--threads", str(config["cpus"])]
@@ -85,7 +88,6 @@ def _train_cmd(spec, config: dict) -> list[str]:
 
 
 def _sbatch(name: str, script: str, config: dict, out_dir: Path, array: int = 0, after: str | None = None) -> str:
-    from runner.train import KIT  # pylint: disable=import-outside-toplevel
     cmd = ["sbatch", "--parsable", f"--job-name={name}", f"--chdir={KIT}", f"--time={config['time']}",
            f"--cpus-per-task={config['cpus']}", f"--signal=B:TERM@{config['signal_s']}",
            f"--output={out_dir}/%x-{'%A_%a' if array else '%j'}.out", "--kill-on-invalid-dep=yes"]
@@ -100,9 +102,8 @@ def _sbatch(name: str, script: str, config: dict, out_dir: Path, array: int = 0,
     return job
 
 
-def submit_grid(specs: list, config: dict) -> list[str]:
+def submit_grid(specs: list[RunSpec], config: dict) -> list[str]:
     """Submit the unfinished runs of `specs` (one split, dependency order); return one line per run."""
-    from runner.grid import run_state  # pylint: disable=import-outside-toplevel
     if any(s.gpu for s in specs) and config["gpus"] < 1:
         raise KitError("--gpu needs a GPU per job but the Slurm config has gpus = 0", "set gpus = 1 in your config")
     split_dir = specs[0].split_dir
@@ -127,7 +128,7 @@ def submit_grid(specs: list, config: dict) -> list[str]:
         else:
             transfers.setdefault(spec.treatment.base_name, []).append((spec, state))
     for base, group in transfers.items():
-        if base not in job_of and not (split_dir / "runs" / base / "result.json").exists():
+        if base not in job_of and not layout.is_finished(layout.run_dir(split_dir, base)):
             raise KitError(f"{group[0][0].treatment.name} needs base {base}, which is neither finished nor in this grid",
                            f"add {base} to the grid or train it first: {group[0][0].make_cmd(base)}")
         names = [s.treatment.name for s, _ in group]

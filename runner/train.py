@@ -7,7 +7,10 @@ never redone without `force` (which moves the old folder to
 `<split>/replaced/`); an unfinished one resumes from its newest whole
 .solverstate (runner.snapshots; a truncated one is set aside with a warning),
 and train.log continues with a `#### transfer-kit ...` line marking each
-(re)start. Inputs are checked first (runner.inputs), caffe runs under
+(re)start. Inputs are checked and read once first (runner.inputs.gather); the
+run files come from generators.runfiles.run_files, the one decision treatment
+-> net, solver, init, with the dataset's profile (kitcore.profiles) recorded
+whole in run.json. Caffe runs under
 runner.supervise (lock, signals -> snapshot, live iteration), a failure leaves
 failed.json, and only a whole final model gets a result.json.
 """
@@ -23,26 +26,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_prep.prepare import split_dir
 from generators import netgen
-from generators.surgery import random_init, transplant
+from generators.runfiles import STARTS_FROM_INIT, make_init, run_files
 from generators.treatments import Treatment
-from kitcore import atomic
-from runner import inputs, snapshots, supervise
+from kitcore import atomic, layout
 from kitcore.caffe_env import caffe_version, tool
-from runner.resume import check_gpu, disk_full, low_space, resume
 from kitcore.errors import KitError
+from kitcore.profiles import KIT, Profile, profile
+from runner import inputs, snapshots, supervise
+from runner.resume import check_gpu, disk_full, low_space, resume
 
 log = logging.getLogger(__name__)
-KIT = Path(__file__).resolve().parents[1]
-TEMPLATES = {"fa20": ("prototxt/fa20_caffenet.prototxt", "solvers/fa20_solver.prototxt"),
-             "imagenet": ("prototxt/caffenet.prototxt", "solvers/caffenet_solver.prototxt")}
-INPUT_SHAPES = {"fa20": (1, 1, 28, 28), "imagenet": (1, 3, 227, 227)}
-# fc8 width: the exact class count of the target (FA-20); ImageNet keeps the authors' 1000.
-EXACT_CLASSES = {"fa20"}
-WHOLE_VAL_TESTS = {"fa20"}  # each test covers the target's whole val set (_whole_val_test_iter)
-STARTS_FROM_INIT = ("transfer", "random-weights")  # kinds whose run starts from init.caffemodel
-PROTOCOL_SPLITS = {"natman": "natman", "whole": "all"}  # split folder per protocol; random: random<seed>
 
 
 @dataclass(frozen=True)
@@ -58,64 +52,35 @@ class RunSpec:
     gpu: bool = False
     per_class: int | None = None  # protocol reduced: k train images per class (split reduced{k})
     batch: int | None = None  # train and val batch instead of the template's (toy runs of the paper's net)
-    test_iter: int | None = None  # test batches per test instead of the solver's
+    test_iter: int | None = None  # test batches per test instead of the profile's policy
+
+    @property
+    def profile(self) -> Profile:
+        """The dataset's profile (kitcore.profiles)."""
+        return profile(self.dataset)
 
     @property
     def split_dir(self) -> Path:
         """Folder of the split the run trains on."""
-        protocol = self.treatment.protocol
-        if protocol == "reduced":
-            if not self.per_class:
-                raise KitError("the reduced protocol needs k, the train images per class",
-                               "pass --per-class k (PERCLASS=k), as made by make split-reduced")
-            name = f"reduced{self.per_class}"
-        else:
-            name = PROTOCOL_SPLITS.get(protocol, f"random{self.seed}")
-        return split_dir(Path(self.work), self.dataset, name)
+        name = layout.split_name(self.treatment.protocol, self.seed, self.per_class)
+        return layout.split_dir(Path(self.work), self.dataset, name)
 
     @property
     def run_dir(self) -> Path:
         """The run folder."""
-        return self.split_dir / "runs" / self.treatment.name
+        return layout.run_dir(self.split_dir, self.treatment.name)
 
-    def make_cmd(self, treatment: str) -> str:
-        """The make command that runs `treatment` on this split."""
-        return f"make train TREATMENT={treatment} DATASET={self.dataset} SEED={self.seed}"
-
-
-def solver_template(dataset: str, protocol: str) -> Path:
-    """A run's solver template: the dataset's, and for ImageNet the paper's solver of the protocol."""
-    if dataset == "imagenet":
-        return KIT / netgen.PAPER_SOLVERS.get(protocol, netgen.PAPER_SOLVER)
-    return KIT / TEMPLATES[dataset][1]
+    def make_cmd(self, treatment: str, force: bool = False) -> str:
+        """The make command that runs `treatment` on this run's split (same dataset, protocol, seed, k)."""
+        return layout.train_command(treatment, self.dataset, self.treatment.protocol, self.seed, self.per_class,
+                                    force=force)
 
 
-def _split_info(spec: RunSpec) -> tuple[dict, dict]:
-    """The split's manifest.json (missing: unprepared, the error names the command) and split.json."""
-    manifest = inputs.read_manifest(spec)
-    return manifest, json.loads((spec.split_dir / "split.json").read_text())
-
-
-def _whole_val_test_iter(spec: RunSpec, net, manifest: dict) -> int | None:
-    """Test batches covering the target half's whole val set once (datasets in WHOLE_VAL_TESTS), else None.
-
-    FA-20's halves differ in size (10 classes, or 20 for `all`), so its solver's
-    test_iter is set per run; ImageNet keeps the paper's (1000 x 50 = all 50,000).
-    """
-    if spec.dataset not in WHOLE_VAL_TESTS:
-        return None
-    records = manifest["files"][f"data/{spec.treatment.target}_val_lmdb"]["records"]
-    batch = netgen.phase_net(net, "TEST").layer[0].data_param.batch_size
-    return -(-records // batch)
-
-
-def _data_spec(spec: RunSpec) -> netgen.DataSpec:
-    t = spec.treatment
-    mean_half = t.source or t.target  # a transfer keeps the input mean its copied layers learned on
-    rel = Path("..") / ".." / "data"
-    return netgen.DataSpec(train_source=str(rel / f"{t.target}_train_lmdb"),
-                           val_source=str(rel / f"{t.target}_val_lmdb"),
-                           mean_file=str(rel / f"{mean_half}_mean.binaryproto"))
+def budget(spec: RunSpec) -> int:
+    """Iterations of one run: its `iters`, or its solver template's max_iter."""
+    if spec.iters:
+        return spec.iters
+    return netgen.load_solver(spec.profile.solver_template(spec.treatment.protocol)).max_iter
 
 
 def _write_once(path: Path, text: str) -> None:
@@ -128,52 +93,36 @@ def _write_once(path: Path, text: str) -> None:
     atomic.write_text(path, text)
 
 
-def base_model(spec: RunSpec) -> Path:
-    """The finished, sha256-checked model of the base net a transfer starts from."""
-    return inputs.base_model(spec)
-
-
-def prepare(spec: RunSpec) -> dict:
-    """Write the run folder's prototxt, init model and run.json; return run.json's content."""
-    t = spec.treatment
-    manifest, split = _split_info(spec)
-    num_classes = len(split["halves"][t.target])
-    inputs.check_labels(spec, manifest, num_classes)  # release Caffe corrupts memory on labels >= num_output
-    net_tpl, solver_tpl = KIT / TEMPLATES[spec.dataset][0], solver_template(spec.dataset, t.protocol)
-    template = netgen.load_net(net_tpl)
-    base_path = base_model(spec) if t.kind == "transfer" else None
-    run = spec.run_dir
+def prepare(spec: RunSpec, found: inputs.RunInputs) -> dict:
+    """Write the run folder's prototxt, init model and run.json from checked inputs; return run.json's content."""
+    t, run, prof = spec.treatment, spec.run_dir, spec.profile
     (run / "snapshots").mkdir(parents=True, exist_ok=True)
-    net = netgen.make_treatment(template, t, _data_spec(spec), num_classes, batch_train=spec.batch,
-                                batch_val=spec.batch, exact_classes=spec.dataset in EXACT_CLASSES)
-    solver = netgen.make_solver(netgen.load_solver(solver_tpl), "train_val.prototxt",
-                                random_seed=spec.seed + 1, iters=spec.iters,
-                                test_iter=spec.test_iter or _whole_val_test_iter(spec, net, manifest))
-    _write_once(run / "train_val.prototxt", netgen.to_text(net))
-    _write_once(run / "solver.prototxt", netgen.to_text(solver))
+    files = run_files(prof, t, found.num_classes, spec.seed, "../../data", iters=spec.iters, batch=spec.batch,
+                      test_iter=spec.test_iter, val_records=found.val_records)
+    _write_once(run / "train_val.prototxt", netgen.to_text(files.net))
+    _write_once(run / "solver.prototxt", netgen.to_text(files.solver))
     checksums = {"train_val.prototxt": atomic.sha256(run / "train_val.prototxt"),
-              "solver.prototxt": atomic.sha256(run / "solver.prototxt"),
-              "manifest.json": atomic.sha256(spec.split_dir / "manifest.json")}
-    if t.kind in STARTS_FROM_INIT:
+                 "solver.prototxt": atomic.sha256(run / "solver.prototxt"),
+                 "manifest.json": found.manifest_sha256}
+    if files.starts_from_init:
         init = run / "init.caffemodel"
         if not init.exists() or not (run / "surgery.txt").exists():  # killed between the two: redo
-            if base_path is not None:
-                base_net = netgen.load_net(base_path.parent.parent / "train_val.prototxt")
-                audit = transplant(base_net, base_path, net, t, init, INPUT_SHAPES[spec.dataset],
-                                   seed=spec.seed + 1)
-            else:  # random weights: the first n layers frozen at their seeded fillers
-                audit = random_init(net, t, init, INPUT_SHAPES[spec.dataset], seed=spec.seed + 1)
+            base = None
+            if found.base_model is not None:
+                base = (netgen.load_net(found.base_model.parent.parent / "train_val.prototxt"), found.base_model)
+            audit = make_init(prof, files, t, init, base)
             atomic.write_text(run / "surgery.txt", "\n".join(audit) + "\n")
-        if base_path is not None:
-            checksums["base.caffemodel"] = atomic.sha256(base_path)
+        if found.base_model is not None:
+            checksums["base.caffemodel"] = found.base_sha256
         checksums["init.caffemodel"] = atomic.sha256(init)
+    solver = files.solver
     record = {**t.as_dict(), "dataset": spec.dataset, "split": spec.split_dir.name,
               "seed": spec.seed, "random_seed": solver.random_seed, "max_iter": solver.max_iter,
-              "base_model": str(base_path) if base_path else None, "inputs": checksums,
+              "base_model": str(found.base_model) if found.base_model else None, "inputs": checksums,
               "caffe": caffe_version(), "caffe_binary": tool("caffe"), "git_commit": _git_commit(),
               "command": shlex.join(sys.argv), "caffe_mode": "gpu" if spec.gpu else "cpu",
               "threads": spec.threads, "batch": spec.batch, "test_iter": list(solver.test_iter),
-              "per_class": spec.per_class}
+              "per_class": spec.per_class, "profile": prof.record()}
     atomic.write_json(run / "run.json", record)
     return record
 
@@ -183,45 +132,25 @@ def _git_commit() -> str:
     return out.stdout.strip() or "unknown"
 
 
-def newest_solverstate(run: Path) -> Path | None:
-    """The whole .solverstate of the highest iteration in run/snapshots (incomplete ones set aside)."""
-    found = snapshots.newest_valid(run)
-    return found[1] if found else None
-
-
-def preflight(spec: RunSpec) -> None:
-    """Check the split, its data and labels, and a transfer's base model before touching the run folder."""
-    t = spec.treatment
-    manifest = inputs.read_manifest(spec)
-    halves = json.loads((spec.split_dir / "split.json").read_text())["halves"]
-    inputs.check_labels(spec, manifest, len(halves[t.target]))
-    inputs.check_data(spec, manifest, {t.target, t.source or t.target})
-    if t.kind == "transfer":
-        inputs.base_model(spec)
+def preflight(spec: RunSpec) -> inputs.RunInputs:
+    """Check the split, its data and labels, and a transfer's base model before touching the run folder;
+    return what was read (the manifest, split.json and the base model are read once per start)."""
+    found = inputs.gather(spec)
     if spec.gpu:
         check_gpu()
-
-
-def is_finished(run: Path) -> bool:
-    """Whether run holds a result.json whose model is there with the recorded sha256."""
-    try:
-        result = json.loads((run / "result.json").read_text())
-    except (OSError, ValueError):
-        return False
-    model = run / result.get("model", "")
-    return model.is_file() and atomic.sha256(model) == result.get("model_sha256")
+    return found
 
 
 def train(spec: RunSpec, force: bool = False, on_iter=None) -> dict:
     """Run (or resume, or skip if finished) one treatment; return its result.json content."""
     run = spec.run_dir
     if (run / "result.json").exists() and not force:
-        if not is_finished(run):
+        if not layout.is_finished(run):
             raise KitError(f"{run}/result.json names a model that is missing or altered",
-                           f"redo the run: {spec.make_cmd(spec.treatment.name)} FORCE=1")
+                           f"redo the run: {spec.make_cmd(spec.treatment.name, force=True)}")
         log.info("%s is finished; keeping it (use --force to redo)", run)
         return {**json.loads((run / "result.json").read_text()), "status": "skipped"}
-    preflight(spec)
+    found = preflight(spec)
     if force and run.exists():
         if supervise.lock_holder(run) is not None:
             raise KitError(f"{run} is being trained by another process", "wait for it or stop it, then rerun")
@@ -232,7 +161,7 @@ def train(spec: RunSpec, force: bool = False, on_iter=None) -> dict:
     with supervise.run_lock(run) as lock_fd:
         (run / "failed.json").unlink(missing_ok=True)
         try:
-            return _train_locked(spec, lock_fd, on_iter)
+            return _train_locked(spec, lock_fd, on_iter, found)
         except supervise.Interrupted:
             raise
         except OSError as exc:
@@ -253,9 +182,9 @@ def _mark_failed(run: Path, exc: KitError) -> None:
         log.warning("could not write %s/failed.json", run)
 
 
-def _train_locked(spec: RunSpec, lock_fd: int, on_iter) -> dict:
+def _train_locked(spec: RunSpec, lock_fd: int, on_iter, found: inputs.RunInputs) -> dict:
     run = spec.run_dir
-    record = prepare(spec)
+    record = prepare(spec, found)
     found = snapshots.newest_valid(run)
     if found and found[0] >= record["max_iter"]:
         log.info("%s: snapshot %s is the last iteration; finishing without caffe", run, found[1].name)
@@ -264,11 +193,6 @@ def _train_locked(spec: RunSpec, lock_fd: int, on_iter) -> dict:
     status = resume(run, lock_fd, spec.threads, spec.gpu, on_iter=on_iter, name=spec.treatment.name,
                     weights="init.caffemodel" if spec.treatment.kind in STARTS_FROM_INIT else None)
     return _finish(spec, record, time.time() - start, status)
-
-
-def _last_line(path: Path) -> str:
-    lines = path.read_text(errors="replace").strip().splitlines()
-    return lines[-1][-200:] if lines else "(empty log)"
 
 
 def _finish(spec: RunSpec, record: dict, seconds: float, status: str) -> dict:

@@ -68,6 +68,7 @@ def test_frozen_layers_are_bit_identical_and_skip_backward(tmp_path):
     run_caffe(["train", "--solver=solver.prototxt", "--weights=source.caffemodel"], tmp_path,
               tmp_path / "train.log")
     got = _params(caffe, tmp_path, "snap_iter_5.caffemodel")
+    assert len(got["conv1"]) == len(src["conv1"]) == 2, "conv1's weights and biases in both"
     assert all(np.array_equal(a, b) for a, b in zip(got["conv1"], src["conv1"]))
     assert not np.array_equal(got["fc"][0], src["fc"][0]), "the learning layer did not move"
     log = (tmp_path / "train.log").read_text()

@@ -1,4 +1,4 @@
-"""Tests of data_prep: FA-20, class splits, Datum LMDBs, means, per-split preparation.
+"""Tests of data_prep: FA-20 and per-split preparation (class splits: test_splits.py; LMDBs, means: test_lmdb_io.py).
 
 Real data (Debian dataset-fashion-mnist, PyPI animal-mnist), real lmdb, real
 caffe_pb2 Datums and the real `compute_image_mean` binary; nothing mocked.
@@ -18,16 +18,10 @@ import numpy as np
 import pytest
 
 from data_prep import fa20
-from data_prep.lmdb_io import (caffe_pb2, compute_mean, is_complete_lmdb, read_datum_lmdb, read_mean,
-                               write_datum_lmdb)
+from data_prep.lmdb_io import caffe_pb2, is_complete_lmdb, read_datum_lmdb, read_mean
 from data_prep.prepare import prepare_for, prepare_natman, prepare_split, prepare_whole, read_manifest
-from data_prep.splits import (Split, apply_split_to_list, idxmap, make_random_split, natman_split, random_split,
-                              read_split_json, write_split_json)
+from data_prep.splits import Split, make_random_split, natman_split
 from kitcore.errors import KitError
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-VAL_TXT = SHARED / "reference" / "ilsvrc12" / "val.txt"
-
 
 def dead_pid() -> int:
     """Return the id of a process that has just exited."""
@@ -137,162 +131,7 @@ def test_missing_sources_raise_kiterror(tmp_path):
         fa20.load_fashion(tmp_path)
 
 
-# ---------------------------------------------------------------- splits
-
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
-@pytest.mark.parametrize("k", [20, 1000])
-def test_random_split_matches_authors_procedure(seed, k):
-    state = np.random.get_state()
-    try:
-        np.random.seed([seed])
-        ref = sorted(np.random.choice(np.arange(k), k // 2, replace=False).tolist())
-        np.random.seed(12345)
-        marker = np.random.get_state()[1].copy()
-        half_a, half_b = random_split(k, seed)
-        assert np.array_equal(np.random.get_state()[1], marker)  # global generator untouched
-    finally:
-        np.random.set_state(state)
-    assert half_a == ref
-    assert half_b == sorted(set(range(k)) - set(ref))
-
-
-def test_random_split_properties():
-    for k in (7, 20, 1000):
-        a, b = random_split(k, 5)
-        assert (a, b) == random_split(k, 5)
-        assert a == sorted(a) and b == sorted(b) and not set(a) & set(b)
-        assert sorted(a + b) == list(range(k)) and len(a) == k // 2
-    assert random_split(20, 0) != random_split(20, 1)
-
-
-@pytest.mark.parametrize("bad", [-1, 1.0, "0", True, None, 2**32])
-def test_bad_seed_is_kiterror(bad):
-    with pytest.raises(KitError, match="seed"):
-        random_split(20, bad)
-
-
-def test_split_json_and_idxmap(tmp_path):
-    s = make_random_split(20, 0)
-    assert s.name == "random0" and s.seed == 0 and set(s.halves) == {"A", "B"}
-    m = s.idxmap("A")
-    assert list(m.values()) == list(range(10)) and list(m) == sorted(m)
-    assert idxmap([9, 3, 5]) == {3: 0, 5: 1, 9: 2}
-    assert Split.from_json(s.to_json()) == s
-    write_split_json(tmp_path / "split.json", s, {"note": "x"})
-    assert read_split_json(tmp_path / "split.json") == s
-    with pytest.raises(ValueError, match="partition"):
-        Split(name="bad", halves={"A": [0, 1], "B": [1, 2]}, num_classes=3)
-
-
-def test_apply_split_to_list_small():
-    lines = ["a.jpg 3", "b.jpg 0", "", "c d.jpg 5", "e.jpg 1"]
-    assert apply_split_to_list(lines, [5, 3]) == "a.jpg 0\nc d.jpg 1\n"
-    with pytest.raises(TypeError):
-        apply_split_to_list("a.jpg 3\n", [3])
-    with pytest.raises(ValueError, match="line 1"):
-        apply_split_to_list(["nolabel"], [3])
-
-
-@pytest.mark.skipif(not VAL_TXT.is_file(), reason=f"authors' reference data absent ({VAL_TXT}); CI has ../shared")
-def test_imagenet_seed0_split_matches_authors_files():
-    half_a, half_b = random_split(1000, 0)
-    md5 = {h: hashlib.md5(apply_split_to_list(VAL_TXT, labels).encode()).hexdigest()
-           for h, labels in (("A", half_a), ("B", half_b))}
-    assert md5 == {"A": "2f10009e20d77eb7007cf70674958b94", "B": "cce39b383d681345c873faf2c0c28d33"}
-
-
-# ---------------------------------------------------------------- LMDB + mean
-
-def _images(n=37, c=3, h=5, w=4, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, (n, c, h, w), dtype=np.uint8), rng.integers(0, 6, n)
-
-
-def test_lmdb_round_trip_real_datums(tmp_path):
-    x, y = _images()
-    path = tmp_path / "db_lmdb"
-    entry = write_datum_lmdb(path, x, y, shuffle_seed=7)
-    order = np.random.default_rng(7).permutation(len(y))
-    rx, ry = read_datum_lmdb(path)
-    assert np.array_equal(rx, x[order]) and np.array_equal(ry, y[order])
-    env = lmdb.open(str(path), readonly=True, lock=False)
-    with env.begin() as txn:
-        keys = [k for k, _ in txn.cursor()]
-        first = caffe_pb2().Datum.FromString(txn.get(b"00000000"))
-    env.close()
-    assert keys == [f"{i:08d}".encode() for i in range(37)]
-    assert not first.encoded and (first.channels, first.height, first.width) == (3, 5, 4)
-    assert first.data == x[order[0]].tobytes() and first.label == y[order[0]]
-    assert entry["records"] == 37 and entry["label_min"] == y.min() and entry["label_max"] == y.max()
-    assert entry["label_counts"] == {str(i): int(k) for i, k in enumerate(np.bincount(y)) if k}
-    assert (entry["channels"], entry["height"], entry["width"]) == (3, 5, 4)
-    assert entry["sha256"] == hashlib.sha256((path / "data.mdb").read_bytes()).hexdigest()
-    assert write_datum_lmdb(tmp_path / "again_lmdb", x, y, 7)["sha256"] == entry["sha256"]
-    assert write_datum_lmdb(tmp_path / "other_lmdb", x, y, 8)["sha256"] != entry["sha256"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["again_lmdb", "db_lmdb", "other_lmdb"]
-
-
-def test_caffe_data_layer_reads_our_lmdb(tmp_path):
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    import caffe
-    x, y = _images(n=20, c=1, h=28, w=28, seed=4)
-    write_datum_lmdb(tmp_path / "db_lmdb", x, y, 5)
-    proto = tmp_path / "net.prototxt"
-    proto.write_text(f'layer {{ name: "d" type: "Data" top: "data" top: "label" data_param '
-                     f'{{ source: "{tmp_path / "db_lmdb"}" backend: LMDB batch_size: 8 }} }}\n')
-    net = caffe.Net(str(proto), caffe.TEST)
-    try:
-        net.forward()
-        order = np.random.default_rng(5).permutation(20)[:8]
-        assert np.array_equal(net.blobs["label"].data, y[order])
-        assert np.array_equal(net.blobs["data"].data, x[order].astype(np.float32))
-    finally:
-        del net
-
-
-def test_lmdb_rejects_bad_input(tmp_path):
-    x, y = _images()
-    with pytest.raises(ValueError, match="uint8"):
-        write_datum_lmdb(tmp_path / "a", x.astype(np.float32), y, 0)
-    with pytest.raises(ValueError, match="labels"):
-        write_datum_lmdb(tmp_path / "a", x, y[:-1], 0)
-
-
-def test_existing_lmdb_not_overwritten_without_force(tmp_path):
-    x, y = _images()
-    path = tmp_path / "db_lmdb"
-    first = write_datum_lmdb(path, x, y, 1)
-    with pytest.raises(KitError, match="already exists"):
-        write_datum_lmdb(path, x[:5], y[:5], 1)
-    assert read_datum_lmdb(path)[0].shape[0] == 37 and first["sha256"] == hashlib.sha256((path / "data.mdb").read_bytes()).hexdigest()
-    entry = write_datum_lmdb(path, x[:5], y[:5], 1, force=True)
-    assert entry["records"] == 5 and read_datum_lmdb(path)[0].shape[0] == 5
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["db_lmdb"]
-
-
-def test_killed_lmdb_write_is_not_complete_and_is_redone(tmp_path):
-    x, y = _images()
-    path = tmp_path / "db_lmdb"
-    leftover = tmp_path / f"db_lmdb.tmp-{dead_pid()}"
-    leftover.mkdir()
-    (leftover / "data.mdb").write_bytes(b"half written")
-    assert not is_complete_lmdb(path)
-    write_datum_lmdb(path, x, y, 0)
-    assert not leftover.exists() and is_complete_lmdb(path)
-    assert np.array_equal(np.sort(read_datum_lmdb(path)[1]), np.sort(y))
-
-
-def test_compute_mean_real_binary_matches_numpy(tmp_path):
-    x, y = _images(n=50, c=3, h=6, w=5, seed=3)
-    write_datum_lmdb(tmp_path / "db_lmdb", x, y, 0)
-    out = compute_mean(tmp_path / "db_lmdb", tmp_path / "mean.binaryproto")
-    mean = read_mean(out)
-    assert mean.shape == (3, 6, 5)
-    assert np.abs(mean - x.astype(np.float64).mean(axis=0)).max() < 1e-4
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["db_lmdb", "mean.binaryproto"]
-
-
-# ---------------------------------------------------------------- prepare
+# ---------------------------------------------------------------- per-split preparation
 
 def test_prepare_split_manifest_and_contents(split0, fa20_data):
     split = make_random_split(20, 0)

@@ -19,6 +19,7 @@ import pytest
 
 from conftest import ROOT
 from kitcore.caffe_env import pb2
+from kitcore.profiles import profile
 caffe_pb2 = pb2()
 
 pytestmark = pytest.mark.slow
@@ -70,6 +71,7 @@ def test_runs_finish_with_a_result(work):
         assert final_model(runs(work) / name).is_file()
         meta = json.loads((runs(work) / name / "run.json").read_text())
         assert meta["max_iter"] == int(ITERS) and meta["split"] == "random0"
+        assert meta["profile"] == profile("fa20").record(), "run.json records the dataset's whole profile"
 
 
 def test_frozen_transfer_keeps_the_base_layers_bit_for_bit(work):
@@ -77,6 +79,7 @@ def test_frozen_transfer_keeps_the_base_layers_bit_for_bit(work):
     init = blobs(runs(work) / "A3B" / "init.caffemodel")
     final = blobs(final_model(runs(work) / "A3B"))
     for layer in ("conv1", "conv2", "conv3"):
+        assert len(base[layer]) == len(init[layer]) == len(final[layer]) == 2, layer  # weights and biases
         for b, i, f in zip(base[layer], init[layer], final[layer]):
             assert np.array_equal(b, i) and np.array_equal(b, f), layer
     assert "conv4" not in final and "conv4-new" in final  # re-initialised above n
@@ -122,7 +125,7 @@ def test_transfer_without_its_base_is_a_one_line_error(work):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: missing base model for B2A")
-    assert "make train TREATMENT=baseB DATASET=fa20 SEED=0" in lines[0]
+    assert "make train TREATMENT=baseB DATASET=fa20 PROTOCOL=random SEED=0" in lines[0]
     assert not (runs(work) / "B2A").exists()
 
 
@@ -145,6 +148,7 @@ def test_random_frozen_weights_on_all_classes(tmp_path):
     run = tmp_path / "fa20" / "all" / "runs" / "randfrozen2"
     init, final = blobs(run / "init.caffemodel"), blobs(final_model(run))
     for layer in ("conv1", "conv2"):
+        assert len(init[layer]) == len(final[layer]) == 2, layer
         assert all(np.array_equal(i, f) for i, f in zip(init[layer], final[layer])), layer
     assert not np.array_equal(init["conv3"][0], final["conv3"][0])
     assert final["fc8"][0].size == 20 * 256

@@ -4,7 +4,10 @@ Each command is started as a user would (`python -m runner.cli ...`, its own
 process group), killed with SIGKILL at a spread of moments across its run
 (the whole group, so a `compute_image_mean` or `caffe` child dies too) at
 15%, 30%, ..., 90% of an uninterrupted run's wall time, and
-then rerun to completion. The result must equal an uninterrupted run's:
+then rerun to completion. For generation and surgery one more kill is timed by
+the run folder itself: the moment solver.prototxt appears (generation done,
+surgery started), and the files present then show that it landed inside the
+surgery (surgery.txt, written when it ends, absent). The result must equal an uninterrupted run's:
 the split's manifest (sha256 of every LMDB and mean), the transfer's prototxt
 and init.caffemodel. Training itself is covered by tests/test_resume.py.
 """
@@ -55,6 +58,21 @@ def kill_after(delay: float, *args: str) -> bool:
         return True
 
 
+def kill_when(path: Path, *args: str) -> set[str]:
+    """Start the command, SIGKILL its process group as soon as `path` exists; return the files of
+    path's folder at that moment."""
+    proc = start(*args)
+    deadline = time.monotonic() + 120
+    while not path.exists():
+        assert proc.poll() is None, f"the command ended before {path} appeared"
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.002)
+    present = {p.name for p in path.parent.iterdir()}
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return present
+
+
 def _files(sdir: Path) -> dict:
     manifest = json.loads((sdir / "manifest.json").read_text())
     return {name: entry.get("sha256") for name, entry in manifest["files"].items()}
@@ -84,12 +102,15 @@ def test_kill9_during_generation_and_surgery_then_rerun(tmp_path):
             for name in ("train_val.prototxt", "solver.prototxt", "init.caffemodel", "surgery.txt")}
     (runs / "A3B").rename(runs / "A3B.ref")
     killed = 0
-    for delay in (f * wall for f in FRACTIONS):
-        killed += kill_after(delay, "train", "--work", str(work), "--treatment", "A3B", "--iters", "2",
-                             "--threads", "1")
+    args = ("train", "--work", str(work), "--treatment", "A3B", "--iters", "2", "--threads", "1")
+    present = kill_when(runs / "A3B" / "solver.prototxt", *args)
+    assert "train_val.prototxt" in present and "surgery.txt" not in present, f"not inside surgery: {present}"
+    for delay in [None] + [f * wall for f in FRACTIONS]:
+        if delay is not None:
+            killed += kill_after(delay, *args)
         finish("train", "--work", str(work), "--treatment", "A3B", "--iters", "2", "--threads", "1")
         got = {name: (runs / "A3B" / name).read_bytes() for name in want}
         assert got == want, f"killed after {delay} s"
         assert (runs / "A3B" / "result.json").is_file()
-        (runs / "A3B").rename(runs / f"A3B.{delay:.2f}")
+        (runs / "A3B").rename(runs / f"A3B.{delay or 0:.2f}")
     assert killed >= 3, "the kills should land while the command works"

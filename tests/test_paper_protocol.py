@@ -22,29 +22,26 @@ from analysis.parse_log import parse_log
 from data_prep.imagenet import prepare_imagenet
 from data_prep.imagenet_synth import make_synthetic_ilsvrc
 from generators import netgen
-from generators.surgery import transplant
+from generators.runfiles import make_init, run_files
 from generators.treatments import parse
 from kitcore.caffe_env import pb2
+from kitcore.profiles import profile
 caffe_pb2 = pb2()
 from conftest import ROOT, run_caffe
 
 WNIDS = tuple(f"n{c + 1:08d}" for c in range(8))
 ITERS = 4
-INPUT = (1, 3, 227, 227)
 
 
 def _generate(run, sdir, name, num_classes):
+    """The run files `transfer-kit train` writes (generators.runfiles.run_files), at toy batch and length."""
     t = parse(name)
-    data = netgen.DataSpec(str(sdir / "data" / f"{t.target}_train_lmdb"), str(sdir / "data" / f"{t.target}_val_lmdb"),
-                           str(sdir / "data" / f"{t.source or t.target}_mean.binaryproto"))
-    net = netgen.make_treatment(netgen.load_net(ROOT / "prototxt" / "caffenet.prototxt"), t, data, num_classes,
-                                batch_train=4, batch_val=4)
-    solver = netgen.make_solver(netgen.load_solver(ROOT / "solvers" / "caffenet_solver.prototxt"),
-                                "train_val.prototxt", random_seed=1, iters=ITERS, test_iter=1, snapshot=ITERS)
+    files = run_files(profile("imagenet"), t, num_classes, seed=0, data_root=str(sdir / "data"), iters=ITERS,
+                      batch=4, test_iter=1, snapshot=ITERS)
     (run / "snapshots").mkdir(parents=True)
-    (run / "train_val.prototxt").write_text(netgen.to_text(net))
-    (run / "solver.prototxt").write_text(netgen.to_text(solver))
-    return t, net
+    (run / "train_val.prototxt").write_text(netgen.to_text(files.net))
+    (run / "solver.prototxt").write_text(netgen.to_text(files.solver))
+    return t, files
 
 
 def _conv_blobs(model):
@@ -63,14 +60,16 @@ def test_paper_protocol_base_then_transfer(tmp_path):
     assert manifest["files"]["data/A_train_lmdb"]["height"] == 256
 
     base_run = sdir / "runs" / "baseA"
-    _, base_net = _generate(base_run, sdir, "baseA", num_classes=4)
+    _, base_files = _generate(base_run, sdir, "baseA", num_classes=4)
+    base_net = base_files.net
     assert netgen.weight_layers(base_net)[-1].inner_product_param.num_output == 1000, "the authors' fc8 width"
     run_caffe(["train", "--solver=solver.prototxt"], base_run, base_run / "train.log")
     base_model = base_run / "snapshots" / f"snap_iter_{ITERS}.caffemodel"
 
     run = sdir / "runs" / "A3B"
-    t, net = _generate(run, sdir, "A3B", num_classes=4)
-    audit = transplant(base_net, base_model, net, t, run / "init.caffemodel", INPUT, seed=1)
+    t, files = _generate(run, sdir, "A3B", num_classes=4)
+    assert files.starts_from_init and files.seed == 1
+    audit = make_init(profile("imagenet"), files, t, run / "init.caffemodel", (base_net, base_model))
     assert sum("copied from base" in line for line in audit) == 6 and sum("dropped" in line for line in audit) == 10
     run_caffe(["train", "--solver=solver.prototxt", "--weights=init.caffemodel"], run, run / "train.log")
 
@@ -78,6 +77,7 @@ def test_paper_protocol_base_then_transfer(tmp_path):
     assert "Finetuning from init.caffemodel" in text and "conv3 does not need backward computation" in text
     base, moved = _conv_blobs(base_model), _conv_blobs(run / "snapshots" / f"snap_iter_{ITERS}.caffemodel")
     for name in ("conv1", "conv2", "conv3"):
+        assert len(base[name]) == len(moved[name]) == 2, f"{name}: weights and biases in both models"
         assert all(np.array_equal(a, b) for a, b in zip(base[name], moved[name])), f"{name} copied and frozen"
     assert "conv4" not in moved and moved["conv4-new"][0].shape == base["conv4"][0].shape
     for log in (base_run / "train.log", run / "train.log"):

@@ -1,0 +1,86 @@
+"""The one decision treatment -> run files: train_val net, solver and (for some kinds) init model.
+
+`run_files` is what `transfer-kit train` writes into a run folder, what
+compare-original compares with the authors' files, and what the paper-protocol
+test trains: one function, so the three cannot drift apart. The dataset's
+profile (kitcore.profiles) supplies the templates, the classifier width rule,
+the test policy and the half whose mean a transfer reads; netgen.make_treatment
+decides freezing and renaming; `make_init` writes the init model (surgery) of
+the kinds in STARTS_FROM_INIT.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from generators import netgen
+from generators.surgery import random_init, transplant
+from generators.treatments import Treatment
+from kitcore.profiles import Profile
+
+STARTS_FROM_INIT = ("transfer", "random-weights")  # kinds whose run starts from init.caffemodel
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """A run's generated messages, the solver's random seed (the surgery's too) and the treatment's kind."""
+
+    net: object      # caffe_pb2.NetParameter (train_val)
+    solver: object   # caffe_pb2.SolverParameter
+    seed: int
+    kind: str = "base"
+
+    @property
+    def starts_from_init(self) -> bool:
+        """Whether the run starts from init.caffemodel."""
+        return self.kind in STARTS_FROM_INIT
+
+
+def data_spec(profile: Profile, t: Treatment, data_root: str) -> netgen.DataSpec:
+    """The target half's LMDBs and the mean file the profile assigns, under `data_root`."""
+    mean_half = profile.mean_half(t.source, t.target)
+    root = data_root.rstrip("/") + "/" if data_root else ""
+    return netgen.DataSpec(train_source=f"{root}{t.target}_train_lmdb", val_source=f"{root}{t.target}_val_lmdb",
+                           mean_file=f"{root}{mean_half}_mean.binaryproto")
+
+
+def _whole_val_test_iter(net, val_records: int | None) -> int:
+    """Test batches covering `val_records` once, at the TEST Data layer's batch size."""
+    if not val_records:
+        raise ValueError("the profile tests on the whole val set: pass val_records")
+    batch = netgen.phase_net(net, "TEST").layer[0].data_param.batch_size
+    return -(-val_records // batch)
+
+
+def run_files(profile: Profile, t: Treatment, num_classes: int, seed: int, data_root: str, *,
+              iters: int | None = None, batch: int | None = None, test_iter: int | None = None,
+              val_records: int | None = None, snapshot: int | None = None) -> RunFiles:
+    """The train_val net and solver of treatment `t` on a split with `num_classes` target classes.
+
+    seed: the split seed; the solver (and the surgery's fillers) use seed + 1.
+    iters rescales the solver's schedule; batch replaces the template's train and
+    val batch; test_iter replaces the profile's test policy; val_records (the
+    target's val LMDB size) is needed when the profile tests on the whole val set.
+    """
+    net = netgen.make_treatment(netgen.load_net(profile.net_template_path()), t, data_spec(profile, t, data_root),
+                                num_classes, batch_train=batch, batch_val=batch, exact_classes=profile.exact_classes)
+    if test_iter is None and profile.whole_val_test:
+        test_iter = _whole_val_test_iter(net, val_records)
+    solver = netgen.make_solver(netgen.load_solver(profile.solver_template(t.protocol)), "train_val.prototxt",
+                                random_seed=seed + 1, iters=iters, test_iter=test_iter, snapshot=snapshot)
+    return RunFiles(net=net, solver=solver, seed=seed + 1, kind=t.kind)
+
+
+def crop_size(net) -> int:
+    """The crop of the net's TEST Data layer (0: none)."""
+    return netgen.phase_net(net, "TEST").layer[0].transform_param.crop_size
+
+
+def make_init(profile: Profile, files: RunFiles, t: Treatment, out: Path,
+              base: tuple[object, Path] | None = None) -> list[str]:
+    """Write init.caffemodel for `t` to `out`: the base's first n layers (base = (its net, its model)),
+    or for random weights the seeded fillers; return the surgery's audit lines."""
+    shape = profile.input_shape(crop_size(files.net))
+    if base is not None:
+        return transplant(base[0], base[1], files.net, t, out, shape, seed=files.seed)
+    return random_init(files.net, t, out, shape, seed=files.seed)

@@ -1,0 +1,61 @@
+"""The state of one run from its folder: finished, running, failed, resumable at iteration N, not started.
+
+Used by the grid's status table (runner.grid) and by the Slurm engine (runner.slurm)
+to skip finished runs; it imports neither of them.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from kitcore.layout import is_finished, read_result
+from runner import snapshots, supervise
+from runner.train import RunSpec
+
+
+def _last_iter(log_path: Path) -> int | None:
+    """The last `Iteration N` in the tail of a caffe log."""
+    try:
+        with open(log_path, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, 2) - 20000))
+            found = re.findall(rb"\] Iteration (\d+)", fh.read())
+    except OSError:
+        return None
+    return int(found[-1]) if found else None
+
+
+def run_state(spec: RunSpec) -> dict:
+    """State of one run from its folder: finished, running, failed, resumable at iter N, or not started."""
+    run = spec.run_dir
+    row = {"treatment": spec.treatment.name, "state": "not started", "detail": "", "iter": None}
+    if is_finished(run):
+        result = read_result(run)
+        score = result.get("score")
+        return {**row, "state": "finished", "iter": result.get("iterations"),
+                "detail": f"score {score:.4f}" if score is not None else "no test accuracy"}
+    pid = supervise.lock_holder(run) if run.is_dir() else None
+    if pid is not None:
+        it = _last_iter(run / "train.log")
+        return {**row, "state": "running", "iter": it, "detail": f"pid {pid}, iteration {it}"}
+    found = snapshots.peek_newest(run) if run.is_dir() else None
+    if found:
+        row.update(state=f"resumable at iter {found[0]}", iter=found[0])
+    elif (run / "train.log").exists():
+        row.update(state="resumable at iter 0", iter=0)
+    if (run / "failed.json").exists():
+        error = json.loads((run / "failed.json").read_text()).get("error", "")
+        row.update(state="failed", detail=f"{error[:160]} ({row['state']})")
+    return row
+
+
+def format_status(rows: list[dict]) -> str:
+    """A table: one line per run, then counts per state."""
+    lines = [f"{'treatment':10s} {'state':24s} detail"]
+    lines += [f"{r['treatment']:10s} {r['state']:24s} {r['detail']}".rstrip() for r in rows]
+    counts: dict[str, int] = {}
+    for r in rows:
+        key = r["state"].split(" at iter")[0]
+        counts[key] = counts.get(key, 0) + 1
+    lines.append(", ".join(f"{v} {k}" for k, v in counts.items()))
+    return "\n".join(lines)

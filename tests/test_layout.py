@@ -1,0 +1,150 @@
+"""The house's rules: the core at the bottom, one layout, one profile registry, files under 300 lines.
+
+Import rules are read from the sources with `ast` (every import, also the ones
+inside functions), so a lazy import cannot hide an upward dependency.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+
+import pytest
+
+from generators.treatments import parse
+from kitcore import layout
+from kitcore.errors import KitError
+from kitcore.profiles import PROFILES, Profile, profile, register
+from runner import inputs
+from runner.train import RunSpec
+from conftest import ROOT
+
+PACKAGES = ("kitcore", "data_prep", "generators", "analysis", "runner")
+
+
+def _imports(path) -> set[str]:
+    """Top-level package names a source file imports (anywhere in the file)."""
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def _imports_from(path) -> set[str]:
+    """Names a source file imports from the runner package (`from runner import x`, `runner.x`)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "runner":
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("runner."):
+            names.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            names |= {a.name.split(".")[1] for a in node.names if a.name.startswith("runner.")}
+    return names
+
+
+def _modules(package: str):
+    files = sorted((ROOT / package).glob("*.py"))
+    assert files, f"no modules in {package}/"
+    return files
+
+
+@pytest.mark.parametrize("package,allowed", [("kitcore", {"kitcore"}), ("data_prep", {"kitcore", "data_prep"}),
+                                             ("generators", {"kitcore", "generators"}),
+                                             ("analysis", {"kitcore", "analysis"})])
+def test_layers_import_only_downwards(package, allowed):
+    for path in _modules(package):
+        kit = _imports(path) & set(PACKAGES)
+        assert kit <= allowed, f"{path.relative_to(ROOT)} imports {sorted(kit - allowed)}"
+
+
+def test_grid_and_slurm_do_not_import_each_other():
+    grid, slurm = ROOT / "runner" / "grid.py", ROOT / "runner" / "slurm.py"
+    assert "slurm" not in {n for n in _imports_from(grid)}, "grid imports runner.slurm"
+    assert "grid" not in {n for n in _imports_from(slurm)}, "slurm imports runner.grid"
+    assert {"grid", "slurm"} <= _imports_from(ROOT / "runner" / "status.py"), "status joins the two"
+
+
+def test_no_source_file_over_300_lines():
+    files = [p for pkg in PACKAGES + ("bench",) for p in _modules(pkg)]
+    assert len(files) > 40
+    long = {str(p.relative_to(ROOT)): n for p in files if (n := len(p.read_text().splitlines())) > 300}
+    assert not long, long
+
+
+def test_importing_the_generators_needs_no_pycaffe():
+    code = ("import sys; import generators.netgen, generators.runfiles, kitcore.caffe_env, kitcore.layout; "
+            "print('caffe' in sys.modules, 'caffe.proto' in sys.modules, bool(__import__('os').environ.get("
+            "'GLOG_minloglevel')))")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ["False", "False", "False"]
+
+
+def test_split_names_per_protocol():
+    assert [layout.split_name(p, 3, 5) for p in ("random", "natman", "whole", "reduced")] == \
+        ["random3", "natman", "all", "reduced5"]
+    with pytest.raises(KitError, match="needs k"):
+        layout.split_name("reduced", 0, None)
+    assert layout.split_seed("random12") == 12 and layout.split_seed("natman") is None
+    assert layout.split_seed("random1x") is None
+
+
+@pytest.mark.parametrize("protocol,treatment,base,extra", [
+    ("natman", "A1B", "baseA", "PROTOCOL=natman SEED=2"),
+    ("random", "B3B+", "baseB", "PROTOCOL=random SEED=2"),
+])
+def test_a_missing_base_names_the_command_of_its_own_split(tmp_path, protocol, treatment, base, extra):
+    spec = RunSpec(tmp_path, "fa20", 2, parse(treatment, protocol))
+    with pytest.raises(KitError) as err:
+        inputs.base_model(spec)
+    assert f"fix: make train TREATMENT={base} DATASET=fa20 {extra}" in str(err.value)
+    assert spec.run_dir == tmp_path / "fa20" / layout.split_name(protocol, 2) / "runs" / treatment
+
+
+def test_fix_commands_carry_every_variable_of_the_split():
+    assert layout.train_command("base", "imagenet", "reduced", 0, 25, force=True) == \
+        "make train TREATMENT=base DATASET=imagenet PROTOCOL=reduced SEED=0 PERCLASS=25 FORCE=1"
+    assert layout.split_command("imagenet", "reduced", 0, 25) == \
+        "make split-reduced DATASET=imagenet PERCLASS=25 LISTS=dir IMAGES=dir"
+    assert layout.split_command("fa20", "random", 3, force=True) == "make split-random DATASET=fa20 SEED=3 FORCE=1"
+    assert layout.split_command("fa20", "natman") == "make split-natural DATASET=fa20"
+
+
+def test_is_finished_is_one_answer(tmp_path):
+    run = tmp_path / "run"
+    assert not layout.is_finished(run)
+    (run / "snapshots").mkdir(parents=True)
+    model = run / "snapshots" / "m.caffemodel"
+    model.write_bytes(b"weights")
+    (run / "result.json").write_text(json.dumps({"model": "snapshots/m.caffemodel", "model_sha256": "0" * 64}))
+    assert not layout.is_finished(run) and layout.is_finished(run, check_model=False)
+    from kitcore.atomic import sha256
+    (run / "result.json").write_text(json.dumps({"model": "snapshots/m.caffemodel", "model_sha256": sha256(model)}))
+    assert layout.is_finished(run)
+    model.unlink()
+    assert not layout.is_finished(run, check_model=False)
+
+
+def test_profiles_registry():
+    assert set(PROFILES) >= {"fa20", "imagenet"}
+    fa20, imagenet = profile("fa20"), profile("imagenet")
+    assert fa20.input_shape() == (1, 1, 28, 28) and imagenet.input_shape(227) == (1, 3, 227, 227)
+    assert imagenet.solver_template("reduced").name == "caffenet_reduced_solver.prototxt"
+    assert imagenet.solver_template("natman").name == "caffenet_solver.prototxt"
+    assert fa20.net_template_path().is_file() and all((ROOT / s).is_file() for s in imagenet.solvers.values())
+    assert fa20.mean_half("A", "B") == "A" and fa20.mean_half(None, "B") == "B"
+    record = json.loads(json.dumps(fa20.record()))
+    assert Profile(**{**record, "image_shape": tuple(record["image_shape"]),
+                      "protocols": tuple(record["protocols"])}) == fa20, "run.json's profile is the whole profile"
+    with pytest.raises(KitError, match="unknown dataset 'cifar'.*fa20, imagenet"):
+        profile("cifar")
+    with pytest.raises(KitError, match="is taken"):
+        register(Profile(**{**fa20.record(), "image_shape": (3, 32, 32), "protocols": ("random",)}))
+    with pytest.raises(KitError, match="no split of fa20"):
+        fa20.check_protocol("reduced")
