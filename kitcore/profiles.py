@@ -7,12 +7,17 @@ shape is derived from it and the template's crop), the seeds rule and how its
 splits are made. `run.json` records the profile whole (`Profile.record`), so a
 run folder says every policy that made it.
 
-`PROFILES` holds the kit's two datasets; `register` adds another (a user's
-dataset, made by `make dataset`), refusing a name already taken. Nothing else
-in the kit branches on a dataset's name: it asks `profile(name)`.
+`PROFILES` holds the kit's two datasets; `register` adds another, refusing a
+name already taken. A user's dataset (`make dataset DATASET=NAME IMAGES=DIR`)
+gets its profile from `user_profile` (NET=small: the CPU-scale net and the
+embedded protocol's solver; NET=caffenet: the paper's), stored in
+`<work>/<NAME>/dataset/profile.json` and registered by `load_user_profiles`
+when a command starts. Nothing else in the kit branches on a dataset's name:
+it asks `profile(name)`.
 """
 from __future__ import annotations
 
+import json
 import numbers
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -124,3 +129,46 @@ register(Profile(
     whole_val_test=False,  # the paper's test_iter 1000 x batch 50 = the whole 50,000-image val set
     split_args="LISTS=dir IMAGES=dir",
     protocols=("random", "natman", "whole", "reduced")))
+
+
+NETS = {  # NET= of `make dataset`: the net template and solvers a user dataset trains with
+    "small": ("prototxt/fa20_caffenet.prototxt", {"*": "solvers/fa20_solver.prototxt"}),
+    "caffenet": ("prototxt/caffenet.prototxt", {"*": "solvers/caffenet_solver.prototxt",
+                                               "reduced": "solvers/caffenet_reduced_solver.prototxt"}),
+}
+PROFILE_FILE = "profile.json"  # <work>/<dataset>/dataset/profile.json: a user dataset's profile
+
+
+def user_profile(name: str, net: str, image_shape: tuple[int, int, int], extra: dict | None = None) -> Profile:
+    """The profile of a dataset a user adds (`make dataset DATASET=NAME IMAGES=DIR NET=...`)."""
+    if net not in NETS:
+        raise KitError(f"unknown NET {net!r}", f"use one of: {', '.join(NETS)}")
+    if name in PROFILES and not PROFILES[name].extra.get("user"):
+        raise KitError(f"dataset name {name!r} is the kit's own", "choose another DATASET name")
+    template, solvers = NETS[net]
+    c, h, w = image_shape
+    return Profile(name=name, description=f"a user's class-per-folder dataset ({c}x{h}x{w}, NET={net})",
+                   net_template=template, solvers=dict(solvers), image_shape=(c, h, w), exact_classes=True,
+                   whole_val_test=True, protocols=("random", "natman", "whole", "reduced"),
+                   extra={"user": True, "net": net, **(extra or {})})
+
+
+def from_record(record: dict) -> Profile:
+    """A Profile from its record (run.json's `profile`, a user dataset's profile.json)."""
+    return Profile(**{**record, "image_shape": tuple(record["image_shape"]), "protocols": tuple(record["protocols"])})
+
+
+def load_user_profiles(work: Path) -> list[str]:
+    """Register the profile of every user dataset under `work` (<work>/*/dataset/profile.json); return their names."""
+    names = []
+    for path in sorted(Path(work).glob(f"*/dataset/{PROFILE_FILE}")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise KitError(f"{path} is unreadable ({exc})", "rebuild the dataset: make dataset ... FORCE=1") from exc
+        known = PROFILES.get(record.get("name"))
+        if known is not None and known.extra.get("user"):
+            del PROFILES[known.name]  # the file is the truth: a rebuilt dataset may have a new profile
+        names.append(register(from_record(record)).name)
+    return names
+
