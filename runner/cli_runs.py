@@ -71,7 +71,8 @@ def add_parsers(sub, fmt) -> None:
     _run_options(p)
     p.set_defaults(handler=_status)
     p = subcommand(sub, "demo", fmt,
-                   "every grid (random split, natural/man-made, random frozen weights), then the figures")
+                   "the embedded experiment: the random split's grid (--grids all: also natural/man-made and random "
+                   "frozen weights), then the figures")
     add_common(p)
     p.add_argument("--seeds", default=None,
                    help="comma-separated random-split seeds, e.g. 0,1,2,3 (default: --seed); "
@@ -79,6 +80,9 @@ def add_parsers(sub, fmt) -> None:
     p.add_argument("--iters", type=positive_int, default=None,
                    help="iteration budget per run (default: the solver's max_iter)")
     p.add_argument("--jobs", type=positive_int, default=2, help="runs at a time")
+    p.add_argument("--grids", default=None,
+                   help="grids to run: random (each seed's random split), natman, whole, comma-separated, or all "
+                        "(default: random; Figure 3 needs all)")
     p.set_defaults(handler=_demo)
     p = subcommand(sub, "plots", fmt, "results table, Figures 2 and 3, Table 1, curves from the runs' logs")
     add_common(p)
@@ -163,10 +167,11 @@ def _demo(args: argparse.Namespace) -> int:
         raise KitError(f"demo runs on an embedded dataset, not {args.dataset}",
                        f"pass {dataset_flags(dataset_names(embedded=True))}, or run its grids with make grid")
     seeds = _seeds(args.seeds, args.seed, args.dataset)
-    from runner.demo import demo
+    from runner.demo import check_grids, demo
+    grids = check_grids(args.grids)
     from runner.supervise import install_handlers
     install_handlers()
-    demo(args.work, args.dataset, seeds, iters=args.iters, jobs=args.jobs)
+    demo(args.work, args.dataset, seeds, iters=args.iters, jobs=args.jobs, grids=grids)
     return 0
 
 

@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT
 from generators import netgen
 from generators.treatments import parse
-from runner.demo import demo_specs
+from runner.demo import GRIDS, check_grids, demo_specs
 from runner.grid import run_specs
 from runner.train import RunSpec
 
@@ -22,7 +22,7 @@ def kit(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_demo_runs_every_grid_bases_first(tmp_path):
-    specs = demo_specs(tmp_path, "fa20", [0], iters=None, jobs=2)
+    specs = demo_specs(tmp_path, "fa20", [0], iters=None, jobs=2, grids=GRIDS)
     by_split: dict[str, list[str]] = {}
     for s in specs:
         by_split.setdefault(s.split_dir.name, []).append(s.treatment.name)
@@ -32,8 +32,26 @@ def test_demo_runs_every_grid_bases_first(tmp_path):
     assert sorted((t.source, t.target) for t in natman) == [("A", "B")] * 7 + [("B", "A")] * 7
     assert not any(t.finetune for t in natman)  # Figure 3: frozen transfers only
     assert by_split["all"] == ["base"] + [f"randfrozen{n}" for n in range(1, 8)]
-    more = demo_specs(tmp_path, "fa20", [0, 1, 2, 3], iters=None, jobs=2)
+    more = demo_specs(tmp_path, "fa20", [0, 1, 2, 3], iters=None, jobs=2, grids=GRIDS)
     assert len(more) == 4 * 30 + 16 + 8 and len({(s.split_dir, s.treatment.name) for s in more}) == len(more)
+
+
+def test_make_demo_runs_the_random_split_unless_told_more(tmp_path):
+    """The fair grids do not fit 45 min on 2 cores: make demo runs the random split, GRIDS=all the rest too."""
+    assert check_grids(None) == ("random",) and check_grids("all") == GRIDS == ("random", "natman", "whole")
+    assert check_grids("whole,random") == ("random", "whole")  # the random split first
+    specs = demo_specs(tmp_path, "fa20", [0, 1], iters=None, jobs=2)
+    assert {s.split_dir.name for s in specs} == {"random0", "random1"} and len(specs) == 60
+    out = subprocess.run(["make", "-n", "demo", "GRIDS=all"], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert "--grids 'all'" in out.stdout.splitlines()[-1]
+
+
+@pytest.mark.parametrize("grids", ["natural", "random,random", ",", "all,whole"])
+def test_bad_grids_are_one_line_errors(tmp_path, grids):
+    proc = kit("demo", "--work", str(tmp_path / "w"), "--grids", grids)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "bad --grids" in lines[0] and "; fix: " in lines[0]
+    assert not (tmp_path / "w").exists()
 
 
 @pytest.mark.parametrize("seeds", ["0,0", "a,b", ",", "-1"])
