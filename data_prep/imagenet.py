@@ -83,16 +83,18 @@ def _up_to_date(sdir: Path, manifest: dict, split_sha: str, whole_sha: str) -> b
 
 
 def prepare_split_db(sdir: Path, wdir: Path, force: bool = False) -> dict:
-    """Derive the LMDBs of every half and phase of the split in `sdir` from the whole set, means, manifest."""
+    """Derive the LMDBs of every half and phase of the split in `sdir` from the whole set, means, manifest
+    (of ImageNet, or of the dataset split.json names: a user's folder dataset)."""
     sdir, wdir = Path(sdir), Path(wdir)
     meta = json.loads((sdir / "split.json").read_text())
-    split = Split.from_dict(meta)
+    split, dataset = Split.from_dict(meta), meta.get("dataset", DATASET)
     split_sha, whole_sha = sha256(sdir / "split.json"), sha256(wdir / "dataset.json")
     manifest = read_manifest(sdir)
     if manifest is not None and not force and _up_to_date(sdir, manifest, split_sha, whole_sha):
         log.info("split %s already prepared in %s (manifest.json present): nothing to do", split.name, sdir)
         return manifest
-    encoded = bool(json.loads((wdir / "dataset.json").read_text()).get("encoded", False))
+    whole = json.loads((wdir / "dataset.json").read_text())
+    encoded, chw = bool(whole.get("encoded", False)), tuple(whole.get("shape", imagenet_db.COLOUR))
     if encoded:
         from kitcore.caffe_env import require_opencv  # pylint: disable=import-outside-toplevel
         require_opencv(f"the encoded Datums of {wdir} (ENCODED=1) for compute_image_mean")
@@ -107,7 +109,7 @@ def prepare_split_db(sdir: Path, wdir: Path, force: bool = False) -> dict:
             entries = read_image_list(sdir / "lists" / f"{half}_{phase}.txt", len(split.halves[half]))
             remove_path(sdir / rel)
             entry = imagenet_db.derive_lmdb(wdir / f"{phase}_lmdb", entries, sdir / rel,
-                                            shuffle_seed(split.seed, h_index, phase), bad[phase], encoded)
+                                            shuffle_seed(split.seed, h_index, phase), bad[phase], encoded, chw)
             names = meta["class_names"][half]
             entry["class_counts"] = {names[int(k)]: n for k, n in entry["label_counts"].items()}
             files[rel] = {"half": half, "phase": phase, "list": f"lists/{half}_{phase}.txt", **entry}
@@ -121,11 +123,11 @@ def prepare_split_db(sdir: Path, wdir: Path, force: bool = False) -> dict:
     if skipped_total:
         log.warning("split %s: %d listed images are missing or undecodable and left out (see %s and "
                     "the manifest's skipped_paths)", split.name, skipped_total, wdir / "bad_images.txt")
-    manifest = {"format": MANIFEST_FORMAT, "dataset": DATASET, "split": split.to_dict(),
+    manifest = {"format": MANIFEST_FORMAT, "dataset": dataset, "split": split.to_dict(),
                 "class_names": meta["class_names"], "encoded": encoded, "split_json_sha256": split_sha,
                 "whole_set": str(wdir.resolve()), "whole_set_sha256": whole_sha,
                 "bad_images": {"skipped": skipped_total, "whole_set_list": str((wdir / "bad_images.txt").resolve())},
                 "files": files}
     write_json(sdir / "manifest.json", manifest)
-    log.info("prepared split %s of imagenet in %s (%.1f s)", split.name, sdir, time.monotonic() - t0)
+    log.info("prepared split %s of %s in %s (%.1f s)", split.name, dataset, sdir, time.monotonic() - t0)
     return manifest

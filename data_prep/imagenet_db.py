@@ -21,7 +21,10 @@ label), `bad_images.txt` (`PHASE/PATH REASON` per image that is missing or
 that OpenCV cannot decode), and `dataset.json` (written last: counts per
 class, bad images, the sha256 of the lists it was built from). It is built
 once; every split's halves are derived from it by copying records and
-rewriting only the Datum's label: no image is decoded twice.
+rewriting only the Datum's label: no image is decoded twice. A user's
+class-per-folder dataset (`data_prep.folder`) is stored by the same code
+(`decode_phase`, `finish_whole_set`) in `<work>/<name>/dataset/`, at its own
+size (height, width) and channels (1: `IMREAD_GRAYSCALE`; 3: `IMREAD_COLOR`).
 
 A half's LMDB holds its list file's images in a seeded shuffled order under
 keys `%08d_<path>` (convert_imageset's key format), so Caffe's Data layer,
@@ -53,12 +56,14 @@ SIZE = 256  # convert_imageset --resize_height/--resize_width of the paper
 PHASES = ("train", "val")
 WHOLE_FORMAT = 1
 MAX_KEY = 511  # LMDB's default maximum key size
-ENCODED_BYTES = 3 * SIZE * SIZE // 4  # generous per-image size of a 256x256 JPEG, for the LMDB map size
+COLOUR = (3, SIZE, SIZE)  # ImageNet's stored (channels, height, width)
 
 
-def record_bytes(encoded: bool) -> int:
-    """Estimated bytes per record of a whole-set or half LMDB (the map grows on demand beyond it)."""
-    return (ENCODED_BYTES if encoded else 3 * SIZE * SIZE) + 512
+def record_bytes(encoded: bool, chw: tuple[int, int, int] = COLOUR) -> int:
+    """Estimated bytes per record of a whole-set or half LMDB of `chw` images (the map grows on demand beyond
+    it); encoded: a generous quarter of the raw size (a JPEG)."""
+    c, h, w = chw
+    return (c * h * w // 4 if encoded else c * h * w) + 512
 
 
 def encoding_of(path: str) -> str:
@@ -68,17 +73,27 @@ def encoding_of(path: str) -> str:
     return ext if ext and cv2.haveImageWriter(f"x.{ext}") else "jpg"
 
 
-def decode_resize(path: Path, size: int = SIZE) -> np.ndarray | None:
-    """Decode an image file to BGR and resize it to size x size (INTER_LINEAR); None if OpenCV cannot."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+def height_width(size: int | tuple[int, int]) -> tuple[int, int]:
+    """(height, width) of a size: an int n is n x n (convert_imageset's --resize_height = --resize_width)."""
+    return (int(size), int(size)) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
+
+
+def decode_resize(path: Path, size: int | tuple[int, int] = SIZE, channels: int = 3) -> np.ndarray | None:
+    """Decode an image file (3 channels: BGR, IMREAD_COLOR; 1: IMREAD_GRAYSCALE) and resize it to `size`
+    (n: n x n, or (height, width); INTER_LINEAR) as an (H, W, C) array; None if OpenCV cannot."""
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR if channels == 3 else cv2.IMREAD_GRAYSCALE)
     if img is None:
         return None
-    return cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR)
+    h, w = height_width(size)
+    return cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR).reshape(h, w, channels)
 
 
 def datum_bytes(img_hwc: np.ndarray, label: int, encoding: str | None = None) -> bytes:
-    """Serialise an (H, W, C) uint8 BGR image as Caffe's raw Datum (C, H, W order), as CVMatToDatum does;
-    with `encoding` ('jpg', 'png', ...) as EncodeCVMatToDatum does: the image encoded, encoded=True."""
+    """Serialise an (H, W, C) uint8 image (BGR or grey) as Caffe's raw Datum (C, H, W order), as CVMatToDatum
+    does; with `encoding` ('jpg', 'png', ...) as EncodeCVMatToDatum does: the image encoded, encoded=True."""
+    img_hwc = img_hwc.reshape(*img_hwc.shape[:2], -1)
     h, w, c = img_hwc.shape
     if encoding:
         ok, buf = cv2.imencode(f".{encoding}", img_hwc)
@@ -92,20 +107,22 @@ def datum_bytes(img_hwc: np.ndarray, label: int, encoding: str | None = None) ->
     return datum.SerializeToString()
 
 
-def _decode_item(item: tuple[str, str, int], encoded: bool = False) -> tuple[str, bytes | None, str | None]:
-    """(list path, file path, label) -> (list path, Datum bytes or None, reason if bad)."""
+def _decode_item(item: tuple[str, str, int], encoded: bool = False, size: int | tuple[int, int] = SIZE,
+                 channels: int = 3) -> tuple[str, bytes | None, str | None]:
+    """(key, file path, label) -> (key, Datum bytes or None, reason if bad)."""
     key, file_path, label = item
     if not Path(file_path).is_file():
         return key, None, "missing"
-    img = decode_resize(Path(file_path))
+    # colour (ImageNet) keeps decode_resize's two-argument call, as before channels were a parameter
+    img = decode_resize(Path(file_path), size) if channels == 3 else decode_resize(Path(file_path), size, channels)
     if img is None:
         return key, None, "undecodable"
     return key, datum_bytes(img, label, encoding_of(file_path) if encoded else None), None
 
 
-def whole_dir(work: Path) -> Path:
-    """Return the folder of the whole-set store: <work>/imagenet/dataset."""
-    return Path(work) / "imagenet" / "dataset"
+def whole_dir(work: Path, dataset: str = "imagenet") -> Path:
+    """Return the folder of a dataset's whole-set store: <work>/<dataset>/dataset (ImageNet's by default)."""
+    return Path(work) / dataset / "dataset"
 
 
 def _check_images(images: Path) -> Path:
@@ -167,49 +184,64 @@ def build_whole_set(work: Path, lists, images: Path, jobs: int = 1, force: bool 
     bad: list[tuple[str, str, str]] = []
     counts, info = {}, {}
     for phase in PHASES:
-        remove_path(wdir / f"{phase}_lmdb")
-        entries = lists.entries[phase]
-        items = [(p, str(images / phase / p), lab) for p, lab in entries]
-        too_long = [p for p, _lab in entries if len(p.encode()) > MAX_KEY]
-        if too_long:
-            raise KitError(f"image path {too_long[0]!r} is longer than LMDB's {MAX_KEY}-byte key limit",
-                           "shorten the image paths in the list files")
-        phase_counts = np.zeros(lists.num_classes, np.int64)
-
-        def records(items=items, phase=phase, phase_counts=phase_counts):
-            """Decode items (in a pool when jobs > 1) and yield (key, Datum) of the good ones."""
-            pool = multiprocessing.get_context("fork").Pool(jobs) if jobs > 1 else None
-            decode = partial(_decode_item, encoded=encoded)
-            try:
-                results = pool.imap(decode, items, chunksize=32) if pool else map(decode, items)
-                for (key, value, reason), (_p, _f, label) in zip(results, items):
-                    if value is None:
-                        bad.append((phase, key, reason))
-                        continue
-                    phase_counts[label] += 1
-                    yield key.encode(), value
-            finally:
-                if pool:
-                    pool.terminate()
-
-        map_size = int(1.1 * len(items) * record_bytes(encoded))
-        written = write_records_lmdb(wdir / f"{phase}_lmdb", records(), len(items), f"decode {phase}", map_size)
-        if not phase_counts.any():
-            raise KitError(f"none of the {len(items)} {phase} images under {images / phase} could be decoded",
-                           f"check IMAGES: see {wdir / 'bad_images.txt'}")
+        items = [(p, str(images / phase / p), lab) for p, lab in lists.entries[phase]]
+        info[phase], phase_counts = decode_phase(wdir, phase, items, lists.num_classes, images / phase, bad,
+                                                 jobs=jobs, encoded=encoded)
         counts[phase] = {lists.synsets[i]: int(n) for i, n in enumerate(phase_counts)}
-        info[phase] = {"listed": len(items), "records": int(phase_counts.sum()),
-                       "content_sha256": written["content_sha256"]}
+    return finish_whole_set(wdir, bad, {
+        "size": SIZE, "encoded": bool(encoded), "images": str(images), "lists": str(lists.folder.resolve()),
+        "lists_sha256": lists.sha256, "lmdbs": info, "class_counts": counts})
+
+
+def decode_phase(wdir: Path, phase: str, items: list[tuple[str, str, int]], num_classes: int, where: Path,
+                 bad: list[tuple[str, str, str]], jobs: int = 1, encoded: bool = False,
+                 size: int | tuple[int, int] = SIZE, channels: int = 3) -> tuple[dict, np.ndarray]:
+    """Decode (key, file, label) items once into <wdir>/<phase>_lmdb (in a pool when jobs > 1), appending
+    (phase, key, reason) of each bad one to `bad`; return the phase's dataset.json entry and records per label."""
+    remove_path(wdir / f"{phase}_lmdb")
+    too_long = [key for key, _f, _lab in items if len(key.encode()) > MAX_KEY - 9]
+    if too_long:
+        raise KitError(f"image path {too_long[0]!r} is longer than {MAX_KEY - 9} bytes (LMDB's {MAX_KEY}-byte key "
+                       "limit less a split's 9-byte key prefix)",
+                       "shorten the image paths in the list files (or the folder and file names)")
+    phase_counts = np.zeros(num_classes, np.int64)
+
+    def records():
+        """Decode items and yield (key, Datum) of the good ones."""
+        pool = multiprocessing.get_context("fork").Pool(jobs) if jobs > 1 else None
+        decode = partial(_decode_item, encoded=encoded, size=size, channels=channels)
+        try:
+            results = pool.imap(decode, items, chunksize=32) if pool else map(decode, items)
+            for (key, value, reason), (_k, _f, label) in zip(results, items):
+                if value is None:
+                    bad.append((phase, key, reason))
+                    continue
+                phase_counts[label] += 1
+                yield key.encode(), value
+        finally:
+            if pool:
+                pool.terminate()
+
+    map_size = int(1.1 * len(items) * record_bytes(encoded, (channels, *height_width(size))))
+    written = write_records_lmdb(wdir / f"{phase}_lmdb", records(), len(items), f"decode {phase}", map_size)
+    if not phase_counts.any():
+        raise KitError(f"none of the {len(items)} {phase} images under {where} could be decoded",
+                       f"check IMAGES: see {wdir / 'bad_images.txt'}")
+    return {"listed": len(items), "records": int(phase_counts.sum()),
+            "content_sha256": written["content_sha256"]}, phase_counts
+
+
+def finish_whole_set(wdir: Path, bad: list[tuple[str, str, str]], meta: dict) -> Path:
+    """Write bad_images.txt, then dataset.json (`meta` with the format, decoded and bad-image facts): written
+    last, so the store is finished from then on; return `wdir`."""
     write_text(wdir / "bad_images.txt", "".join(f"{ph}/{p} {why}\n" for ph, p, why in bad))
     if bad:
         log.warning("%d listed images are missing or undecodable and left out: see %s", len(bad),
                     wdir / "bad_images.txt")
+    listed = sum(v["listed"] for v in meta["lmdbs"].values())
     write_json(wdir / "dataset.json", {
-        "format": WHOLE_FORMAT, "size": SIZE, "encoded": bool(encoded), "images": str(images), "lists": str(lists.folder.resolve()),
-        "lists_sha256": lists.sha256, "decoded": sum(v["listed"] for v in info.values()) - sum(why == "missing" for *_x, why in bad),
-        "lmdbs": info,
-        "bad_images": {"count": len(bad), "file": "bad_images.txt",
-                       "sha256": sha256(wdir / "bad_images.txt")}, "class_counts": counts})
+        "format": WHOLE_FORMAT, **meta, "decoded": listed - sum(why == "missing" for *_x, why in bad),
+        "bad_images": {"count": len(bad), "file": "bad_images.txt", "sha256": sha256(wdir / "bad_images.txt")}})
     return wdir
 
 
@@ -223,7 +255,7 @@ def bad_paths(wdir: Path) -> dict[str, set[str]]:
 
 
 def derive_lmdb(whole_lmdb: Path, entries: list[tuple[str, int]], out: Path, shuffle_seed: int,
-                bad: set[str], encoded: bool = False) -> dict:
+                bad: set[str], encoded: bool = False, chw: tuple[int, int, int] = COLOUR) -> dict:
     """Copy the listed images from a whole-set LMDB into `out`, relabelled and shuffled; return its entry."""
     pb2 = caffe_pb2()
     skipped = [p for p, _lab in entries if p in bad]
@@ -249,7 +281,7 @@ def derive_lmdb(whole_lmdb: Path, entries: list[tuple[str, int]], out: Path, shu
                 yield f"{new_key:08d}_{path}".encode(), datum.SerializeToString()
 
     try:
-        map_size = int(1.1 * len(kept) * record_bytes(encoded))
+        map_size = int(1.1 * len(kept) * record_bytes(encoded, chw))
         written = write_records_lmdb(out, records(), len(kept), out.name, map_size)
     finally:
         env.close()

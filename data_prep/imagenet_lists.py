@@ -173,8 +173,10 @@ def half_lists(lists: IlsvrcLists, split: Split, per_class: int | None = None) -
 
 
 def write_split_lists(sdir: Path, lists: IlsvrcLists, split: Split, per_class: int | None = None,
-                      kinds: dict[str, list[str]] | None = None, force: bool = False) -> dict:
-    """Write `sdir`/split.json and `sdir`/lists/*.txt atomically; return split.json's content."""
+                      kinds: dict[str, list[str]] | None = None, force: bool = False,
+                      dataset: str = DATASET) -> dict:
+    """Write `sdir`/split.json and `sdir`/lists/*.txt atomically; return split.json's content (`dataset`:
+    ImageNet, or a user's folder dataset whose lists name its class folders as `synsets`)."""
     sdir = Path(sdir)
     texts = half_lists(lists, split, per_class)
     old = {name: (sdir / "lists" / name) for name in texts}
@@ -184,7 +186,7 @@ def write_split_lists(sdir: Path, lists: IlsvrcLists, split: Split, per_class: i
                        "pass --force (FORCE=1) to rewrite the lists and rebuild the split's LMDBs")
     for name, text in texts.items():
         write_text(sdir / "lists" / name, text)
-    meta = {**split.to_dict(), "dataset": DATASET, "per_class": per_class,
+    meta = {**split.to_dict(), "dataset": dataset, "per_class": per_class,
             "class_names": {h: [lists.synsets[c] for c in cs] for h, cs in split.halves.items()},
             "idxmap": {h: {str(o): n for o, n in split.idxmap(h).items()} for h in split.halves},
             "source_lists_sha256": lists.sha256,
