@@ -43,6 +43,15 @@ RESULTS  ?=
 MODEL    ?=
 OUT      ?=
 GRID_ARGS = --work $(WORK) --dataset $(DATASET) --seed $(SEED) --protocol $(PROTOCOL) $(if $(TREATMENTS),--treatments '$(TREATMENTS)') $(if $(PERCLASS),--per-class '$(PERCLASS)')
+# Your own images (make dataset DATASET=NAME IMAGES=DIR): NET = small (the CPU-scale net at the
+# images' size; the default for 64 px or less) or caffenet (the paper's); VAL_FRACTION = share of
+# each class held out as val when DIR has no train/ and val/; GROUPS = class,group CSV of split-groups.
+NET      ?=
+VAL_FRACTION ?=
+GROUPS   ?=
+# make demo: GRIDS = random (the default: each seed's random split), or all (adds natman and the
+# whole dataset: Figure 3), or a comma-separated list of random, natman, whole
+GRIDS    ?=
 # Caffe: CAFFE_OPENCV=1 builds and wires the variant with OpenCV (convert_imageset, encoded
 # Datums); CAFFE_OPENCV=0 goes back to the plain one; unset keeps the one wired now.
 CAFFE_OPENCV ?=
@@ -54,7 +63,7 @@ KIT      := $(VENV)/bin/transfer-kit
 STAMP    := $(VENV)/.kit-venv-complete
 export GLOG_logtostderr := 1
 
-.PHONY: help setup system venv caffe caffe-opencv caffe-reference dataset split-random split-natural split-whole split-reduced train grid status verify plots import-original table1 filters bench bench-import demo test test-fast compare-original
+.PHONY: help setup system venv caffe caffe-opencv caffe-reference dataset split-random split-natural split-whole split-reduced split-groups train grid status verify plots import-original table1 filters bench bench-import demo test test-fast compare-original
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -84,8 +93,11 @@ caffe-reference: system venv  ## build the kit's Caffe as before its speed work 
 
 setup: caffe  ## everything the kit needs
 
-dataset: setup  ## build the embedded FA-20 dataset (and its contact sheet)
-	$(KIT) dataset --work $(WORK) --dataset $(DATASET)
+dataset: setup  ## build the embedded FA-20 (and its contact sheet), or add your images: DATASET=NAME IMAGES=DIR [NET=small|caffenet] [VAL_FRACTION=0.2]
+	$(KIT) dataset --work $(WORK) --dataset $(DATASET) $(if $(IMAGES),--images '$(IMAGES)' --jobs $(JOBS) $(if $(NET),--net $(NET)) $(if $(VAL_FRACTION),--val-fraction $(VAL_FRACTION)) $(if $(FORCE),--force))
+
+split-groups: setup  ## your dataset's dissimilar split, two groups of classes: DATASET=NAME GROUPS=file.csv (lines class,group)
+	$(KIT) split-groups --work $(WORK) --dataset $(DATASET) --groups '$(GROUPS)' $(if $(FORCE),--force)
 
 split-random: setup  ## a random A/B split with its LMDBs and means: DATASET=fa20 SEED=0 (imagenet: LISTS=dir [IMAGES=dir])
 	$(KIT) split-random --work $(WORK) --dataset $(DATASET) --seed $(SEED) $(if $(FORCE),--force) $(if $(filter imagenet,$(DATASET)),$(IMAGENET_ARGS))
@@ -130,8 +142,8 @@ bench: setup caffe-reference  ## print the kit's speed figures: (a) kit vs bare 
 bench-import: setup  ## time import-original on a synthetic folder the size of the authors' (354 logs, 213 MB)
 	$(VENV)/bin/python bench/bench_import.py --jobs 2
 
-demo: setup  ## the whole experiment on FA-20: random split, natural/man-made, random weights, figures [SEEDS=0,1,2,3]
-	$(KIT) demo --work $(WORK) --dataset $(DATASET) --seeds '$(SEEDS)' $(if $(ITERS),--iters $(ITERS))
+demo: setup  ## the experiment on FA-20: the random split's 30 runs and the figures [SEEDS=0,1,2,3] [GRIDS=all: also natural/man-made, random weights]
+	$(KIT) demo --work $(WORK) --dataset $(DATASET) --seeds '$(SEEDS)' $(if $(ITERS),--iters $(ITERS)) $(if $(GRIDS),--grids '$(GRIDS)')
 
 compare-original: setup  ## the kit's CaffeNet files against authors' run folders: RUNS="DIR ..."
 	$(KIT) compare-original $(RUNS)

@@ -1,7 +1,7 @@
 """transfer-kit: re-run "How transferable are features in deep neural networks?" in real Caffe.
 
 Subcommands (most mirror a Makefile target):
-  data      dataset, split-random, split-natural, split-whole, split-reduced (runner/cli_data.py)
+  data      dataset, split-random, split-natural, split-whole, split-reduced, split-groups (runner/cli_data.py)
   verify    verify: check a prepared split's files against its manifest.json (runner/cli_verify.py)
   runs      train, grid, status, demo, plots (runner/cli_runs.py)
   analysis  import-original, figures, table1, findings, filters (analysis/commands.py)
@@ -17,7 +17,7 @@ import logging
 import sys
 
 from kitcore.errors import KitError
-from kitcore.profiles import profile
+from kitcore.profiles import load_user_profiles, profile
 from runner import cli_compare, cli_data, cli_runs, cli_verify
 from runner.cli_common import HelpFormatter, KitParser
 
@@ -36,8 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Carry out one parsed command: check its dataset and seed, then call its area's handler."""
-    if getattr(args, "dataset", None) is not None:
+    """Carry out one parsed command: register the work folder's own datasets, check the dataset and seed,
+    then call its area's handler."""
+    if getattr(args, "work", None) is not None:
+        load_user_profiles(args.work)  # the datasets a user added under this work folder (make dataset)
+    adding = args.command == "dataset" and getattr(args, "images", None) is not None  # names a new dataset
+    if getattr(args, "dataset", None) is not None and not adding:
         dataset = profile(args.dataset)
         if getattr(args, "seed", None) is not None:
             dataset.check_seed(args.seed)

@@ -1,9 +1,13 @@
-"""The data subcommands of transfer-kit: dataset, split-random, split-natural, split-whole, split-reduced.
+"""The data subcommands of transfer-kit: dataset, split-random, split-natural, split-whole, split-reduced,
+split-groups.
 
 An embedded dataset (its profile's `embedded`: FA-20) is built by the kit and
-its splits come from data_prep.prepare; a dataset that is not embedded
-(ImageNet) has its splits made from Caffe's lists (--lists) and, with
---images, its LMDBs and means (data_prep.imagenet).
+its splits come from data_prep.prepare; a user's dataset (`dataset --dataset
+NAME --images DIR`: one folder per class) is decoded once into its whole-set
+store and its splits are derived from it (data_prep.folder), the dissimilar
+split from a groups file (split-groups); ImageNet has its splits made from
+Caffe's lists (--lists) and, with --images, its LMDBs and means
+(data_prep.imagenet).
 """
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ from kitcore.layout import split_command
 from kitcore.profiles import PROFILES, profile
 from runner.cli_common import add_common, dataset_flags, dataset_names, positive_int, subcommand
 
-PROTOCOLS = {"split-random": "random", "split-natural": "natman", "split-whole": "whole", "split-reduced": "reduced"}
+PROTOCOLS = {"split-random": "random", "split-natural": "natman", "split-whole": "whole", "split-reduced": "reduced",
+             "split-groups": "natman"}
 LIST_KINDS = {"random": "random", "natman": "natural", "whole": "whole", "reduced": "reduced"}  # prepare_imagenet's
 
 
@@ -38,8 +43,18 @@ def _list_options(p: argparse.ArgumentParser, lists_only: bool = False) -> None:
 
 def add_parsers(sub, fmt) -> None:
     """dataset and the split-* commands."""
-    p = subcommand(sub, "dataset", fmt, "build the embedded dataset and its contact sheet")
+    p = subcommand(sub, "dataset", fmt, "build the embedded dataset and its contact sheet, or add your own images "
+                   "(--dataset NAME --images DIR: DIR/train/<class>/*, DIR/val/<class>/*, or DIR/<class>/*)")
     add_common(p, seed=False)
+    p.add_argument("--images", type=Path, default=None,
+                   help="your dataset: a folder with one subfolder per class (default: none, the embedded dataset)")
+    p.add_argument("--net", choices=("small", "caffenet"), default=None,
+                   help="your dataset's net: small (the CPU-scale net at the images' size) or caffenet (the "
+                        "paper's, 256x256 colour stored, 227 crop) (default: small for images of 64 px or less)")
+    p.add_argument("--val-fraction", type=float, default=0.2,
+                   help="your dataset without train/ and val/: the seeded share of each class held out as val")
+    p.add_argument("--jobs", type=positive_int, default=1, help="your dataset: processes decoding images")
+    p.add_argument("--force", action="store_true", help="your dataset: decode the images again")
     p.set_defaults(handler=_dataset)
     p = subcommand(sub, "split-random", fmt, "random A/B class split with LMDBs and means")
     add_common(p)
@@ -66,6 +81,12 @@ def add_parsers(sub, fmt) -> None:
                         "(default: none; required)")
     _list_options(p, lists_only=True)
     p.set_defaults(handler=_split)
+    p = subcommand(sub, "split-groups", fmt, "your dataset's dissimilar split: two groups of classes from a CSV "
+                   "of class,group lines (the first group in sorted order is A), as the paper's natural/man-made")
+    add_common(p, seed=False)
+    p.add_argument("--groups", type=Path, required=True, help="CSV file, one class,group line per class (required)")
+    p.add_argument("--force", action="store_true", help="rebuild the split's LMDBs and means")
+    p.set_defaults(handler=_split)
 
 
 def _list_options_given(args: argparse.Namespace) -> str:
@@ -74,7 +95,13 @@ def _list_options_given(args: argparse.Namespace) -> str:
 
 
 def _dataset(args: argparse.Namespace) -> int:
-    """Build an embedded dataset and its contact sheet."""
+    """Build an embedded dataset and its contact sheet, or add a user's class-per-folder images."""
+    if args.images is not None:
+        from data_prep.folder import add_dataset
+        out = add_dataset(args.work, args.dataset, args.images, net=args.net, val_fraction=args.val_fraction,
+                          jobs=args.jobs, force=args.force)
+        print(f"{args.dataset} in {out}; next: make split-random DATASET={args.dataset} SEED=0")
+        return 0
     if not profile(args.dataset).embedded:
         raise KitError(f"dataset builds the embedded datasets ({', '.join(dataset_names(embedded=True))}), "
                        f"not {args.dataset}", f"{args.dataset}'s splits come from its lists: "
@@ -95,6 +122,11 @@ def _split(args: argparse.Namespace) -> int:
         having = [n for n, p in PROFILES.items() if protocol in p.protocols]
         raise KitError(f"{args.command} is for ImageNet only, got --dataset {args.dataset} (no {protocol} split)",
                        f"pass {dataset_flags(having)}")
+    if dataset.extra.get("user"):
+        return _user_split(args, protocol)
+    if args.command == "split-groups":
+        raise KitError(f"split-groups is for your own datasets, not {args.dataset}",
+                       f"use {split_command(args.dataset, 'natman')} for its natural/man-made split")
     if dataset.embedded:
         if args.lists or args.images or args.encoded:
             listed = " or ".join(f"--dataset {n}" for n in dataset_names(embedded=False))
@@ -112,4 +144,20 @@ def _split(args: argparse.Namespace) -> int:
                             per_class=getattr(args, "per_class", None), images=args.images, jobs=args.jobs,
                             force=args.force, encoded=args.encoded)
     print(f"split ready: {sdir}" + ("" if args.images else " (lists only; --images DIR builds LMDBs and means)"))
+    return 0
+
+
+def _user_split(args: argparse.Namespace, protocol: str) -> int:
+    """A split of a user's dataset, derived from its whole-set store (data_prep.folder)."""
+    if args.command == "split-natural":
+        raise KitError(f"{args.dataset} has no natural/man-made rule",
+                       f"give its two groups of classes: make split-groups DATASET={args.dataset} GROUPS=file.csv")
+    if getattr(args, "lists", None) or getattr(args, "images", None) or getattr(args, "encoded", False):
+        raise KitError(f"--lists/--images/--encoded are not options of {args.dataset}'s splits",
+                       "leave them out: its images were added by make dataset")
+    from data_prep.folder import prepare_user_split
+    sdir = prepare_user_split(args.work, args.dataset, protocol, seed=getattr(args, "seed", 0) or 0,
+                              per_class=getattr(args, "per_class", None), groups=getattr(args, "groups", None),
+                              force=args.force)
+    print(f"split ready: {sdir}")
     return 0
