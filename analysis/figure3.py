@@ -81,7 +81,8 @@ def _normalized(pieces: dict[str, list[dict]], bases: dict) -> dict[str, list[tu
     return out
 
 
-def plot_figure3(rows: list[dict], out_stem: Path, overlay: list[dict] | None = None) -> tuple[list[Path], list[str]]:
+def plot_figure3(rows: list[dict], out_stem: Path, overlay: list[dict] | None = None,
+                 caption: str = "") -> tuple[list[Path], list[str]]:
     """Draw Figure 3 from results rows; return (png, pdf and csv paths, or [] when no piece exists; absent pieces)."""
     sets = [(rows, False)] + ([(overlay, True)] if overlay else [])
     collected = [(collect(r), base_means(r), hollow) for r, hollow in sets]
@@ -123,5 +124,7 @@ def plot_figure3(rows: list[dict], out_stem: Path, overlay: list[dict] | None = 
     tl.set_ylabel("top-1 accuracy")
     if absent:
         fig.text(0.01, 0.005, "absent: " + "; ".join(a.removeprefix("figure3 ") for a in absent), fontsize=7, color="grey")
-    fig.tight_layout(rect=(0, 0.02, 1, 1))
-    return save_both(fig, out_stem) + [write_numbers(out_stem, COLUMNS, records)], absent
+    if caption:
+        fig.text(0.01, 0.995, caption, fontsize=7, color="dimgrey", va="top")
+    fig.tight_layout(rect=(0, 0.02, 1, 0.98 if caption else 1))
+    return save_both(fig, out_stem, caption) + [write_numbers(out_stem, COLUMNS, records)], absent

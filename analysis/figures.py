@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 
 from analysis.figure3 import plot_figure3
 from analysis.findings import findings, verdicts, write_findings
-from analysis.plots import GROUPS, MAX_N, plot_transfer, save_both, write_numbers
+from analysis.plots import GROUPS, MAX_N, class_caption, plot_transfer, save_both, write_numbers
 from analysis.rules import baseline, pooled_groups, usable
 from analysis.table1 import write_table1
 from kitcore.errors import KitError
@@ -80,7 +80,8 @@ def notes(rows: list[dict]) -> list[str]:
     return [head] + [v["text"] for v in verdicts(rows)]
 
 
-def plot_figure2_bottom(rows: list[dict], out_stem: Path, overlay: list[dict] | None = None) -> list[Path]:
+def plot_figure2_bottom(rows: list[dict], out_stem: Path, overlay: list[dict] | None = None,
+                        caption: str = "") -> list[Path]:
     """Figure 2 (bottom): group means by n joined by lines, the five findings' verdicts numbered on them;
     write out_stem.png, .pdf and .csv (BOTTOM_COLUMNS; the base row at n = 0, where it is drawn)."""
     means = _means(rows)
@@ -110,7 +111,7 @@ def plot_figure2_bottom(rows: list[dict], out_stem: Path, overlay: list[dict] | 
         ax.annotate(str(v["finding"]), (x, y), xytext=(6, 9), textcoords="offset points", fontsize=9,
                     weight="bold", color=GROUPS[group][1],
                     bbox={"boxstyle": "circle,pad=0.2", "fc": "white", "ec": GROUPS[group][1]})
-    fig.text(0.02, 0.02, "\n".join(notes(rows)), fontsize=7.5, va="bottom")
+    fig.text(0.02, 0.02, "\n".join(([caption] if caption else []) + notes(rows)), fontsize=7.5, va="bottom")
     ax.set_xlim(-0.5, MAX_N + 0.5)
     ax.set_xticks(range(MAX_N + 1))
     ax.set_xlabel("Layer n at which the network is chopped and retrained")
@@ -118,7 +119,7 @@ def plot_figure2_bottom(rows: list[dict], out_stem: Path, overlay: list[dict] | 
     ax.set_title("Figure 2 (bottom): means by group; numbers: the findings below")
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(loc="best", fontsize=8, frameon=False)
-    return save_both(fig, out_stem) + [write_numbers(out_stem, BOTTOM_COLUMNS, records)]
+    return save_both(fig, out_stem, caption) + [write_numbers(out_stem, BOTTOM_COLUMNS, records)]
 
 
 def _read_curve(path: Path) -> dict[str, list[float]]:
@@ -157,19 +158,27 @@ def plot_curves(runs: list[tuple[str, Path]], out_stem: Path) -> list[Path]:
 
 
 def write_figures(rows: list[dict], out_dir: Path, original: list[dict] | None = None,
-                  curves: list[tuple[str, Path]] | None = None, where: Path | None = None) -> dict:
-    """Write every figure and table into out_dir from results rows; return {name: path} and `absent`."""
+                  curves: list[tuple[str, Path]] | None = None, where: Path | None = None,
+                  classes: dict[str, dict[str, list[str]]] | None = None) -> dict:
+    """Write every figure and table into out_dir from results rows; return {name: path} and `absent`.
+
+    classes: split name -> half -> class names (split.json's), named on each figure: Figure 2 the
+    random split's of `where`, Figure 3 natman's and all's."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     fig2 = random_split_rows(rows)
     orig2 = random_split_rows(original) if original else None
     out: dict = {}
+    classes = classes or {}
+    own = class_caption(classes.get(Path(where).parent.name if where else "", {}))
     out["figure_png"], out["figure_pdf"], out["figure2_csv"] = plot_transfer(fig2, out_dir / "figure2",
-                                                                              runs_dir=where, overlay=orig2)
+                                                                              runs_dir=where, overlay=orig2,
+                                                                              caption=own)
     out["figure2_bottom_png"], out["figure2_bottom_pdf"], out["figure2_bottom_csv"] = plot_figure2_bottom(
-        fig2, out_dir / "figure2_bottom", overlay=orig2)
+        fig2, out_dir / "figure2_bottom", overlay=orig2, caption=own)
     absent = []
-    paths, missing = plot_figure3(rows, out_dir / "figure3", overlay=original)
+    dissimilar = "; ".join(f"{name} {class_caption(classes[name])}" for name in ("natman", "all") if classes.get(name))
+    paths, missing = plot_figure3(rows, out_dir / "figure3", overlay=original, caption=dissimilar)
     absent += missing
     if paths:
         out["figure3_png"], out["figure3_pdf"], out["figure3_csv"] = paths

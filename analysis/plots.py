@@ -59,19 +59,30 @@ def _title(rows: list[dict]) -> str:
     return f"Transfer by layer: {values('dataset')}, split {values('split')}"
 
 
-def _save(fig: Figure, path: Path, fmt: str) -> None:
+def class_caption(classes: dict[str, list[str]] | None, limit: int = 6) -> str:
+    """'A: n1, n2 | B: n3, ... (+K more)': the class names of each half of a split (limit per half)."""
+    parts = []
+    for half, names in sorted((classes or {}).items()):
+        more = f" (+{len(names) - limit} more)" if len(names) > limit else ""
+        parts.append(f"{half}: {', '.join(names[:limit])}{more}")
+    return " | ".join(parts)
+
+
+def _save(fig: Figure, path: Path, fmt: str, description: str = "") -> None:
     meta = {"CreationDate": None} if fmt == "pdf" else {"Software": None}
+    if description:  # the classes drawn, also in the file's metadata (PNG Description, PDF Subject)
+        meta["Subject" if fmt == "pdf" else "Description"] = description
     with replacing(path) as tmp:
         fig.savefig(tmp, format=fmt, dpi=150, metadata=meta)
 
 
-def save_both(fig: Figure, out_stem: Path) -> list[Path]:
+def save_both(fig: Figure, out_stem: Path, description: str = "") -> list[Path]:
     """Write a figure as out_stem.png and out_stem.pdf (atomically); return the two paths."""
     out_stem = Path(out_stem)
     out_stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [out_stem.with_name(out_stem.name + ".png"), out_stem.with_name(out_stem.name + ".pdf")]
     for path, fmt in zip(paths, ("png", "pdf")):
-        _save(fig, path, fmt)
+        _save(fig, path, fmt, description)
     log.info("figure written: %s", ", ".join(map(str, paths)))
     return paths
 
@@ -113,8 +124,10 @@ def _scatter_group(ax, pts: list[tuple[int, float, dict]], group: str, rng: np.r
 
 
 def plot_transfer(rows: list[dict], out_stem: Path, runs_dir: Path | None = None,
-                  overlay: list[dict] | None = None) -> list[Path]:
-    """Draw Figure 2 from results rows (finished ones); write out_stem.png, .pdf and .csv; return them."""
+                  overlay: list[dict] | None = None, caption: str = "") -> list[Path]:
+    """Draw Figure 2 from results rows (finished ones); write out_stem.png, .pdf and .csv; return them.
+
+    caption: the split's classes (class_caption), written under the plot."""
     out_stem = Path(out_stem)
     points = _points(rows)
     if not any(points.values()):
@@ -136,5 +149,7 @@ def plot_transfer(rows: list[dict], out_stem: Path, runs_dir: Path | None = None
     ax.set_title(_title(rows))
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(loc="best", fontsize=8, frameon=False)
-    fig.tight_layout()
-    return save_both(fig, out_stem) + [write_numbers(out_stem, POINT_COLUMNS, records)]
+    if caption:
+        fig.text(0.01, 0.005, caption, fontsize=7, color="dimgrey", va="bottom")
+    fig.tight_layout(rect=(0, 0.03 if caption else 0, 1, 1))
+    return save_both(fig, out_stem, caption) + [write_numbers(out_stem, POINT_COLUMNS, records)]

@@ -207,6 +207,15 @@ def read_results_csv(path: Path) -> list[dict]:
 
 
 
+def split_classes(split_dir: Path) -> dict[str, list[str]]:
+    """The class names of each half of a split (split.json's `class_names`; {} when it has none)."""
+    try:
+        names = json.loads((Path(split_dir) / "split.json").read_text()).get("class_names")
+    except (OSError, ValueError):
+        return {}
+    return {half: [str(n) for n in v] for half, v in names.items()} if isinstance(names, dict) else {}
+
+
 def analyze_split(split_dir: Path, original: Path | None = None) -> dict:
     """Collect the split's runs; write results/results.csv and every figure and table (analysis.figures).
 
@@ -229,6 +238,7 @@ def analyze_split(split_dir: Path, original: Path | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     results_csv = write_results_csv(rows + others, out / "results.csv")
     curves = [(row["treatment"], split_dir / "runs" / row["treatment"]) for row in rows]
+    classes = {p.name: split_classes(p) for p in [split_dir] + siblings}
     figures = write_figures(read_results_csv(results_csv), out, original=original_rows, curves=curves,
-                            where=split_dir / "runs")
+                            where=split_dir / "runs", classes=classes)
     return {"results_csv": results_csv, **figures}

@@ -19,7 +19,7 @@ from kitcore.errors import KitError
 
 log = logging.getLogger(__name__)
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
-          "motorcycle_left", "retina")
+          "stereo_motorcycle", "colorwheel")  # all shipped inside scikit-image 0.26 (no download)
 
 
 def write_tiles(out: Path, per_class: int = 250, size: int = 32, seed: int = 0) -> Path:
@@ -31,7 +31,9 @@ def write_tiles(out: Path, per_class: int = 250, size: int = 32, seed: int = 0) 
     rng = np.random.default_rng(seed)
     tmp = out.with_name(out.name + ".partial")
     for name in PHOTOS:
-        bgr = cv2.cvtColor(getattr(data, name)()[..., :3], cv2.COLOR_RGB2BGR)
+        image = getattr(data, name)()
+        image = image[0] if isinstance(image, tuple) else image  # stereo_motorcycle: (left, right, disparity)
+        bgr = cv2.cvtColor(np.ascontiguousarray(image[..., :3]), cv2.COLOR_RGB2BGR)
         (tmp / name).mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
             y, x = int(rng.integers(0, bgr.shape[0] - size)), int(rng.integers(0, bgr.shape[1] - size))

@@ -71,11 +71,11 @@ def pages_end(mdb: Path) -> int | None:
     return (_field(newest, 136, 8) + 1) * psize
 
 
-def _content_sha256(txn, records: int, desc: str) -> str:
-    """The `content_sha256` of every record of an open LMDB, in key order (progress on stderr)."""
+def _content_sha256(txn, records: int, desc: str, progress: bool = True) -> str:
+    """The `content_sha256` of every record of an open LMDB, in key order (progress on stderr if asked)."""
     digest = hashlib.sha256()
     with tqdm(total=records, desc=f"verify {desc}", unit="rec", file=sys.stderr, mininterval=1.0,
-              leave=False) as bar:
+              leave=False, disable=not progress) as bar:
         for key, value in txn.cursor():
             add_record(digest, key, value)
             bar.update(1)
@@ -125,7 +125,7 @@ def _check_lmdb(path: Path, entry: dict, full: bool, fix: str, full_below: int) 
                     raise bad(f"record {key!r} is missing")
                 if value_sha256(value) != want:
                     raise bad(f"record {key!r} differs from when it was written")
-            if every and _content_sha256(txn, records, path.name) != entry["content_sha256"]:
+            if every and _content_sha256(txn, records, path.name, progress=full) != entry["content_sha256"]:
                 raise bad("its records differ from the content_sha256 in manifest.json")
     except lmdb.Error as exc:
         raise bad(f"LMDB cannot read it: {exc}") from exc

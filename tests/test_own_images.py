@@ -18,7 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
+from analysis.plots import class_caption
 from conftest import ROOT
 
 CLASSES = ("circle", "cross", "square", "triangle")
@@ -82,6 +84,9 @@ def test_own_images_split_base_transfer_plots(tmp_path):
     with open(work / "shapes" / "random0" / "results" / "figure2.csv", newline="", encoding="utf-8") as f:
         drawn = {row["treatment"] for row in csv.DictReader(f)}
     assert {"baseB", "A2B+", "B1B"} <= drawn
+    for figure in ("figure2.png", "figure2_bottom.png"):  # the classes of each half are named on the figures
+        caption = Image.open(work / "shapes" / "random0" / "results" / figure).info.get("Description", "")
+        assert all(name in caption for name in CLASSES) and caption.startswith("A: "), caption
 
     groups = tmp_path / "groups.csv"
     groups.write_text("circle,curved\ncross,straight\nsquare,straight\ntriangle,curved\n")
@@ -92,6 +97,11 @@ def test_own_images_split_base_transfer_plots(tmp_path):
         ok(kit("train", *toy, "--protocol", "natman", "--treatment", name))
     assert (work / "shapes" / "natman" / "runs" / "A1B" / "result.json").is_file()
     ok(kit("verify", *common, "--protocol", "natman", "--full"))
+
+
+def test_class_caption_names_each_half():
+    assert class_caption({"B": ["x"], "A": list("abcdefgh")}) == "A: a, b, c, d, e, f (+2 more) | B: x"
+    assert class_caption(None) == "" and class_caption({}) == ""
 
 
 def test_bad_own_dataset_commands_are_one_line_errors(tmp_path):
