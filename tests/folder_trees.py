@@ -11,12 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
-import lmdb
 import numpy as np
 import pytest
 
-from data_prep.lmdb_io import caffe_pb2
 from kitcore.profiles import PROFILES
+from test_imagenet_db import read_records as records  # noqa: F401  (one reader of raw Datums for the tests)
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field")
 TILE = 40
@@ -61,17 +60,6 @@ def pattern_tree(root: Path, classes, per_class: int = 3, size: tuple[int, int] 
     return root
 
 
-def records(path: Path) -> list[tuple[str, int, np.ndarray]]:
-    """(key, label, C x H x W pixels) of every raw Datum of an LMDB, in key order."""
-    pb2, out = caffe_pb2(), []
-    env = lmdb.open(str(path), readonly=True, lock=False)
-    with env.begin() as txn:
-        for key, value in txn.cursor():
-            d = pb2.Datum.FromString(value)
-            assert not d.encoded
-            out.append((key.decode(), d.label, np.frombuffer(d.data, np.uint8).reshape(d.channels, d.height, d.width)))
-    env.close()
-    return out
 
 
 @pytest.fixture(scope="module", autouse=True)
