@@ -78,12 +78,13 @@ def test_no_source_file_over_300_lines():
 
 
 def test_importing_the_generators_needs_no_pycaffe():
-    code = ("import sys; import generators.netgen, generators.runfiles, kitcore.caffe_env, kitcore.layout; "
+    code = ("import sys; before = list(sys.path); "
+            "import generators.netgen, generators.runfiles, kitcore.caffe_env, kitcore.layout; "
             "print('caffe' in sys.modules, 'caffe.proto' in sys.modules, bool(__import__('os').environ.get("
-            "'GLOG_minloglevel')))")
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(ROOT)}
+            "'GLOG_minloglevel')), sys.path != before)")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(ROOT), "CAFFE_ROOT": "/nonexistent/caffe"}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env, check=True)
-    assert out.stdout.split() == ["False", "False", "False"]
+    assert out.stdout.split() == ["False", "False", "False", "False"], "nothing of pycaffe, os.environ or sys.path"
 
 
 def test_split_names_per_protocol():
