@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 ROW_COLUMNS = ("dataset", "split", "treatment", "kind", "source", "target", "n", "finetuned",
                "score", "final_accuracy", "iterations", "tests", "wall_seconds", "active_seconds",
-               "skipped_lines", "finished", "plateau_pp", "best_after_step")
+               "skipped_lines", "finished", "plateau_pp", "best_after_step", "diverged_at")
 CURVE_PREFIX = "curve"  # runs/<t>/curve.train.csv, runs/<t>/curve.test.csv
 _SEGMENT = re.compile(r"train\.log\.(\d+)(\.gz)?")
 _TRAIN_FIRST = "train some first: make train TREATMENT=baseA"
@@ -140,7 +140,15 @@ def run_row(meta: dict, parsed: ParsedLog, run_dir: Path, finished: bool, solver
             "iterations": parsed.last_iteration, "tests": len(accs),
             "wall_seconds": parsed.wall_seconds, "active_seconds": parsed.active_seconds,
             "skipped_lines": parsed.skipped_lines, "finished": finished,
-            "plateau_pp": plateau_pp(accs), "best_after_step": best_after_step(parsed, step)}
+            "plateau_pp": plateau_pp(accs), "best_after_step": best_after_step(parsed, step),
+            "diverged_at": diverged_at(parsed)}
+
+
+def diverged_at(parsed: ParsedLog) -> int | None:
+    """The first iteration whose train or test loss is NaN (None: it stayed finite); such a run has no score
+    that means anything (its best tests come from before it diverged): analysis.rules leaves it out."""
+    its = [row["NumIters"] for row in parsed.train + parsed.test if math.isnan(row.get("loss", 0.0))]
+    return min(its) if its else None
 
 
 def collect_runs(split_dir: Path) -> list[dict]:
@@ -170,7 +178,8 @@ def write_results_csv(rows: list[dict], path: Path) -> Path:
     return Path(path)
 
 
-_INT = ("n", "iterations", "tests", "skipped_lines", "log_files", "images_per_class", "best_after_step")
+_INT = ("n", "iterations", "tests", "skipped_lines", "log_files", "images_per_class", "best_after_step",
+        "diverged_at")
 _FLOAT = ("score", "final_accuracy", "wall_seconds", "active_seconds", "plateau_pp")
 _BOOL = ("finetuned", "finished")
 

@@ -1,6 +1,7 @@
 """The one set of rules by which Figure 2, Figure 3, Table 1 and the findings read a results table.
 
-- `scored(row)`: a finished run with a score. `usable(row)`: a scored run on a
+- `scored(row)`: a finished run with a score whose loss never became NaN
+  (`diverged_at` empty). `usable(row)`: a scored run on a
   random A/B split `random<s>` (kitcore.layout.split_seed): the rows of
   Figure 2, Table 1 and the findings.
 - `group_of(row, targets)`: the paper's group (its footnote 3, Section 4.1):
@@ -37,6 +38,8 @@ def mean(values: list[float]) -> float:
 def scored(row: dict) -> bool:
     """Whether a results row is a finished run with a score."""
     value = row.get("score")
+    if row.get("diverged_at") not in (None, ""):  # its loss became NaN: the score predates the divergence
+        return False
     return row.get("finished", True) is not False and value is not None and not math.isnan(float(value))
 
 

@@ -190,9 +190,31 @@ def _train_locked(spec: RunSpec, lock_fd: int, on_iter, found: inputs.RunInputs)
         log.info("%s: snapshot %s is the last iteration; finishing without caffe", run, found[1].name)
         return _finish(spec, record, 0.0, "resumed")
     start = time.time()
-    status = resume(run, lock_fd, spec.threads, spec.gpu, on_iter=on_iter, name=spec.treatment.name,
-                    weights="init.caffemodel" if spec.treatment.kind in STARTS_FROM_INIT else None)
+    try:
+        status = resume(run, lock_fd, spec.threads, spec.gpu, on_iter=on_iter, name=spec.treatment.name,
+                        weights="init.caffemodel" if spec.treatment.kind in STARTS_FROM_INIT else None)
+    except KitError as exc:  # a diverged net can crash caffe itself (NaN in max pooling: an out-of-bounds write)
+        err = diverged(spec)
+        if err is None:
+            raise
+        raise err from exc
     return _finish(spec, record, time.time() - start, status)
+
+
+def diverged(spec: RunSpec, parsed=None) -> KitError | None:
+    """The error of a run whose loss became NaN (its best tests would come from before the divergence), or None."""
+    from analysis.parse_log import parse_log  # pylint: disable=import-outside-toplevel
+    from analysis.results import diverged_at  # pylint: disable=import-outside-toplevel
+    log_path = spec.run_dir / "train.log"
+    if parsed is None and not log_path.is_file():
+        return None
+    it = diverged_at(parsed if parsed is not None else parse_log([log_path]))
+    if it is None:
+        return None
+    solver = spec.profile.solver_template(spec.treatment.protocol).relative_to(KIT)
+    return KitError(f"{spec.treatment.name} diverged: its loss is NaN from iteration {it} ({log_path})",
+                    f"the learning rate of {solver} is too high for this net and data: lower base_lr there, "
+                    f"then {spec.make_cmd(spec.treatment.name, force=True)}")
 
 
 def _finish(spec: RunSpec, record: dict, seconds: float, status: str) -> dict:
@@ -207,6 +229,8 @@ def _finish(spec: RunSpec, record: dict, seconds: float, status: str) -> dict:
             raise disk_full(run, problem)
         raise KitError(f"the final model is incomplete: {problem}", "rerun the same command to resume")
     parsed = parse_log([run / "train.log"])
+    if (err := diverged(spec, parsed)) is not None:
+        raise err
     accs = [row["accuracy"] for row in parsed.test if row.get("accuracy") is not None]
     log_text = (run / "train.log").read_text(errors="replace")
     starts = sum(1 for line in log_text.splitlines() if line.startswith("#### transfer-kit ") and " pid " in line)

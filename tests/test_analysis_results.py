@@ -204,3 +204,14 @@ def test_plot_pooling_and_nothing_to_plot(tmp_path: Path):
         plot_transfer([{**r, "finished": False} for r in _rows()], tmp_path / "figure2")
     with pytest.raises(KitError, match="no finished runs under"):
         plot_transfer([], tmp_path / "figure2")
+
+
+def test_a_diverged_run_is_left_out_of_every_figure(tmp_path: Path):
+    """A run whose loss became NaN keeps its row (diverged_at says where) but no figure or table uses it."""
+    from analysis.rules import usable
+    split = tmp_path / "fa20" / "random0"
+    meta = {"kind": "transfer", "source": "A", "target": "B", "n": 1, "finetune": True}
+    nan_log = modern("0403", 0, range(0, 50, 10), 0.5).replace("loss = 43 (* 1 = 43 loss)", "loss = -nan (* 1 = -nan loss)")
+    _run(split, "A1B+", meta, {"train.log": nan_log}, finished=True)
+    row = collect_runs(split)[0]
+    assert row["diverged_at"] == 40 and row["finished"] and not usable(row)

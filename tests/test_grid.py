@@ -166,3 +166,23 @@ def test_a_run_start_reads_its_inputs_once(grid, tmp_path, monkeypatch):
     assert result["status"] != "skipped" and result["iterations"] == 2
     assert hashed.count(base) == 1, hashed
     assert read.count("manifest.json") == 1 and read.count("split.json") == 1, read
+
+
+def test_a_diverged_run_is_an_error_naming_the_solver_to_fix(tmp_path):
+    """A NaN loss ends a run as failed: its 10 best tests would come from before it diverged."""
+    from analysis.parse_log import parse_log
+    from generators.treatments import parse
+    from analysis.results import diverged_at
+    from runner.train import RunSpec, diverged
+    from test_analysis import glog
+    spec = RunSpec(tmp_path, "fa20", 0, parse("A1B+"))
+    spec.run_dir.mkdir(parents=True)
+    lines = [glog(f"1201 12:00:{i:02d}.000000", f"Iteration {20 * i}, loss = {loss}") for i, loss in
+             enumerate(("1.33", "0.65", "-nan", "-nan"))]
+    (spec.run_dir / "train.log").write_text("".join(lines))
+    assert diverged_at(parse_log([spec.run_dir / "train.log"])) == 40
+    err = str(diverged(spec))
+    assert "A1B+ diverged: its loss is NaN from iteration 40" in err and "solvers/fa20_solver.prototxt" in err
+    assert "make train TREATMENT=A1B+ DATASET=fa20 PROTOCOL=random SEED=0 FORCE=1" in err
+    (spec.run_dir / "train.log").write_text("".join(lines[:2]))
+    assert diverged(spec) is None
