@@ -55,6 +55,18 @@ GRIDS    ?=
 # Caffe: CAFFE_OPENCV=1 builds and wires the variant with OpenCV (convert_imageset, encoded
 # Datums); CAFFE_OPENCV=0 goes back to the plain one; unset keeps the one wired now.
 CAFFE_OPENCV ?=
+# GPU Caffe (make caffe CUDA=1; CUDA=0 wires the CPU build back; unset keeps the one wired now):
+# CUDA_HOME = the toolkit (else nvcc on PATH, else NVIDIA's CUDA 13 wheels from PyPI);
+# CUDA_ARCH = "80 90" (default: every architecture the toolkit builds for from sm_70);
+# CUDNN = 0 (off) or 1 (required; default: used when found), CUDNN_HOME = its folder.
+CUDA     ?=
+CUDA_ARCH ?=
+CUDNN    ?=
+# make test-cuda builds for this one architecture (each one adds about 25 minutes on 2 cores)
+TEST_CUDA_ARCH ?= 90
+# make gpu-pack / gpu-check: the folder of what the check carries to a GPU machine
+PACK     ?= gpu-pack
+CUDA_VARS = CUDA='$(CUDA)' CUDA_ARCH='$(CUDA_ARCH)' CUDNN='$(CUDNN)'
 IMAGENET_ARGS = $(if $(LISTS),--lists '$(LISTS)') $(if $(IMAGES),--images '$(IMAGES)') --jobs $(JOBS) $(if $(filter 1,$(ENCODED)),--encoded)
 # split-natural, split-whole and split-reduced default to ImageNet: DATASET is passed on only when given
 DATASET_IF_GIVEN = $(if $(filter command line environment,$(origin DATASET)),--dataset $(DATASET))
@@ -63,7 +75,7 @@ KIT      := $(VENV)/bin/transfer-kit
 STAMP    := $(VENV)/.kit-venv-complete
 export GLOG_logtostderr := 1
 
-.PHONY: help setup system venv caffe caffe-opencv caffe-reference dataset split-random split-natural split-whole split-reduced split-groups train grid status verify plots import-original table1 filters bench bench-import demo test test-fast compare-original
+.PHONY: help setup system venv caffe caffe-opencv caffe-cuda caffe-reference dataset split-random split-natural split-whole split-reduced split-groups train grid status verify plots import-original table1 filters bench bench-import demo test test-cuda test-fast gpu-pack gpu-check compare-original
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -81,8 +93,11 @@ $(STAMP): requirements.txt setup.py
 
 venv: $(STAMP)  ## the Python venv with the pinned packages and the kit
 
-caffe: system venv  ## build CPU Caffe + pycaffe once into ~/.cache (CAFFE_ROOT=... uses yours; CAFFE_OPENCV=1: with OpenCV)
-	@CAFFE_OPENCV='$(CAFFE_OPENCV)' bash runner/build_caffe.sh $(VENV)
+caffe: system venv  ## build Caffe + pycaffe once into ~/.cache and wire it in (CAFFE_ROOT=... uses yours; CAFFE_OPENCV=1: with OpenCV; CUDA=1 [CUDA_ARCH="80 90"]: for NVIDIA GPUs)
+	@CAFFE_OPENCV='$(CAFFE_OPENCV)' $(CUDA_VARS) bash runner/build_caffe.sh $(VENV)
+
+caffe-cuda: system venv  ## build GPU Caffe without wiring it in (its root: $(VENV)/caffe_cuda_root; make test-cuda uses it)
+	@CAFFE_OPENCV=0 CUDA=1 CUDA_ARCH='$(CUDA_ARCH)' CUDNN='$(CUDNN)' CAFFE_WIRE=0 bash runner/build_caffe.sh $(VENV) >/dev/null
 
 caffe-opencv: venv  ## build the OpenCV variant without wiring it in (its root: $(VENV)/caffe_opencv_root; the tests use it)
 	@CAFFE_OPENCV=1 bash runner/install_system.sh
@@ -150,6 +165,16 @@ compare-original: setup  ## the kit's CaffeNet files against authors' run folder
 
 test: setup caffe-opencv caffe-reference  ## install everything (the OpenCV variant and the reference build too), then run the whole test suite
 	$(VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
+
+test-cuda: setup  ## build GPU Caffe for TEST_CUDA_ARCH (about 25 min on 2 cores, 1.2 GB of NVIDIA wheels if no toolkit has them) and run its tests; no GPU needed
+	@$(MAKE) --no-print-directory caffe-cuda CUDA_ARCH='$(TEST_CUDA_ARCH)'
+	KIT_TEST_CUDA=1 $(VENV)/bin/python -m pytest tests/test_caffe_cuda.py tests/test_cuda_toolkit.py $(PYTEST_ARGS)
+
+gpu-pack: setup  ## pack what make gpu-check needs beyond the repo into PACK=gpu-pack (sdist, host .debs, FA-20 B half, nets; about 50 MiB) [FORCE=1]
+	$(VENV)/bin/python bench/gpu_pack.py '$(PACK)' --work $(WORK) $(if $(FORCE),--force)
+
+gpu-check:  ## on a GPU machine, no venv needed: GPU Caffe built from PACK, its GPU unit tests, CPU vs GPU training, caffe time of the paper's nets: PACK=gpu-pack OUT=dir [CAFFE_ROOT=build]
+	bash bench/gpu_check.sh '$(PACK)' '$(or $(OUT),$(WORK)/gpu-check)' $(if $(CAFFE_ROOT),--root '$(CAFFE_ROOT)')
 
 test-fast: setup  ## the tests without the slow end-to-end ones
 	$(VENV)/bin/python -m pytest tests -m "not slow" $(PYTEST_ARGS)

@@ -17,8 +17,19 @@
 #                      -O2, no runner/patches/speed): never wired, its root is
 #                      recorded in VENV/caffe_reference_root; `make bench` and
 #                      the equivalence test compare the fast build with it
-# Each build writes ROOT/.kit-variant: "opencv" or "plain", and ROOT/.kit-speed:
-# "fast" or "reference".
+#   CUDA=1             GPU Caffe (runner/patches/cuda/*.patch too): toolkit, cuBLAS,
+#                      cuRAND and cuDNN found by runner/cuda_toolkit.py (CUDA_HOME,
+#                      nvcc on PATH, NVIDIA's wheels; CUDA_ARCH="80 90", CUDNN=0|1,
+#                      CUDNN_HOME); ROOT/.kit-cuda records what it found. CUDA=0: the
+#                      CPU build; unset: the device of the build wired now.
+#   CAFFE_HOST_PREFIX=/p  glog, gflags, protobuf, boost, hdf5, lmdb and OpenBLAS from
+#                      a folder of unpacked .deb files (runner/host_prefix.sh), not /usr
+#   CAFFE_PYCAFFE=0    no pycaffe (nor the venv's BLAS wheel: Debian's OpenBLAS)
+#   CAFFE_SDIST=/f     the pinned sdist from this file instead of PyPI
+# VENV_DIR "-" means no venv (python3 on PATH; implies CAFFE_PYCAFFE=0 and
+# CAFFE_WIRE=0): how bench/gpu_check.sh builds on a machine without the kit's venv.
+# Each build writes ROOT/.kit-variant: "opencv" or "plain", ROOT/.kit-speed:
+# "fast" or "reference", and ROOT/.kit-device: "cpu" or "cuda".
 #
 # The fast build links the current OpenBLAS of PyPI's scipy-openblas32 wheel
 # (pinned in requirements.txt; its symbols carry a scipy_ prefix, mapped back to
@@ -30,8 +41,14 @@
 set -euo pipefail
 
 KIT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-VENV=$(cd "${1:?usage: build_caffe.sh VENV_DIR}" && pwd)
-PY="$VENV/bin/python"
+CAFFE_PYCAFFE=${CAFFE_PYCAFFE:-1}
+if [ "${1:?usage: build_caffe.sh VENV_DIR (or - for none)}" = - ]; then
+  VENV=""; PY=$(command -v python3) || { echo "error: no python3 on PATH; fix: put one on PATH" >&2; exit 1; }
+  CAFFE_PYCAFFE=0; CAFFE_WIRE=0
+else
+  VENV=$(cd "$1" && pwd)
+  PY="$VENV/bin/python"
+fi
 SDIST_NAME=brocolli-caffe
 SDIST_VERSION=9.0.2
 SDIST_SHA256=c6410cc60bdd6db685d441b66be7df05410f8850ac88d6b75d48ef9b2315c08a
@@ -39,10 +56,29 @@ CACHE=${CAFFE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/transfer-kit/caffe}
 TOOLS=(caffe compute_image_mean upgrade_net_proto_text upgrade_solver_proto_text)
 OPTIONAL_TOOLS=(convert_imageset)  # linked only from a build that has them working
 CAFFE_WIRE=${CAFFE_WIRE:-1}
+wired_flag() {  # wired_flag FILE VALUE: the wired build's ROOT/FILE says VALUE
+  [ "$CAFFE_WIRE" != 0 ] && [ -z "${CAFFE_ROOT:-}" ] && [ -f "$VENV/caffe_root" ] \
+    && [ "$(cat "$(cat "$VENV/caffe_root")/$1" 2>/dev/null)" = "$2" ]
+}
+if [ -z "${CUDA:-}" ]; then  # not given: keep the device wired now (cpu on a fresh venv)
+  CUDA=0
+  if wired_flag .kit-device cuda; then
+    CUDA=1
+    echo "keeping the CUDA Caffe build wired into $VENV (CUDA=0 switches back to the CPU one)" >&2
+  fi
+fi
+case "$CUDA" in
+  1) DEVICE=cuda ;;
+  0) DEVICE=cpu ;;
+  *) echo "error: CUDA=$CUDA; fix: CUDA=1 (GPU build) or CUDA=0 (CPU build)" >&2; exit 1 ;;
+esac
+case "$CAFFE_PYCAFFE" in
+  0|1) ;;
+  *) echo "error: CAFFE_PYCAFFE=$CAFFE_PYCAFFE; fix: CAFFE_PYCAFFE=1 or 0" >&2; exit 1 ;;
+esac
 if [ -z "${CAFFE_OPENCV:-}" ]; then  # not given: keep the variant wired now (plain on a fresh venv)
   CAFFE_OPENCV=0
-  if [ "$CAFFE_WIRE" != 0 ] && [ -z "${CAFFE_ROOT:-}" ] && [ -f "$VENV/caffe_root" ] \
-     && [ "$(cat "$(cat "$VENV/caffe_root")/.kit-variant" 2>/dev/null)" = opencv ]; then
+  if wired_flag .kit-variant opencv; then
     CAFFE_OPENCV=1
     echo "keeping the OpenCV Caffe variant wired into $VENV (CAFFE_OPENCV=0 switches back to the plain one)" >&2
   fi
@@ -61,9 +97,11 @@ esac
 PATCHES=("$KIT"/runner/patches/*.patch)
 [ "$SPEED" = fast ] && PATCHES+=("$KIT"/runner/patches/speed/*.patch)
 [ "$VARIANT" = opencv ] && PATCHES+=("$KIT"/runner/patches/opencv/*.patch)
+[ "$DEVICE" = cuda ] && PATCHES+=("$KIT"/runner/patches/cuda/*.patch)
 
 die() { echo "error: $*" >&2; exit 1; }
 [ -x "$PY" ] || die "no Python venv at $VENV; fix: make venv"
+[ "$DEVICE" = cuda ] && [ "$SPEED" = reference ] && die "CUDA=1 with CAFFE_REFERENCE=1; fix: drop one (the reference build is CPU only)"
 
 wire() {  # wire ROOT into the venv: pycaffe on sys.path, tools on the venv's PATH
   local root=$1 site
@@ -97,8 +135,12 @@ if [ -n "${CAFFE_ROOT:-}" ]; then
 fi
 
 finish() {  # DEST is built: record it, and wire it unless CAFFE_WIRE=0
-  if [ "$SPEED" = reference ]; then
+  if [ -z "$VENV" ]; then
+    :
+  elif [ "$SPEED" = reference ]; then
     echo "$DEST" > "$VENV/caffe_reference_root"
+  elif [ "$DEVICE" = cuda ]; then
+    echo "$DEST" > "$VENV/caffe_cuda_root"
   elif [ "$VARIANT" = opencv ]; then
     echo "$DEST" > "$VENV/caffe_opencv_root"
   fi
@@ -110,16 +152,30 @@ finish() {  # DEST is built: record it, and wire it unless CAFFE_WIRE=0
 }
 
 PYVER=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-NPVER=$("$PY" -c 'import numpy; print(numpy.__version__)')
-if [ "$SPEED" = fast ]; then
+NPVER=none
+[ "$CAFFE_PYCAFFE" = 1 ] && NPVER=$("$PY" -c 'import numpy; print(numpy.__version__)')
+HOST_KEY=system
+if [ -n "${CAFFE_HOST_PREFIX:-}" ]; then
+  HOST_ENV=$(bash "$KIT/runner/host_prefix.sh" env "$CAFFE_HOST_PREFIX") || exit 1
+  eval "$HOST_ENV"
+  HOST_KEY="prefix $(cd "$CAFFE_HOST_PREFIX" && pwd) $(sha256sum < "$CAFFE_HOST_PREFIX/packages.txt" 2>/dev/null | cut -c1-16)"
+fi
+CUDA_KEY=none
+if [ "$DEVICE" = cuda ]; then
+  CUDA_ENV=$("$PY" "$KIT/runner/cuda_toolkit.py" resolve "$CACHE") || exit 1
+  eval "$CUDA_ENV"
+  CUDA_KEY="cuda$CUDA_VERSION archs=$CUDA_ARCHS cudnn=${CUDNN_VERSION:-off} $CUDA_LIBS $CUDA_DIR"
+fi
+if [ "$SPEED" = fast ] && [ "$CAFFE_PYCAFFE" = 1 ]; then
   BLAS_DIRS=$("$PY" -c 'import scipy_openblas32 as b; print(b.get_include_dir()); print(b.get_lib_dir()); print(b.__version__)') \
     || die "the scipy-openblas32 wheel is not in $VENV; fix: make venv (it is pinned in requirements.txt)"
   { read -r BLAS_INC; read -r BLAS_LIBDIR; read -r BLAS_VERSION; } <<< "$BLAS_DIRS"
   BLAS_KEY="scipy-openblas32-$BLAS_VERSION $(sha256sum "$BLAS_LIBDIR/libscipy_openblas.so" | cut -c1-16)"
-else
+else  # Debian's OpenBLAS: the reference build, and builds without the venv's wheel
   BLAS_KEY="debian-openblas $(dpkg-query -W -f='${Version}' libopenblas-dev 2>/dev/null)"
 fi
-KEY=$( { echo "$SDIST_SHA256 py$PYVER numpy$NPVER variant=$VARIANT speed=$SPEED blas=$BLAS_KEY"; cat "$KIT/runner/build_caffe.sh" "${PATCHES[@]}"; } | sha256sum | cut -c1-16)
+KEY=$( { echo "$SDIST_SHA256 py$PYVER numpy$NPVER pycaffe=$CAFFE_PYCAFFE variant=$VARIANT speed=$SPEED blas=$BLAS_KEY device=$DEVICE $CUDA_KEY host=$HOST_KEY"
+         cat "$KIT/runner/build_caffe.sh" "$KIT/runner/cuda_toolkit.py" "${PATCHES[@]}"; } | sha256sum | cut -c1-16)
 DEST="$CACHE/$KEY"
 
 if [ "$VARIANT" = opencv ] && [ ! -f /usr/include/opencv4/opencv2/imgcodecs.hpp ]; then
@@ -128,13 +184,16 @@ fi
 
 if [ -f "$DEST/.kit-build-complete" ]; then
   finish
-  echo "Caffe ($VARIANT) already built: $DEST" >&2
+  echo "Caffe ($VARIANT, $DEVICE) already built: $DEST" >&2
   exit 0
 fi
 
 mkdir -p "$CACHE/sdist"
-TARBALL="$CACHE/sdist/$SDIST_NAME-$SDIST_VERSION.tar.gz"
-if [ ! -f "$TARBALL" ] || ! echo "$SDIST_SHA256  $TARBALL" | sha256sum -c --quiet - 2>/dev/null; then
+TARBALL="${CAFFE_SDIST:-$CACHE/sdist/$SDIST_NAME-$SDIST_VERSION.tar.gz}"
+if [ -n "${CAFFE_SDIST:-}" ]; then
+  echo "$SDIST_SHA256  $TARBALL" | sha256sum -c --quiet - 2>/dev/null \
+    || die "CAFFE_SDIST=$TARBALL is not the pinned $SDIST_NAME $SDIST_VERSION sdist (sha256); fix: point it at that file or unset it"
+elif [ ! -f "$TARBALL" ] || ! echo "$SDIST_SHA256  $TARBALL" | sha256sum -c --quiet - 2>/dev/null; then
   DL=$(mktemp -d "$CACHE/sdist/.dl.XXXXXX")
   "$PY" -m pip download -q --no-deps --no-binary :all: "$SDIST_NAME==$SDIST_VERSION" -d "$DL" \
     || die "could not download $SDIST_NAME==$SDIST_VERSION from PyPI; fix: check the network or put the sdist at $TARBALL"
@@ -158,7 +217,7 @@ for p in "${PATCHES[@]}"; do
 done
 
 BLAS_CFG="BLAS := open"
-if [ "$SPEED" = fast ]; then
+if [ "$SPEED" = fast ] && [ "$CAFFE_PYCAFFE" = 1 ]; then
   # The wheel's headers under kit_blas/include/scipy_openblas32 and a cblas.h
   # that maps every standard cblas_* name Caffe calls to the wheel's scipy_cblas_*.
   mkdir -p kit_blas/include kit_blas/lib
@@ -179,10 +238,39 @@ OPENBLAS_LIB_NAME := scipy_openblas
 BLAS_INCLUDE := kit_blas/include
 BLAS_LIB := kit_blas/lib"
 fi
-PYINC=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
-NPINC=$("$PY" -c 'import numpy; print(numpy.get_include())')
-PYLIB=$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
 MULTIARCH=$(gcc -print-multiarch)
+if [ "$CAFFE_PYCAFFE" = 1 ]; then
+  PYINC=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+  NPINC=$("$PY" -c 'import numpy; print(numpy.get_include())')
+  PYLIB=$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
+  PYTHON_CFG="PYTHON_INCLUDE := $PYINC $NPINC
+PYTHON_LIB := $PYLIB
+PYTHON_LIBRARIES := boost_python${PYVER/./}"
+else
+  PYTHON_CFG="PYTHON_INCLUDE :=
+PYTHON_LIB :="
+fi
+DEVICE_CFG="CPU_ONLY := 1"
+EXTRA_INC=""; EXTRA_LIB=""; RPATHS=(); LINK_CFG=""
+if [ -n "${CAFFE_HOST_PREFIX:-}" ]; then
+  # DT_RPATH (not RUNPATH) so that the prefix also serves the libraries' own
+  # dependencies (hdf5's libcurl); --as-needed drops boost_regex's unused ICU.
+  EXTRA_INC="$HOST_INCLUDE_DIRS"; EXTRA_LIB="$HOST_LIBRARY_DIRS"; LINK_CFG=" $HOST_LDFLAGS -Wl,--disable-new-dtags"
+  read -ra RPATHS <<< "$HOST_LIBRARY_DIRS"
+fi
+if [ "$DEVICE" = cuda ]; then
+  # CUDA 13's Thrust and CUB (CCCL 3) need C++17; Caffe's code compiles as C++17 (gcc's default)
+  DEVICE_CFG="CUDA_DIR := $CUDA_DIR
+CUDA_ARCH := $CUDA_ARCH_FLAGS
+NVCCFLAGS += -std=c++17
+$( [ -n "$CUDNN_VERSION" ] && echo "USE_CUDNN := 1")"
+  EXTRA_INC="$CUDA_INCLUDE_DIRS $EXTRA_INC"; EXTRA_LIB="$CUDA_LINK_DIR $EXTRA_LIB"
+  read -ra cuda_rpath <<< "$CUDA_RPATH"
+  RPATHS+=("${cuda_rpath[@]}")
+  printf '%s\n' "$CUDA_ENV" > .kit-cuda
+fi
+RPATH_CFG="$LINK_CFG"
+for d in "${RPATHS[@]}"; do RPATH_CFG+=" -Wl,-rpath,$d"; done
 if [ "$VARIANT" = opencv ]; then
   OPENCV_CFG="USE_OPENCV := 1
 OPENCV_VERSION := 3"
@@ -193,31 +281,43 @@ else
 fi
 cat > Makefile.config <<CFG
 # Written by the kit's runner/build_caffe.sh (see ../shared/CAFFE_NOTES.md).
-CPU_ONLY := 1
+$DEVICE_CFG
 $OPENCV_CFG
 USE_LEVELDB := 0
 USE_LMDB := 1
 $BLAS_CFG
-PYTHON_INCLUDE := $PYINC $NPINC
-PYTHON_LIB := $PYLIB
-PYTHON_LIBRARIES := boost_python${PYVER/./}
-INCLUDE_DIRS := \$(PYTHON_INCLUDE) /usr/local/include /usr/include/hdf5/serial$OPENCV_INC
-LIBRARY_DIRS := \$(PYTHON_LIB) /usr/local/lib /usr/lib /usr/lib/$MULTIARCH/hdf5/serial
+$PYTHON_CFG
+INCLUDE_DIRS := \$(PYTHON_INCLUDE) $EXTRA_INC /usr/local/include /usr/include/hdf5/serial$OPENCV_INC
+LIBRARY_DIRS := \$(PYTHON_LIB) $EXTRA_LIB /usr/local/lib /usr/lib /usr/lib/$MULTIARCH/hdf5/serial
+LDFLAGS +=$RPATH_CFG
 BUILD_DIR := build
 DISTRIBUTE_DIR := distribute
 Q ?= @
 CFG
 
-echo "building Caffe ($VARIANT, $SPEED) into $DEST (about 8 minutes on 2 cores; log: $WORK/build.log)" >&2
+TARGETS=(all); [ "$CAFFE_PYCAFFE" = 1 ] && TARGETS+=(pycaffe)
+if [ "$DEVICE" = cuda ]; then
+  echo "building Caffe ($VARIANT, CUDA $CUDA_VERSION for sm_${CUDA_ARCHS// /, sm_}, cuDNN ${CUDNN_VERSION:-off}) into $DEST (about 25 minutes on 2 cores per architecture; log: $WORK/build.log)" >&2
+else
+  echo "building Caffe ($VARIANT, $SPEED) into $DEST (about 8 minutes on 2 cores; log: $WORK/build.log)" >&2
+fi
 start=$(date +%s)
-if ! make -j"$(nproc)" all pycaffe > build.log 2>&1; then
+BUILD_PATH=$PATH; BUILD_LD=${LD_LIBRARY_PATH:-}
+if [ -n "${CAFFE_HOST_PREFIX:-}" ]; then  # the prefix's protoc, and the libraries it runs with
+  BUILD_PATH="$(dirname "$HOST_PROTOC"):$PATH"; BUILD_LD="$HOST_LD_LIBRARY_PATH${BUILD_LD:+:$BUILD_LD}"
+fi
+# Caffe's own make without the caller's MAKEFLAGS: `make caffe CUDA_ARCH="80 90"` would
+# otherwise override Caffe's CUDA_ARCH (its -gencode flags) with the bare numbers.
+if ! PATH=$BUILD_PATH LD_LIBRARY_PATH=$BUILD_LD env -u MAKEFLAGS -u MFLAGS -u MAKEOVERRIDES -u MAKELEVEL \
+     make -j"$(nproc)" "${TARGETS[@]}" > build.log 2>&1; then
   tail -30 build.log >&2
   cp build.log "$CACHE/failed-build-$KEY.log"
   die "Caffe build failed; full log: $CACHE/failed-build-$KEY.log"
 fi
-if [ "$SPEED" = fast ]; then  # found by libcaffe's RUNPATH ($ORIGIN); the tree stays movable
+if [ -f kit_blas/lib/libscipy_openblas.so ]; then  # found by libcaffe's RUNPATH ($ORIGIN); the tree stays movable
   cp kit_blas/lib/libscipy_openblas.so build/lib/
 fi
+echo "$DEVICE" > .kit-device
 echo "$VARIANT" > .kit-variant
 echo "$SPEED" > .kit-speed
 touch .kit-build-complete
@@ -226,5 +326,5 @@ if ! mv -T "$WORK" "$DEST" 2>/dev/null; then
   [ -f "$DEST/.kit-build-complete" ] || die "could not move the build to $DEST"
 fi
 trap - EXIT
-echo "Caffe ($VARIANT) built in $(( $(date +%s) - start )) s: $DEST" >&2
+echo "Caffe ($VARIANT, $DEVICE) built in $(( $(date +%s) - start )) s: $DEST" >&2
 finish

@@ -34,7 +34,8 @@ for t in "${TESTS[@]}"; do
   [ -f "src/caffe/test/$t.cpp" ] || die "Caffe has no test $t (src/caffe/test/$t.cpp); fix: name one of src/caffe/test/test_*.cpp"
   bins+=("$TEST_BIN_DIR/$t.testbin")
 done
-if ! make -j"$(nproc)" "${bins[@]}" > unit-tests-build.log 2>&1; then
+if ! env -u MAKEFLAGS -u MFLAGS -u MAKEOVERRIDES -u MAKELEVEL \
+     make -j"$(nproc)" "${bins[@]}" > unit-tests-build.log 2>&1; then  # not the caller's make variables
   tail -30 unit-tests-build.log >&2
   die "building Caffe's unit tests failed; full log: $ROOT/unit-tests-build.log"
 fi

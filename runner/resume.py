@@ -47,16 +47,27 @@ def disk_full(run: Path, detail: object) -> KitError:
 
 @functools.cache
 def check_gpu() -> None:
-    """Raise KitError unless Caffe can run in GPU mode on device 0 here (`caffe device_query -gpu 0`)."""
+    """Raise KitError unless Caffe can run in GPU mode on device 0 here (`caffe device_query -gpu 0`).
+
+    The two ways it fails have different fixes: a CPU-only build (make caffe CUDA=1), and a
+    CUDA build on a machine without a usable GPU (runner/patches/cuda makes that one line).
+    """
     proc = subprocess.run([tool("caffe"), "device_query", "-gpu", "0"], env=caffe_env(), capture_output=True,
                           text=True, check=False, timeout=120)
     if proc.returncode == 0:
         return
-    lines = [ln for ln in proc.stderr.splitlines() if " Check failed" in ln or "Cannot use GPU" in ln
-             or "CUDA" in ln or "cuda" in ln]
-    why = (lines[0].split("] ", 1)[-1] if lines else f"caffe device_query exit {proc.returncode}").strip()
+    err = proc.stderr.splitlines()
+    if any("CPU-only Caffe" in ln for ln in err):
+        raise KitError("--gpu needs a Caffe built with CUDA and a visible GPU; this one says: Cannot use GPU in "
+                       f"CPU-only Caffe ({tool('caffe')})",
+                       "build and wire GPU Caffe: make caffe CUDA=1 (or point CAFFE_ROOT at a CUDA build); "
+                       "or drop --gpu / MODE=cpu")
+    kit = [ln[len("error: "):].split("; fix:")[0] for ln in err if ln.startswith("error: CUDA")]
+    lines = kit or [ln.split("] ", 1)[-1] for ln in err if " Check failed" in ln or "CUDA" in ln or "cuda" in ln]
+    why = (lines[0] if lines else f"caffe device_query exit {proc.returncode}").strip()
     raise KitError(f"--gpu needs a Caffe built with CUDA and a visible GPU; this one says: {why}",
-                   "train in CPU mode (drop --gpu / MODE=cpu), or point CAFFE_ROOT at a CUDA build of Caffe")
+                   "run on a machine with an NVIDIA GPU and its driver (nvidia-smi lists it), "
+                   "or drop --gpu / MODE=cpu")
 
 
 def resume(run: Path, lock_fd: int, threads: int | None = None, gpu: bool = False, weights: str | None = None,
