@@ -73,7 +73,8 @@ def test_libcaffe_links_and_finds_the_cuda_runtime_cublas_curand_and_cudnn(cuda_
 def test_pycaffe_imports_has_set_mode_gpu_and_runs_a_net_on_the_cpu(cuda_root, tmp_path):
     net = tmp_path / "net.prototxt"
     net.write_text('layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }\n'
-                   'layer { name: "y" type: "ReLU" bottom: "x" top: "y" }\n')
+                   'layer { name: "y" type: "ReLU" bottom: "x" top: "y" relu_param { engine: CAFFE } }\n')
+    # engine CAFFE: in a cuDNN build the default engine is cuDNN, whose set-up needs a GPU even in CPU mode
     code = ("import caffe, numpy as np; assert callable(caffe.set_mode_gpu) and callable(caffe.set_device); "
             "caffe.set_mode_cpu(); n = caffe.Net(%r, caffe.TEST); n.blobs['x'].data[...] = [[-1, 0, 2], [3, -4, 5]]; "
             "n.forward(); print(n.blobs['y'].data.tolist())" % str(net))
@@ -113,7 +114,7 @@ def test_make_caffe_cuda_1_wires_the_gpu_build_and_cuda_0_wires_the_cpu_one_back
                               env={**env, "CUDA": "1"}, timeout=600)
         assert proc.returncode == 0 and "already built" in proc.stderr, proc.stderr[-2000:]
         assert (VENV / "caffe_root").read_text().strip() == str(cuda_root)
-        assert os.path.realpath(VENV / "bin/caffe") == str(cuda_root / "build/tools/caffe")
+        assert os.path.realpath(VENV / "bin/caffe") == os.path.realpath(cuda_root / "build/tools/caffe")
         again = subprocess.run(["bash", *build], capture_output=True, text=True, check=False, env=env, timeout=600)
         assert again.returncode == 0 and "keeping the CUDA Caffe build wired" in again.stderr, again.stderr[-2000:]
     finally:
@@ -121,4 +122,4 @@ def test_make_caffe_cuda_1_wires_the_gpu_build_and_cuda_0_wires_the_cpu_one_back
                               env={**env, "CUDA": "0"}, timeout=3600)
     assert back.returncode == 0, back.stderr[-2000:]
     assert (VENV / "caffe_root").read_text().strip() == before
-    assert os.path.realpath(VENV / "bin/caffe") == str(Path(before) / "build/tools/caffe")
+    assert os.path.realpath(VENV / "bin/caffe") == os.path.realpath(Path(before) / "build/tools/caffe")
