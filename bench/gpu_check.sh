@@ -267,8 +267,8 @@ CPU_RUNS=("cpu_nodrop train_val_nodrop solver init 1" "cpu_nodrop_ulp train_val_
 [ "$(nproc)" -lt 4 ] || CPU_RUNS+=("cpu_nodrop_t2 train_val_nodrop solver init 2")
 ( for spec in "${CPU_RUNS[@]}"; do
     while [ "$(jobs -rp | wc -l)" -ge "$(nproc)" ]; do wait -n; done
-    read -r n net sol init thr <<< "$spec"  # no CUDA context for CPU runs (an exclusive-mode GPU stays free)
-    CUDA_VISIBLE_DEVICES="" train_run "$n" "$net.prototxt" "$sol.prototxt" "$init.caffemodel" cpu "$thr" &
+    read -r n net sol init thr <<< "$spec"  # the GPU stays visible: a CUDA build's threads need a device even on CPU
+    train_run "$n" "$net.prototxt" "$sol.prototxt" "$init.caffemodel" cpu "$thr" &
   done; wait ) & CPU_PID=$!
 begin unit_tests
 if [ "$HAVE_GPU" = 0 ]; then end skipped "$SKIP"
