@@ -41,7 +41,7 @@ done
 [ -n "$PACK" ] && [ -n "$OUT" ] || bad "PACK and OUT are both needed" "$USAGE"
 [ -f "$PACK/manifest.json" ] || bad "$PACK is not a finished GPU pack (no manifest.json)" "bench/gpu_pack.py $PACK"
 [ -z "$ROOT" ] || [ -x "$ROOT/build/tools/caffe" ] || bad "--root $ROOT has no build/tools/caffe" "give a Caffe build"
-command -v python3 >/dev/null || bad "no python3 on PATH" "put a Python 3.10+ first on PATH"
+command -v python3 >/dev/null || bad "no python3 on PATH" "put a Python 3.10+ first on PATH"; unset GLOG_minloglevel  # INFO is parsed
 PACK=$(cd "$PACK" && pwd); mkdir -p "$OUT/logs" || bad "cannot make $OUT/logs" "give a writable OUT"
 OUT=$(cd "$OUT" && pwd); [ -z "$ROOT" ] || ROOT=$(cd "$ROOT" && pwd)
 SCR=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX"); LOGS=$OUT/logs; RES=$OUT/gpu_check.json
