@@ -26,6 +26,7 @@
 #                      a folder of unpacked .deb files (runner/host_prefix.sh), not /usr
 #   CAFFE_PYCAFFE=0    no pycaffe (nor the venv's BLAS wheel: Debian's OpenBLAS)
 #   CAFFE_SDIST=/f     the pinned sdist from this file instead of PyPI
+#   CAFFE_KEY_ONLY=1   print the cache folder this build would have (or has) and stop
 # VENV_DIR "-" means no venv (python3 on PATH; implies CAFFE_PYCAFFE=0 and
 # CAFFE_WIRE=0): how bench/gpu_check.sh builds on a machine without the kit's venv.
 # Each build writes ROOT/.kit-variant: "opencv" or "plain", ROOT/.kit-speed:
@@ -155,13 +156,16 @@ PYVER=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 NPVER=none
 [ "$CAFFE_PYCAFFE" = 1 ] && NPVER=$("$PY" -c 'import numpy; print(numpy.__version__)')
 HOST_KEY=system
+KEY_FILES=("$KIT/runner/build_caffe.sh" "${PATCHES[@]}")  # the kit's files a build depends on: only those in its key
 if [ -n "${CAFFE_HOST_PREFIX:-}" ]; then
   HOST_ENV=$(bash "$KIT/runner/host_prefix.sh" env "$CAFFE_HOST_PREFIX") || exit 1
   eval "$HOST_ENV"
   HOST_KEY="prefix $(cd "$CAFFE_HOST_PREFIX" && pwd) $(sha256sum < "$CAFFE_HOST_PREFIX/packages.txt" 2>/dev/null | cut -c1-16)"
+  KEY_FILES+=("$KIT/runner/host_prefix.sh")
 fi
 CUDA_KEY=none
 if [ "$DEVICE" = cuda ]; then
+  KEY_FILES+=("$KIT/runner/cuda_toolkit.py")
   CUDA_ENV=$("$PY" "$KIT/runner/cuda_toolkit.py" resolve "$CACHE") || exit 1
   eval "$CUDA_ENV"
   CUDA_KEY="cuda$CUDA_VERSION archs=$CUDA_ARCHS cudnn=${CUDNN_VERSION:-off} $CUDA_LIBS $CUDA_DIR"
@@ -175,8 +179,9 @@ else  # Debian's OpenBLAS: the reference build, and builds without the venv's wh
   BLAS_KEY="debian-openblas $(dpkg-query -W -f='${Version}' libopenblas-dev 2>/dev/null)"
 fi
 KEY=$( { echo "$SDIST_SHA256 py$PYVER numpy$NPVER pycaffe=$CAFFE_PYCAFFE variant=$VARIANT speed=$SPEED blas=$BLAS_KEY device=$DEVICE $CUDA_KEY host=$HOST_KEY"
-         cat "$KIT/runner/build_caffe.sh" "$KIT/runner/cuda_toolkit.py" "${PATCHES[@]}"; } | sha256sum | cut -c1-16)
+         cat "${KEY_FILES[@]}"; } | sha256sum | cut -c1-16)
 DEST="$CACHE/$KEY"
+if [ "${CAFFE_KEY_ONLY:-0}" = 1 ]; then echo "$DEST"; exit 0; fi
 
 if [ "$VARIANT" = opencv ] && [ ! -f /usr/include/opencv4/opencv2/imgcodecs.hpp ]; then
   die "CAFFE_OPENCV=1 needs Debian's OpenCV headers; fix: make system CAFFE_OPENCV=1 (or: apt-get install --no-install-recommends libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev)"

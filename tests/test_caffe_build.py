@@ -1,11 +1,15 @@
 """The kit's Caffe build: the real binary honours --weights and frozen layers stay fixed."""
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+
 import numpy as np
 import pytest
 from google.protobuf import text_format
 
-from conftest import run_caffe
+from conftest import ROOT, run_caffe
 from kitcore.caffe_env import pb2, import_caffe, tool
 caffe_pb2 = pb2()
 
@@ -80,3 +84,35 @@ def test_tools_are_real_binaries():
     for name in ("caffe", "compute_image_mean", "upgrade_net_proto_text"):
         with open(tool(name), "rb") as f:
             assert f.read(4) == b"\x7fELF", name
+
+
+def _key(kit, tmp_path, **env) -> str:
+    """The cache folder build_caffe.sh of the kit copy KIT would build into (CAFFE_KEY_ONLY=1)."""
+    proc = subprocess.run(["bash", str(kit / "runner" / "build_caffe.sh"), str(ROOT / ".venv")], text=True,
+                          capture_output=True, check=False,
+                          env={**os.environ, "CAFFE_KEY_ONLY": "1", "CAFFE_CACHE": str(tmp_path / "cache"), **env})
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def test_a_cpu_build_is_keyed_by_its_own_files_only(tmp_path):
+    """Editing the CUDA resolver, the host prefix script or the CUDA patches leaves the CPU builds' keys alone;
+    editing build_caffe.sh or a CPU patch changes them."""
+    kit = tmp_path / "kit"
+    shutil.copytree(ROOT / "runner", kit / "runner", ignore=shutil.ignore_patterns("__pycache__"))
+    builds = [{"CUDA": "0", "CAFFE_OPENCV": "0"}, {"CUDA": "0", "CAFFE_OPENCV": "1"},
+              {"CUDA": "0", "CAFFE_OPENCV": "0", "CAFFE_REFERENCE": "1"}]
+    keys = [_key(kit, tmp_path, **b) for b in builds]
+    assert len(set(keys)) == 3, keys
+    for other in ["cuda_toolkit.py", "host_prefix.sh", *(f"patches/cuda/{p.name}"
+                                                         for p in (kit / "runner" / "patches" / "cuda").glob("*"))]:
+        with open(kit / "runner" / other, "a") as f:
+            f.write("\n# edited\n")
+    assert [_key(kit, tmp_path, **b) for b in builds] == keys
+    first_patch = sorted((kit / "runner" / "patches").glob("*.patch"))[0]
+    for edited in [first_patch, kit / "runner" / "build_caffe.sh"]:
+        with open(edited, "a") as f:
+            f.write("\n# edited\n")
+        new = [_key(kit, tmp_path, **b) for b in builds]
+        assert all(n != k for n, k in zip(new, keys)), edited
+        keys = new
