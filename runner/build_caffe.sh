@@ -302,7 +302,7 @@ CFG
 
 TARGETS=(all); [ "$CAFFE_PYCAFFE" = 1 ] && TARGETS+=(pycaffe)
 if [ "$DEVICE" = cuda ]; then
-  echo "building Caffe ($VARIANT, CUDA $CUDA_VERSION for sm_${CUDA_ARCHS// /, sm_}, cuDNN ${CUDNN_VERSION:-off}) into $DEST (about 25 minutes on 2 cores per architecture; log: $WORK/build.log)" >&2
+  echo "building Caffe ($VARIANT, CUDA $CUDA_VERSION for sm_${CUDA_ARCHS// /, sm_}, cuDNN ${CUDNN_VERSION:-off}) into $DEST (about $CUDA_BUILD_MINUTES minutes on 2 cores; log: $WORK/build.log)" >&2
 else
   echo "building Caffe ($VARIANT, $SPEED) into $DEST (about 8 minutes on 2 cores; log: $WORK/build.log)" >&2
 fi

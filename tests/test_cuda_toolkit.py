@@ -38,6 +38,10 @@ def test_architectures_are_read_in_every_spelling_and_get_ptx_of_the_newest():
         ct.parse_archs("hopper")
 
 
+def test_the_build_time_estimate_grows_with_the_architectures():
+    assert ct.build_minutes(1) == 21 and ct.build_minutes(12) == 70  # make test-cuda's sm_90; CUDA 13.0's default
+
+
 def test_the_default_is_every_architecture_from_sm_70_and_a_wrong_one_names_the_choice():
     supported = [50, 60, 70, 75, 80, 90]
     assert ct.choose_archs({}, supported) == [70, 75, 80, 90]
