@@ -104,22 +104,30 @@ def test_the_kits_gpu_preflight_names_the_missing_device_and_the_fix(cuda_root):
 
 
 def test_make_caffe_cuda_1_wires_the_gpu_build_and_cuda_0_wires_the_cpu_one_back(cuda_root):
+    """CUDA=1 wires the GPU build, no CUDA keeps it, CUDA=0 wires the CPU one; whichever was wired before
+    (make caffe CUDA=1 then make test-cuda: the GPU one) is wired again at the end."""
     before = (VENV / "caffe_root").read_text().strip()
-    assert (Path(before) / ".kit-device").read_text().strip() == "cpu"
+    was = (Path(before) / ".kit-device").read_text().strip()
+    assert was in ("cpu", "cuda")
     env = {k: v for k, v in os.environ.items() if k not in ("CAFFE_ROOT", "CUDA", "CAFFE_OPENCV")}
     env["CUDA_ARCH"] = kit_cuda(cuda_root)["CUDA_ARCHS"]
     build = [str(ROOT / "runner/build_caffe.sh"), str(VENV)]
+
+    def wire(cuda: str | None) -> subprocess.CompletedProcess:
+        proc = subprocess.run(["bash", *build], capture_output=True, text=True, check=False, timeout=3600,
+                              env={**env, "CUDA": cuda} if cuda else env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc
+
+    def wired() -> Path:
+        root = Path((VENV / "caffe_root").read_text().strip())
+        assert os.path.realpath(VENV / "bin/caffe") == os.path.realpath(root / "build/tools/caffe")
+        return root
     try:
-        proc = subprocess.run(["bash", *build], capture_output=True, text=True, check=False,
-                              env={**env, "CUDA": "1"}, timeout=600)
-        assert proc.returncode == 0 and "already built" in proc.stderr, proc.stderr[-2000:]
-        assert (VENV / "caffe_root").read_text().strip() == str(cuda_root)
-        assert os.path.realpath(VENV / "bin/caffe") == os.path.realpath(cuda_root / "build/tools/caffe")
-        again = subprocess.run(["bash", *build], capture_output=True, text=True, check=False, env=env, timeout=600)
-        assert again.returncode == 0 and "keeping the CUDA Caffe build wired" in again.stderr, again.stderr[-2000:]
+        assert "already built" in wire("1").stderr and wired() == cuda_root
+        assert "keeping the CUDA Caffe build wired" in wire(None).stderr and wired() == cuda_root
+        wire("0")
+        assert (wired() / ".kit-device").read_text().strip() == "cpu"
     finally:
-        back = subprocess.run(["bash", *build], capture_output=True, text=True, check=False,
-                              env={**env, "CUDA": "0"}, timeout=3600)
-    assert back.returncode == 0, back.stderr[-2000:]
-    assert (VENV / "caffe_root").read_text().strip() == before
-    assert os.path.realpath(VENV / "bin/caffe") == os.path.realpath(Path(before) / "build/tools/caffe")
+        wire("1" if was == "cuda" else "0")
+    assert str(wired()) == before
