@@ -113,9 +113,9 @@ def test_make_caffe_cuda_1_wires_the_gpu_build_and_cuda_0_wires_the_cpu_one_back
     env["CUDA_ARCH"] = kit_cuda(cuda_root)["CUDA_ARCHS"]
     build = [str(ROOT / "runner/build_caffe.sh"), str(VENV)]
 
-    def wire(cuda: str | None) -> subprocess.CompletedProcess:
+    def wire(cuda: str | None, **extra) -> subprocess.CompletedProcess:
         proc = subprocess.run(["bash", *build], capture_output=True, text=True, check=False, timeout=3600,
-                              env={**env, "CUDA": cuda} if cuda else env)
+                              env={**env, **({"CUDA": cuda} if cuda else {}), **extra})
         assert proc.returncode == 0, proc.stderr[-2000:]
         return proc
 
@@ -123,8 +123,7 @@ def test_make_caffe_cuda_1_wires_the_gpu_build_and_cuda_0_wires_the_cpu_one_back
         root = Path((VENV / "caffe_root").read_text().strip())
         assert os.path.realpath(VENV / "bin/caffe") == os.path.realpath(root / "build/tools/caffe")
         return root
-    key = subprocess.run(["bash", *build], capture_output=True, text=True, check=False, timeout=600,
-                         env={**env, "CUDA": "1", "CAFFE_KEY_ONLY": "1"}).stdout.strip()
+    key = wire("1", CAFFE_KEY_ONLY="1").stdout.strip()
     if key != str(cuda_root):  # the kit changed since: this test would rebuild it (20 min and more)
         (pytest.fail if os.environ.get("KIT_TEST_CUDA") == "1" else pytest.skip)(
             f"the recorded CUDA build {cuda_root} is not the one build_caffe.sh makes now ({key}); make test-cuda")
