@@ -73,10 +73,27 @@ def _anchor(finding: int, ns: list[int], ys: list[float]) -> tuple[int, float]:
     return ns[i], ys[i]
 
 
+NUMBER_OFFSETS = ((6, 9), (6, -19), (-20, 9), (-20, -19))  # points: above right, below right, then left
+
+
+def number_offsets(points: list[tuple[float, float]], y_span: float) -> list[tuple[int, int]]:
+    """An offset for each finding's number at its (n, accuracy) point, so that two numbers never share one:
+    a number near an earlier one (same n, within 6% of the y span) takes the next offset of NUMBER_OFFSETS."""
+    taken: list[tuple[float, float, tuple[int, int]]] = []
+    out = []
+    for x, y in points:
+        near = {off for tx, ty, off in taken if tx == x and abs(ty - y) <= 0.06 * y_span}
+        offset = next((o for o in NUMBER_OFFSETS if o not in near), NUMBER_OFFSETS[-1])
+        taken.append((x, y, offset))
+        out.append(offset)
+    return out
+
+
 def notes(rows: list[dict]) -> list[str]:
     """The lines printed under Figure 2 (bottom): a heading, then each finding's verdict as in findings.md."""
-    seeds = ", ".join(map(str, findings(rows)[0]))
-    head = f"What these runs show (findings.md; means over seeds {seeds}; baseB: base nets of the target halves):"
+    seeds = findings(rows)[0]
+    over = f"seed{'s' if len(seeds) != 1 else ''} {', '.join(map(str, seeds))}"
+    head = f"What these runs show (findings.md; means over {over}; baseB: base nets of the target halves):"
     return [head] + [v["text"] for v in verdicts(rows)]
 
 
@@ -103,12 +120,13 @@ def plot_figure2_bottom(rows: list[dict], out_stem: Path, overlay: list[dict] | 
         ax.plot(ns, ys, color=colour, marker=marker, markerfacecolor="none", linestyle="--", linewidth=0.9,
                 markersize=7, label=f"authors' {label}")
         records += [{"group": f"authors' {label}", "n": n, "mean": y, "runs": k} for n, y, k in zip(ns, ys, runs)]
-    for v in verdicts(rows):
-        group = ANCHORS[v["finding"]]
-        if v["shown"] is None or group not in means:
-            continue
-        x, y = _anchor(v["finding"], *means[group][:2])
-        ax.annotate(str(v["finding"]), (x, y), xytext=(6, 9), textcoords="offset points", fontsize=9,
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(lo, hi + 0.08 * (hi - lo))  # room above the top line for its numbers
+    placed = [(v, ANCHORS[v["finding"]]) for v in verdicts(rows)
+              if v["shown"] is not None and ANCHORS[v["finding"]] in means]
+    points = [_anchor(v["finding"], *means[group][:2]) for v, group in placed]
+    for (v, group), (x, y), offset in zip(placed, points, number_offsets(points, hi - lo)):
+        ax.annotate(str(v["finding"]), (x, y), xytext=offset, textcoords="offset points", fontsize=9,
                     weight="bold", color=GROUPS[group][1],
                     bbox={"boxstyle": "circle,pad=0.2", "fc": "white", "ec": GROUPS[group][1]})
     fig.text(0.02, 0.02, "\n".join(([caption] if caption else []) + notes(rows)), fontsize=7.5, va="bottom")
