@@ -188,7 +188,11 @@ def write_figures(rows: list[dict], out_dir: Path, original: list[dict] | None =
     orig2 = random_split_rows(original) if original else None
     out: dict = {}
     classes = classes or {}
-    own = class_caption(classes.get(Path(where).parent.name if where else "", {}))
+    split = Path(where).parent.name if where else ""
+    others = sorted({r["split"] for r in fig2 if r.get("split")} - {split})
+    own = class_caption(classes.get(split, {}), limit=4 if others else 6)
+    if own and others:  # several seeds drawn together: say whose halves the names are
+        own = f"{split}: {own}; {', '.join(others)}: other halves"
     out["figure_png"], out["figure_pdf"], out["figure2_csv"] = plot_transfer(fig2, out_dir / "figure2",
                                                                               runs_dir=where, overlay=orig2,
                                                                               caption=own)

@@ -13,7 +13,7 @@ from google.protobuf import text_format
 from matplotlib.image import imread
 
 from analysis.figure3 import plot_figure3
-from analysis.figures import notes, number_offsets, write_figures
+from analysis.figures import notes, write_figures
 from analysis.findings import findings
 from analysis.filters import conv1_weights, filter_grid, write_filters
 from analysis.results import analyze_split, read_results_csv, write_results_csv
@@ -167,14 +167,6 @@ def test_figure2_bottom_numbers_baseline_and_notes(tmp_path: Path):
         in lines[3]
     assert "means over seed 0;" in notes(_seed("random0", 0.0))[0]  # one seed: singular
     assert not [line for line in lines if "fragile" in line or "500 classes" in line or "paper" in line]
-
-
-def test_figure2_bottom_numbers_never_share_a_place():
-    # findings 4 and 5 both at n = 7 on lines 0.002 apart (FA-20 seed 0: BnB+ and AnB+ meet there)
-    offsets = number_offsets([(2, 0.96), (5, 0.961), (7, 0.76), (7, 0.965), (7, 0.967)], 0.21)
-    assert offsets[0] == offsets[1] == offsets[2] == (6, 9)  # alone at their n: above right
-    assert offsets[3] == (6, 9) and offsets[4] == (6, -19)  # the second one near the first goes below it
-    assert len(set(number_offsets([(7, 0.9)] * 4, 0.2))) == 4
 
 
 def test_figure3_csv_holds_every_point_drawn(tmp_path: Path):
