@@ -256,7 +256,7 @@ def _controls_markdown(rows: list[dict]) -> list[str]:
     return out + ["", f"Control verdicts (held: on every seed measured; a base's last 3 tests at most "
                       f"{PLATEAU_PP:g} pp above the 3 before, B1B and B1B+ within {CONTROL_PP:g} pp of baseB or, where "
                       "larger, the seed-to-seed sd of baseB):",
-                  "", *lines, ""]
+                  "", *(f"- {line}" for line in lines), ""]  # a list: each verdict on its own line
 
 
 def to_markdown(rows: list[dict], title: str = "The paper's findings") -> str:

@@ -157,6 +157,7 @@ def test_figure2_bottom_numbers_baseline_and_notes(tmp_path: Path):
     assert got[("baseB", 0)][0] == pytest.approx(baseline(rows)[0]) == pytest.approx(base / 100)
     text = out["findings_md"].read_text()
     assert text.startswith("**Controls**") and text.index("(c) the 10 best") < text.index("**The paper's findings**")
+    assert "\n\n- (a) bases on their plateau: " in text and "\n- (c) the 10 best" in text  # a list, line by line
     assert "| base nets of the target halves: top-1 accuracy, % | 82.00 | 83.00 | 82.50 |" in text
     lines = notes(rows)
     verdicts = [line for line in text.splitlines() if line[:2] in {f"{i}." for i in range(1, 6)}]
