@@ -80,13 +80,10 @@ def number_offsets(points: list[tuple[float, float]], y_span: float) -> list[tup
     """An offset for each finding's number at its (n, accuracy) point, so that two numbers never share one:
     a number near an earlier one (same n, within 6% of the y span) takes the next offset of NUMBER_OFFSETS."""
     taken: list[tuple[float, float, tuple[int, int]]] = []
-    out = []
     for x, y in points:
         near = {off for tx, ty, off in taken if tx == x and abs(ty - y) <= 0.06 * y_span}
-        offset = next((o for o in NUMBER_OFFSETS if o not in near), NUMBER_OFFSETS[-1])
-        taken.append((x, y, offset))
-        out.append(offset)
-    return out
+        taken.append((x, y, next((o for o in NUMBER_OFFSETS if o not in near), NUMBER_OFFSETS[-1])))
+    return [offset for _, _, offset in taken]
 
 
 def notes(rows: list[dict]) -> list[str]:
@@ -189,7 +186,7 @@ def write_figures(rows: list[dict], out_dir: Path, original: list[dict] | None =
     out: dict = {}
     classes = classes or {}
     split = Path(where).parent.name if where else ""
-    others = sorted({r["split"] for r in fig2 if r.get("split")} - {split})
+    others = sorted({r.get("split") for r in fig2} - {split, None})
     own = class_caption(classes.get(split, {}), limit=4 if others else 6)
     if own and others:  # several seeds drawn together: say whose halves the names are
         own = f"{split}: {own}; {', '.join(others)}: other halves"
