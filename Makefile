@@ -37,11 +37,19 @@ FULL     ?=
 # Analysis: ORIGINAL = an imported authors' results table (make import-original)
 # drawn as hollow markers by make plots; RESULTS_DIR = the authors' results/
 # folder; RESULTS = a results table CSV (make table1); MODEL/OUT of make filters.
+# Run records: RECORDS = a folder of published run records (results/fa20; make publish writes it, make plots
+# RECORDS=... draws from it alone; DOCS=1 also rewrites docs/img, docs/results.md and the README's results);
+# SPLITS = the split folders make publish takes (default: every finished grid); MIXED=1 allows records of
+# several Caffe builds or protocols side by side.
 ORIGINAL ?=
 RESULTS_DIR ?=
 RESULTS  ?=
 MODEL    ?=
 OUT      ?=
+RECORDS  ?=
+DOCS     ?=
+SPLITS   ?=
+MIXED    ?=
 GRID_ARGS = --work $(WORK) --dataset $(DATASET) --seed $(SEED) --protocol $(PROTOCOL) $(if $(TREATMENTS),--treatments '$(TREATMENTS)') $(if $(PERCLASS),--per-class '$(PERCLASS)')
 # Your own images (make dataset DATASET=NAME IMAGES=DIR): NET = small (the CPU-scale net at the
 # images' size; the default for 64 px or less) or caffenet (the paper's); VAL_FRACTION = share of
@@ -75,7 +83,7 @@ KIT      := $(VENV)/bin/transfer-kit
 STAMP    := $(VENV)/.kit-venv-complete
 export GLOG_logtostderr := 1
 
-.PHONY: help setup system venv caffe caffe-opencv caffe-cuda caffe-reference dataset split-random split-natural split-whole split-reduced split-groups train grid status verify plots import-original table1 filters bench bench-import demo test test-cuda test-fast gpu-pack gpu-check compare-original
+.PHONY: help setup system venv caffe caffe-opencv caffe-cuda caffe-reference dataset split-random split-natural split-whole split-reduced split-groups train grid status verify plots publish import-original table1 filters bench bench-import demo test test-cuda test-fast gpu-pack gpu-check compare-original
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -138,8 +146,11 @@ status: setup  ## the state of every run of a grid (and its Slurm jobs): PROTOCO
 verify: setup  ## check a prepared split's LMDBs, means and manifest: DATASET=fa20 PROTOCOL=random SEED=0 [PERCLASS=k] [FULL=1: every record]
 	$(KIT) verify --work $(WORK) --dataset $(DATASET) --protocol $(PROTOCOL) --seed $(SEED) $(if $(PERCLASS),--per-class '$(PERCLASS)') $(if $(filter 1,$(FULL)),--full)
 
-plots: setup  ## results table, Figures 2 and 3, Table 1, curves from the runs' logs [ORIGINAL=authors.csv]
-	$(KIT) plots --work $(WORK) --dataset $(DATASET) --seed $(SEED) $(if $(ORIGINAL),--original '$(ORIGINAL)')
+plots: $(if $(RECORDS),venv,setup)  ## results table, Figures 2 and 3, Table 1, curves from the runs' logs [ORIGINAL=authors.csv]; RECORDS=results/fa20: from the published records alone [OUT=dir] [DOCS=1: into docs/ and the README]
+	$(KIT) plots --work $(WORK) --dataset $(DATASET) --seed $(SEED) $(if $(ORIGINAL),--original '$(ORIGINAL)') $(if $(RECORDS),--records '$(RECORDS)' $(if $(OUT),--out '$(OUT)') $(if $(filter 1,$(DOCS)),--docs docs) $(if $(filter 1,$(MIXED)),--allow-mixed))
+
+publish: venv  ## publish WORK's finished grids (each split's every run) as run records into RECORDS=results/DATASET [SPLITS=random0,natman] [MIXED=1]
+	$(KIT) publish --work $(WORK) --dataset $(DATASET) $(if $(RECORDS),--records '$(RECORDS)') $(if $(SPLITS),--splits '$(SPLITS)') $(if $(filter 1,$(MIXED)),--allow-mixed)
 
 import-original: setup  ## the authors' results/ folder as a results table: RESULTS_DIR=DIR [OUT=FILE.csv]
 	$(KIT) import-original '$(RESULTS_DIR)' --out '$(or $(OUT),$(WORK)/original/results.csv)' --curves '$(WORK)/original/curves'

@@ -31,7 +31,7 @@ import math
 import re
 from pathlib import Path
 
-from analysis.parse_log import ParsedLog, best_indices, parse_log, score, write_csv_atomic, write_csvs
+from analysis.parse_log import ParsedLog, best_indices, parse_log, read_lines, score, write_csv_atomic, write_csvs
 from kitcore.errors import KitError
 from kitcore.layout import is_finished
 
@@ -44,15 +44,17 @@ CURVE_PREFIX = "curve"  # runs/<t>/curve.train.csv, runs/<t>/curve.test.csv
 _SEGMENT = re.compile(r"train\.log\.(\d+)(\.gz)?")
 _TRAIN_FIRST = "train some first: make train TREATMENT=baseA"
 PLATEAU_TESTS = 3  # plateau_pp: the last 3 tests against the 3 before them
+_GLOG_PREFIX = re.compile(r"[IWEF]\d{4} ")  # a glog line: ends the solver block Caffe prints
 _FIELD = re.compile(r"""\s*(\w+)\s*:\s*("[^"]*"|'[^']*'|[^\s{}#"']+)""")
 
 
 def log_segments(run_dir: Path) -> list[Path]:
-    """The run's log files, earliest first: train.log.1, train.log.2, ..., train.log."""
+    """The run's log files, earliest first: train.log.1, train.log.2, ..., train.log (a run record's
+    current segment is train.log.gz)."""
     numbered = sorted((int(m.group(1)), p.name, p) for p in Path(run_dir).iterdir()
                       if (m := _SEGMENT.fullmatch(p.name)) and p.is_file())
-    current = Path(run_dir) / "train.log"
-    return [p for _, _, p in numbered] + ([current] if current.is_file() else [])
+    current = [p for p in (Path(run_dir) / "train.log", Path(run_dir) / "train.log.gz") if p.is_file()][:1]
+    return [p for _, _, p in numbered] + current
 
 
 def _read_run_json(path: Path) -> dict:
@@ -86,11 +88,33 @@ def solver_fields(text: str) -> dict[str, list[str]]:
     return fields
 
 
-def last_lr_step(solver: Path) -> int | None:
-    """The last iteration below max_iter at which a "step" or "multistep" solver lowers the lr (None: none)."""
-    if not Path(solver).is_file():
+def solver_in_log(parsed_paths: list[Path]) -> str:
+    """The solver parameters Caffe prints at the start of a log ("Initializing solver from parameters:"), as
+    prototxt text from the first segment that has them ("" when none has)."""
+    for path in parsed_paths:
+        lines, inside = [], False
+        for line in read_lines(path, []):
+            if not inside:
+                inside = "Initializing solver from parameters:" in line
+            elif _GLOG_PREFIX.match(line):
+                return "\n".join(lines)
+            else:
+                lines.append(line.rstrip("\n"))
+        if lines:
+            return "\n".join(lines)
+    return ""
+
+
+def last_lr_step(solver: Path | str) -> int | None:
+    """The last iteration below max_iter at which a "step" or "multistep" solver lowers the lr (None: none);
+    `solver` is a prototxt file or, as a str, its text."""
+    if isinstance(solver, str):
+        text = solver
+    elif Path(solver).is_file():
+        text = Path(solver).read_text(errors="replace")
+    else:
         return None
-    fields = solver_fields(Path(solver).read_text(errors="replace"))
+    fields = solver_fields(text)
     policy = (fields.get("lr_policy") or [None])[-1]
     if policy not in ("step", "multistep"):
         return None
@@ -126,8 +150,9 @@ def best_after_step(parsed: ParsedLog, step: int | None) -> int | None:
     return sum(tests[i]["NumIters"] > step for i in best)
 
 
-def run_row(meta: dict, parsed: ParsedLog, run_dir: Path, finished: bool, solver: Path | None = None) -> dict:
-    """One results row from a run's run.json, its parsed logs and its solver (default run_dir/solver.prototxt)."""
+def run_row(meta: dict, parsed: ParsedLog, run_dir: Path, finished: bool, solver: Path | str | None = None) -> dict:
+    """One results row from a run's run.json, its parsed logs and its solver (a file, or its text; default
+    run_dir/solver.prototxt)."""
     split_dir = run_dir.parent.parent
     accs = parsed.test_accuracies
     step = last_lr_step(solver if solver is not None else run_dir / "solver.prototxt")

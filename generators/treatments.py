@@ -108,6 +108,17 @@ def figure2_names() -> list[str]:
     return names
 
 
+def grid_names(protocol: str) -> list[str]:
+    """The runs of one split's grid in the paper's experiment (a unit of `make demo` and of the published records):
+    random: Figure 2's 30; natman: the bases and the frozen AnB, BnA of Figure 3; whole: base and randfrozen1..7."""
+    if protocol == "random":
+        return figure2_names()
+    if protocol == "natman":
+        return [f"base{h}" for h in HALVES] + [f"{s}{n}{d}" for n in range(1, NUM_WEIGHT_LAYERS)
+                                                for s, d in (("A", "B"), ("B", "A"))]
+    return valid_names(protocol)
+
+
 def _match(name: str, protocol: str) -> Treatment | None:
     if protocol in ("whole", "reduced") and name == "base":
         return Treatment(name=name, target=ALL, protocol=protocol)

@@ -36,6 +36,23 @@ def split_name(protocol: str, seed: int = 0, per_class: int | None = None) -> st
     return FIXED_SPLITS.get(protocol, f"random{seed}")
 
 
+REDUCED_SPLIT = re.compile(r"reduced([1-9]\d*)")  # the folder name of a reduced split; group 1 is k
+
+
+def split_protocol(name: str) -> tuple[str, int, int | None]:
+    """(protocol, seed, per_class) of a split folder name: the inverse of split_name."""
+    seed = split_seed(name)
+    if seed is not None:
+        return "random", seed, None
+    for protocol, folder in FIXED_SPLITS.items():
+        if name == folder:
+            return protocol, 0, None
+    if m := REDUCED_SPLIT.fullmatch(name):
+        return "reduced", 0, int(m.group(1))
+    raise KitError(f"unknown split name {name!r}",
+                   "pass random<seed>, natman, all or reduced<k>, or --protocol P --seed S --per-class K instead")
+
+
 def split_seed(name: str) -> int | None:
     """The seed of a random split's folder name (`random3` -> 3), None for any other split."""
     m = RANDOM_SPLIT.fullmatch(name)

@@ -1,9 +1,11 @@
-"""The run subcommands of transfer-kit: train, grid, status, demo, plots.
+"""The run subcommands of transfer-kit: train, grid, status, demo, plots, publish.
 
 train runs one treatment (runner.train), grid every treatment of a protocol
 (runner.grid locally, runner.slurm with --engine slurm), status tells the
 state of a grid's runs, demo runs the whole embedded experiment (runner.demo),
-plots draws a random split's results (analysis.results).
+plots draws a random split's results (analysis.results) or, with --records,
+everything the published run records give (analysis.report); publish turns a
+work folder's finished grids into those records (runner.publish).
 """
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ def _grid_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_parsers(sub, fmt) -> None:
-    """train, grid, status, demo, plots."""
+    """train, grid, status, demo, plots, publish."""
     p = subcommand(sub, "train", fmt, "train one treatment (baseA, A3B, B5B+, ...)")
     add_common(p)
     p.add_argument("--treatment", required=True, help="treatment name, e.g. baseA, A3B, A3B+ (required)")
@@ -89,7 +91,27 @@ def add_parsers(sub, fmt) -> None:
     p.add_argument("--original", type=Path, default=None,
                    help="an imported authors' results table (import-original), drawn as hollow markers "
                         "(default: none)")
+    p.add_argument("--records", type=Path, default=None,
+                   help="draw from these published run records alone (results/fa20: no Caffe, no work folder's runs) "
+                        "(default: none, the work folder's runs)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="with --records: the folder to write into (default: WORK/DATASET/records)")
+    p.add_argument("--docs", type=Path, default=None,
+                   help="with --records: also write the figures' PNG and CSV into DOCS/img, DOCS/results.md and the "
+                        "README's results block (default: none)")
+    p.add_argument("--allow-mixed", action="store_true",
+                   help="with --records: pool records of different Caffe builds or protocols")
     p.set_defaults(handler=_plots)
+    p = subcommand(sub, "publish", fmt,
+                   "publish a work folder's finished grids (a split's every run) as run records under results/")
+    add_common(p, seed=False)
+    p.add_argument("--records", type=Path, default=None, help="records folder (default: results/DATASET of the kit)")
+    p.add_argument("--splits", default=None,
+                   help="comma-separated split folders to publish, e.g. random0,natman (default: every split whose "
+                        "grid is finished)")
+    p.add_argument("--allow-mixed", action="store_true",
+                   help="publish beside records of another Caffe build or protocol")
+    p.set_defaults(handler=_publish)
 
 
 def _only(args: argparse.Namespace) -> list[str] | None:
@@ -176,9 +198,27 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _plots(args: argparse.Namespace) -> int:
-    """Results table and figures of a random split."""
+    """Results table and figures of a random split, or of the published records."""
     from analysis.commands import print_outputs
+    if args.records is not None:
+        from analysis.report import write_report
+        out = args.out if args.out is not None else args.work / args.dataset / "records"
+        print_outputs(write_report(args.records, out, allow_mixed=args.allow_mixed, docs=args.docs))
+        return 0
+    if args.out is not None or args.docs is not None or args.allow_mixed:
+        raise KitError("--out, --docs and --allow-mixed go with --records", "add --records results/fa20 (RECORDS=...)")
     from analysis.results import analyze_split
     sdir = split_dir(args.work, args.dataset, split_name("random", args.seed))
     print_outputs(analyze_split(sdir, original=args.original))
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    """Publish the finished grids of a work folder as run records."""
+    from kitcore.profiles import KIT
+    from runner.publish import publish
+    records = args.records if args.records is not None else KIT / "results" / args.dataset
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()] if args.splits else None
+    for line in publish(args.work, args.dataset, records, splits=splits, allow_mixed=args.allow_mixed):
+        print(line)
     return 0

@@ -10,15 +10,12 @@ rebuilds the split (FORCE=1).
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 from kitcore.errors import KitError
-from kitcore.layout import FIXED_SPLITS, split_command, split_dir, split_name, split_seed
+from kitcore.layout import split_command, split_dir, split_name, split_protocol
 from kitcore.profiles import profile
 from runner.cli_common import positive_int, subcommand
-
-REDUCED_SPLIT = re.compile(r"reduced([1-9]\d*)")  # the folder name of a reduced split; group 1 is k
 
 
 def add_parsers(sub, fmt) -> None:
@@ -38,21 +35,6 @@ def add_parsers(sub, fmt) -> None:
     p.set_defaults(handler=_verify)
 
 
-def parse_split_name(name: str) -> tuple[str, int, int | None]:
-    """(protocol, seed, per_class) of a split folder name, the inverse of kitcore.layout.split_name."""
-    seed = split_seed(name)
-    if seed is not None:
-        return "random", seed, None
-    for protocol, folder in FIXED_SPLITS.items():
-        if name == folder:
-            return protocol, 0, None
-    m = REDUCED_SPLIT.fullmatch(name)
-    if m:
-        return "reduced", 0, int(m.group(1))
-    raise KitError(f"unknown split name {name!r}",
-                   "pass random<seed>, natman, all or reduced<k>, or --protocol P --seed S --per-class K instead")
-
-
 def _selection(args: argparse.Namespace) -> tuple[str, int, int | None]:
     """(protocol, seed, per_class) from --split, or from --protocol/--seed/--per-class."""
     if args.split is None:
@@ -60,7 +42,7 @@ def _selection(args: argparse.Namespace) -> tuple[str, int, int | None]:
     if args.protocol is not None or args.seed is not None or args.per_class is not None:
         raise KitError(f"--split {args.split} names the split already",
                        "pass either --split NAME or --protocol/--seed/--per-class, not both")
-    return parse_split_name(args.split)
+    return split_protocol(args.split)
 
 
 def _verify(args: argparse.Namespace) -> int:

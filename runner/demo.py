@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from generators.treatments import figure2_names, in_dependency_order, parse, valid_names
+from generators.treatments import grid_names, in_dependency_order, parse
 from kitcore import layout
 from kitcore.errors import KitError
 from runner.grid import run_specs, threads_per_job
@@ -32,7 +32,6 @@ GRIDS = ("random", "natman", "whole")  # every grid of the demo, in the order it
 # What `make demo` runs unless GRIDS= says more: the random split of each seed (30 runs, 51.7 min on 2 cores
 # for seed 0, README); GRIDS=all adds natman and the whole dataset (24 runs more) for Figure 3.
 DEFAULT_GRIDS = ("random",)
-FIGURE3_NATMAN = ["baseA", "baseB"] + [f"{s}{n}{d}" for n in range(1, 8) for s, d in (("A", "B"), ("B", "A"))]
 
 
 def _say(msg: str) -> None:
@@ -54,8 +53,8 @@ def check_grids(text: str | None) -> tuple[str, ...]:
 def demo_grids(seeds: list[int], grids: tuple[str, ...] = DEFAULT_GRIDS) -> list[tuple[str, int, list[str]]]:
     """(protocol, seed, treatment names) of every grid of the demo: the random split of each seed, then
     (when asked) natman and the whole dataset, once."""
-    every = ([("random", s, figure2_names()) for s in seeds]
-             + [("natman", seeds[0], FIGURE3_NATMAN), ("whole", seeds[0], valid_names("whole"))])
+    every = ([("random", s, grid_names("random")) for s in seeds]
+             + [("natman", seeds[0], grid_names("natman")), ("whole", seeds[0], grid_names("whole"))])
     return [g for g in every if g[0] in grids]
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from generators import netgen
 from generators.runfiles import STARTS_FROM_INIT, make_init, run_files
 from generators.treatments import Treatment
-from kitcore import atomic, layout
+from kitcore import atomic, layout, provenance
 from kitcore.caffe_env import caffe_version, tool
 from kitcore.errors import KitError
 from kitcore.profiles import KIT, Profile, profile
@@ -122,7 +122,11 @@ def prepare(spec: RunSpec, found: inputs.RunInputs) -> dict:
               "caffe": caffe_version(), "caffe_binary": tool("caffe"), "git_commit": _git_commit(),
               "command": shlex.join(sys.argv), "caffe_mode": "gpu" if spec.gpu else "cpu",
               "threads": spec.threads, "batch": spec.batch, "test_iter": list(solver.test_iter),
-              "per_class": spec.per_class, "profile": prof.record()}
+              "per_class": spec.per_class, "profile": prof.record(),
+              "protocol_files": provenance.protocol_record(
+                  prof.net_template_path(), prof.solver_template(t.protocol), KIT,
+                  iters=spec.iters, batch=spec.batch, test_iter=spec.test_iter),
+              "build": provenance.build_record(), "host": provenance.host_record(), "git_dirty": _git_dirty()}
     atomic.write_json(run / "run.json", record)
     return record
 
@@ -130,6 +134,13 @@ def prepare(spec: RunSpec, found: inputs.RunInputs) -> dict:
 def _git_commit() -> str:
     out = subprocess.run(["git", "-C", str(KIT), "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
     return out.stdout.strip() or "unknown"
+
+
+def _git_dirty() -> bool | None:
+    """Whether the kit's checkout has changes to tracked files (None: not a git checkout)."""
+    out = subprocess.run(["git", "-C", str(KIT), "status", "--porcelain", "--untracked-files=no"],
+                         capture_output=True, text=True, check=False)
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
 
 
 def preflight(spec: RunSpec) -> inputs.RunInputs:

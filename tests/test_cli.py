@@ -13,8 +13,7 @@ import pytest
 from conftest import ROOT
 from runner import cli
 from runner.cli_common import HelpFormatter, KitParser, positive_int
-from runner.cli_verify import parse_split_name
-from kitcore.layout import split_name
+from kitcore.layout import split_name, split_protocol
 
 SUBCOMMANDS = {"dataset", "split-random", "split-natural", "split-whole", "split-reduced", "split-groups", "verify", "train", "grid",
                "status", "demo", "plots", "import-original", "figures", "table1", "findings", "filters",
@@ -170,7 +169,7 @@ def test_make_verify_and_status_forward_the_split():
 @pytest.mark.parametrize("protocol, seed, per_class", [("random", 3, None), ("natman", 0, None),
                                                        ("whole", 0, None), ("reduced", 0, 5)])
 def test_split_names_round_trip(protocol, seed, per_class):
-    assert parse_split_name(split_name(protocol, seed, per_class)) == (protocol, seed, per_class)
+    assert split_protocol(split_name(protocol, seed, per_class)) == (protocol, seed, per_class)
 
 
 @pytest.mark.parametrize("args, problem, fix", [

@@ -1,0 +1,196 @@
+"""Publish a work folder's finished grids as run records under `results/` (make publish WORK=dir).
+
+```
+results/<dataset>/<split>/split.json                 the split's classes (data_prep's split.json)
+results/<dataset>/<split>/<treatment>/train.log.gz   its Caffe log(s), gzipped: train.log.1.gz, ... then train.log.gz
+results/<dataset>/<split>/<treatment>/run.json       the resolved inputs with their sha256, protocol, build, host, commit
+results/<dataset>/<split>/<treatment>/result.json    its score (the mean of the 10 best tests) and final model's sha256
+```
+The unit is a split's whole grid (generators.treatments.grid_names: the random
+split's 30 runs, natman's 16, all's 8), so no unit needs another's base models.
+A unit is published only when every one of its runs is finished
+(kitcore.layout.is_finished, model hash checked), its score is the one its log
+gives and its loss never became NaN; every run of it must share one Caffe build
+key and one protocol key (kitcore.provenance), and so must the records already
+in the folder unless `allow_mixed`. The unit is written under a temporary name
+and renamed into place, so a killed publish leaves nothing that looks
+published. A unit already there with the same content is left as it is; one
+with other content is an error: finished records are never overwritten.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+from pathlib import Path
+
+from analysis.parse_log import parse_log, score
+from analysis.results import diverged_at, log_segments
+from generators.treatments import grid_names
+from kitcore import atomic, layout
+from kitcore.errors import KitError
+
+log = logging.getLogger(__name__)
+
+RECORD_LIMIT = 100_000  # bytes per run record (its logs gzipped, run.json, result.json)
+PROVENANCE = ("build", "host", "protocol_files", "git_commit")  # what run.json must say to be published
+SCORE_TOLERANCE = 1e-9
+
+
+def _gzip(data: bytes) -> bytes:
+    """gzip with a fixed header (no name, mtime 0): the same log gives the same bytes."""
+    return gzip.compress(data, compresslevel=9, mtime=0)
+
+
+def record_files(run: Path) -> dict[str, bytes]:
+    """The record of one finished run folder: {file name: bytes} (logs gzipped, run.json, result.json)."""
+    files = {}
+    for seg in log_segments(run):
+        raw = seg.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+        files[seg.name.removesuffix(".gz") + ".gz"] = _gzip(raw)
+    for name in ("run.json", "result.json"):
+        files[name] = (run / name).read_bytes()
+    return files
+
+
+def keys_of(meta: dict) -> tuple[str, str]:
+    """(build key, protocol key) of a run.json."""
+    return str(meta.get("build", {}).get("key")), str(meta.get("protocol_files", {}).get("key"))
+
+
+def _check_run(run: Path, cmd: str) -> dict:
+    """run.json of a finished, scored, non-diverged run with its provenance, or a KitError naming the fix."""
+    if not layout.is_finished(run):
+        raise KitError(f"{run} is not finished (no result.json naming its whole final model)",
+                       f"finish it first: {cmd}, then publish again")
+    meta = json.loads((run / "run.json").read_text())
+    missing = [k for k in PROVENANCE if not meta.get(k)]
+    if missing:
+        raise KitError(f"{run}/run.json has no {', '.join(missing)} (made by a kit that did not record them)",
+                       f"redo the run with this kit: {cmd} FORCE=1")
+    parsed = parse_log(log_segments(run))
+    if (it := diverged_at(parsed)) is not None:
+        raise KitError(f"{run} diverged at iteration {it}", "a diverged run is no result: fix its solver and redo it")
+    result = json.loads((run / "result.json").read_text())
+    accs = parsed.test_accuracies
+    if not accs or result.get("score") is None or abs(score(accs) - result["score"]) > SCORE_TOLERANCE:
+        raise KitError(f"{run}/result.json's score {result.get('score')} is not its log's "
+                       f"({score(accs) if accs else 'no tests'})", f"redo the run: {cmd} FORCE=1")
+    return meta
+
+
+def unit(work: Path, dataset: str, split: str) -> tuple[Path, dict[str, dict]]:
+    """The split folder of a unit and the run.json of each of its runs, all checked (KitError if not ready)."""
+    protocol, seed, per_class = layout.split_protocol(split)
+    sdir = layout.split_dir(work, dataset, split)
+    metas, waiting = {}, []
+    for name in grid_names(protocol):
+        run = layout.run_dir(sdir, name)
+        if not layout.is_finished(run):
+            waiting.append(name)
+            continue
+        metas[name] = _check_run(run, layout.train_command(name, dataset, protocol, seed, per_class))
+    if waiting:
+        more = f" (+{len(waiting) - 6} more)" if len(waiting) > 6 else ""
+        raise KitError(f"{sdir}: {len(waiting)} of its {len(metas) + len(waiting)} runs are not finished "
+                       f"({', '.join(waiting[:6])}{more}); a split's grid is published whole",
+                       f"finish the grid first: make grid DATASET={dataset} PROTOCOL={protocol} SEED={seed}")
+    keys = {keys_of(m) for m in metas.values()}
+    if len(keys) > 1:
+        raise KitError(f"{sdir}: its runs come from {len(keys)} builds or protocols ({sorted(keys)})",
+                       "redo the odd runs on one build (FORCE=1), then publish")
+    return sdir, metas
+
+
+def published_keys(records: Path) -> set[tuple[str, str]]:
+    """The (build key, protocol key) pairs of every record under a records folder."""
+    return {keys_of(json.loads(p.read_text())) for p in Path(records).glob("*/*/run.json")
+            if not p.parts[-3].startswith(".")}  # not a unit being written (.<split>.tmp-<pid>)
+
+
+def _same(dest: Path, files: dict[str, dict[str, bytes]]) -> list[str]:
+    """The names (run/file) where a published unit differs from `files` (logs compared decompressed)."""
+    diffs = []
+    have = {str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file()}
+    want = {f"{run}/{name}" if run else name for run, fs in files.items() for name in fs}
+    diffs += sorted(have ^ want)
+    for rel in sorted(have & want):
+        run, _, name = rel.rpartition("/")
+        new, old = files[run][name], (dest / rel).read_bytes()
+        if name.endswith(".gz"):
+            new, old = gzip.decompress(new), gzip.decompress(old)
+        if new != old:
+            diffs.append(rel)
+    return diffs
+
+
+def publish_unit(work: Path, dataset: str, split: str, records: Path, allow_mixed: bool = False) -> str:
+    """Publish one split's grid into records/<split>; return one line saying what was done."""
+    sdir, metas = unit(work, dataset, split)
+    records = Path(records)
+    ours = keys_of(next(iter(metas.values())))
+    others = published_keys(records) - {ours}
+    if others and not allow_mixed:
+        raise KitError(f"{records} holds records of another build or protocol ({sorted(others)}; "
+                       f"these runs: {ours})", "publish into another folder (RECORDS=dir), or pass --allow-mixed "
+                       "(MIXED=1) to keep both (the analysis then refuses to pool them unless told)")
+    files: dict[str, dict[str, bytes]] = {"": {"split.json": (sdir / "split.json").read_bytes()}}
+    for name in metas:
+        files[name] = record_files(layout.run_dir(sdir, name))
+        size = sum(len(b) for b in files[name].values())
+        if size > RECORD_LIMIT:
+            raise KitError(f"the record of {sdir.name}/{name} would be {size} bytes (limit {RECORD_LIMIT})",
+                           "lower the solver's display frequency so its log is shorter, then redo the run")
+    dest = records / split
+    if dest.exists():
+        diffs = _same(dest, files)
+        if diffs:
+            raise KitError(f"{dest} is published already, with other content ({', '.join(diffs[:4])})",
+                           f"finished records are never overwritten: move {dest} aside (git rm -r) if this "
+                           "grid replaces it, then publish again")
+        return f"{split}: already published in {dest} ({len(metas)} runs, the same content)"
+    tmp = atomic.tmp_path(records / f".{split}")
+    atomic.remove_path(tmp)
+    try:
+        for run, fs in files.items():
+            for name, data in fs.items():
+                path = tmp / run / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+        os.replace(tmp, dest)
+    finally:
+        atomic.remove_path(tmp)
+    total = sum(len(b) for fs in files.values() for b in fs.values())
+    return f"{split}: published {len(metas)} runs into {dest} ({total / 1000:.0f} kB)"
+
+
+def publishable(work: Path, dataset: str) -> list[str]:
+    """The split folders of a dataset in a work folder that have runs (sorted)."""
+    base = Path(work) / dataset
+    return sorted(p.name for p in base.iterdir() if (p / "runs").is_dir()) if base.is_dir() else []
+
+
+def publish(work: Path, dataset: str, records: Path, splits: list[str] | None = None,
+            allow_mixed: bool = False) -> list[str]:
+    """Publish the finished grids of a work folder (or the `splits` named); return one line per split.
+
+    Named splits must each be ready (else KitError); without names, every split whose grid is finished is
+    published and the others are reported, and it is an error when none is."""
+    if not (Path(work) / dataset).is_dir():
+        raise KitError(f"{Path(work) / dataset} does not exist", "pass the WORK=dir a grid or make demo ran in")
+    lines, ready = [], 0
+    for split in splits or publishable(work, dataset):
+        try:
+            lines.append(publish_unit(work, dataset, split, records, allow_mixed))
+            ready += 1
+        except KitError as exc:
+            if splits or "are not finished" not in exc.problem:
+                raise
+            lines.append(f"{split}: not published: {exc.problem}")
+    if not ready:
+        raise KitError(f"no finished grid to publish under {Path(work) / dataset}",
+                       "finish a split's grid first (make demo, or make grid)")
+    return lines

@@ -1,0 +1,77 @@
+"""The committed run records (results/) are the evidence of every reported number, and the report matches them.
+
+- every published run's score is the one its gzipped log gives (the mean of its 10 best tests);
+- the records stay small (100 KB a run, 15 MB in all), and git holds no binary but docs/img and the records' logs;
+- `make plots RECORDS=results/fa20 DOCS=1`, run again from the records alone, gives docs/results.md, the
+  README's results block and every figure's CSV in docs/img exactly as committed: the report cannot drift
+  from its evidence.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from analysis.parse_log import parse_log
+from analysis.parse_log import score as log_score
+from analysis.records import record_dirs
+from analysis.report import FIGURES, RESULTS_BEGIN, RESULTS_END, write_report
+from analysis.results import log_segments
+from conftest import ROOT
+
+RECORDS = ROOT / "results" / "fa20"
+RUN_LIMIT = 100_000
+TOTAL_LIMIT = 15_000_000
+
+
+def test_the_records_are_there():
+    assert len(record_dirs(RECORDS)) >= 30, f"{RECORDS} holds no published grid"
+
+
+@pytest.mark.parametrize("run", record_dirs(RECORDS), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_a_records_score_is_its_logs(run):
+    result = json.loads((run / "result.json").read_text())
+    parsed = parse_log(log_segments(run))
+    assert result["score"] == pytest.approx(log_score(parsed.test_accuracies), abs=1e-12)
+    assert result["final_accuracy"] == pytest.approx(parsed.test_accuracies[-1], abs=1e-12)
+    assert parsed.last_iteration == result["iterations"] == json.loads((run / "run.json").read_text())["max_iter"]
+
+
+def test_the_records_are_small():
+    root = ROOT / "results"
+    for run in record_dirs(RECORDS):
+        size = sum(p.stat().st_size for p in run.iterdir())
+        assert size <= RUN_LIMIT, f"{run}: {size} bytes"
+    assert sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) <= TOTAL_LIMIT
+
+
+def test_git_holds_no_binary_but_figures_and_logs():
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    for name in filter(None, files.decode().split("\0")):
+        path = ROOT / name
+        if not path.is_file():
+            continue
+        data = path.read_bytes()[:8192]
+        binary = b"\0" in data or data[:2] == b"\x1f\x8b"
+        if binary:
+            assert name.startswith("docs/img/") or (name.startswith("results/") and name.endswith(".log.gz")), name
+        if name.startswith("results/"):
+            assert name.endswith((".log.gz", "run.json", "result.json", "split.json")), name
+
+
+def test_the_report_is_what_the_records_give(tmp_path):
+    """Regenerate everything from the records into a copy of docs/ and README.md; nothing may differ."""
+    shutil.copytree(ROOT / "docs", tmp_path / "docs")
+    shutil.copy(ROOT / "README.md", tmp_path / "README.md")
+    write_report(RECORDS, tmp_path / "out", docs=tmp_path / "docs")
+    assert (tmp_path / "docs" / "results.md").read_text() == (ROOT / "docs" / "results.md").read_text()
+    readme, fresh = (ROOT / "README.md").read_text(), (tmp_path / "README.md").read_text()
+    assert RESULTS_BEGIN in readme and RESULTS_END in readme
+    assert fresh == readme, "README's results block differs from what the records give: make plots RECORDS=results/fa20 DOCS=1"
+    for stem in FIGURES:
+        made = tmp_path / "out" / f"{stem}.csv"
+        if made.is_file():
+            assert made.read_text() == (ROOT / "docs" / "img" / f"{stem}.csv").read_text(), stem
+            assert (ROOT / "docs" / "img" / f"{stem}.png").is_file(), stem
