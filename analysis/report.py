@@ -49,21 +49,45 @@ def _span(values: list[float]) -> str:
     return f"{min(values):.0f}-{max(values):.0f} s" if values else "n/a"
 
 
-def provenance_lines(rows: list[dict], metas: dict[str, dict]) -> list[str]:
-    """The 'where the runs ran' and 'what they cost' tables of the results page."""
+def host_text(host: dict) -> str:
+    """'AMD EPYC (family 25 model 1, avx2, 2 cores)': a run.json's host in a few words."""
+    return (f"{host.get('cpu')} (family {host.get('family')} model {host.get('model')}, {host.get('simd')}, "
+            f"{host.get('cores')} cores)")
+
+
+def _distinct(metas: list[dict], text) -> str:
+    """The distinct values of text(run.json) over a split's runs, joined by '; '."""
+    return "; ".join(sorted({text(m) for m in metas}))
+
+
+def _build_text(m: dict) -> str:
+    b = m.get("build", {})
+    return f"{b.get('key')} ({b.get('variant')}, {b.get('speed')}, {b.get('engine')})"
+
+
+def _blas_text(m: dict) -> str:
+    blas = m.get("build", {}).get("blas", {})
+    return f"{blas.get('library', '?')}, {blas.get('core', '?')}"
+
+
+def _commit_text(m: dict) -> str:
+    return f"{str(m.get('git_commit'))[:10]}{' (with changes)' if m.get('git_dirty') else ''}"
+
+
+def provenance_lines(rows: list[dict], metas: dict[str, list[dict]]) -> list[str]:
+    """The 'where the runs ran' and 'what they cost' tables of the results page (each cell: the distinct
+    values over the split's runs)."""
     splits = sorted({r["split"] for r in rows}, key=lambda s: (seed_of({"split": s}) is None, s))
-    out = ["| split | runs | Caffe build (engine) | BLAS, its kernel here | host CPU (cores) | kit commit | protocol key |",
+    out = ["| split | runs | Caffe build (engine) | BLAS, its kernel here | host CPU | kit commit | protocol key |",
            "|---|---|---|---|---|---|---|"]
     for split in splits:
-        m = metas[split]
-        build, host, blas = m.get("build", {}), m.get("host", {}), m.get("build", {}).get("blas", {})
-        out.append(f"| {split} | {sum(r['split'] == split for r in rows)} | {build.get('key')} "
-                   f"({build.get('variant')}, {build.get('speed')}, {build.get('engine')}) | "
-                   f"{blas.get('library', '?')}, {blas.get('core', '?')} | {host.get('cpu')}, family "
-                   f"{host.get('family')} model {host.get('model')}, {host.get('simd')} ({host.get('cores')}) | "
-                   f"{str(m.get('git_commit'))[:10]} | {m.get('protocol_files', {}).get('key')} |")
-    out += ["", "What the runs cost (wall time from each log's first to last line; the runs of a split ran "
-            "two at a time with one BLAS thread each, so a split's wall time is about half its sum):", "",
+        ms = metas[split]
+        out.append(f"| {split} | {len(ms)} | {_distinct(ms, _build_text)} | {_distinct(ms, _blas_text)} | "
+                   f"{_distinct(ms, lambda m: host_text(m.get('host', {})))} | {_distinct(ms, _commit_text)} | "
+                   f"{_distinct(ms, lambda m: str(m.get('protocol_files', {}).get('key')))} |")
+    threads = _distinct([m for ms in metas.values() for m in ms], lambda m: str(m.get("threads")))
+    out += ["", "What the runs cost (each run's wall time from its log's first to its last line, with "
+            f"{threads} BLAS thread(s) a run, as run.json says; runs that ran side by side overlap in time):", "",
             "| split | sum of run wall times | base nets | frozen transfers | fine-tuned transfers | other |",
             "|---|---|---|---|---|---|"]
     for split in splits:
@@ -76,16 +100,15 @@ def provenance_lines(rows: list[dict], metas: dict[str, dict]) -> list[str]:
     return out
 
 
-def _metas(records: Path) -> dict[str, dict]:
-    """One run.json per published split (its first record's): the provenance the page names."""
-    out = {}
-    for path in record_dirs(records):
-        path = path / "run.json"
-        out.setdefault(path.parent.parent.name, json.loads(path.read_text()))
+def _metas(records: Path) -> dict[str, list[dict]]:
+    """The run.json of every record, by split: the provenance the page names."""
+    out: dict[str, list[dict]] = {}
+    for run in record_dirs(records):
+        out.setdefault(run.parent.name, []).append(json.loads((run / "run.json").read_text()))
     return out
 
 
-def results_page(rows: list[dict], shown: str, metas: dict[str, dict], absent: list[str], img: str) -> str:
+def results_page(rows: list[dict], shown: str, metas: dict[str, list[dict]], absent: list[str], img: str) -> str:
     """The results page (Markdown) of the records' rows (`shown`: the records folder as the page names it);
     figures linked under `img`."""
     seeds = sorted({s for r in rows if (s := seed_of(r)) is not None})
@@ -104,14 +127,16 @@ def results_page(rows: list[dict], shown: str, metas: dict[str, dict], absent: l
     return "\n".join(lines)
 
 
-def readme_block(rows: list[dict], metas: dict[str, dict], img: str, page: str) -> str:
+def readme_block(rows: list[dict], metas: dict[str, list[dict]], img: str, page: str) -> str:
     """The README's results block: what was run where, the controls' and findings' verdicts, Figure 2."""
     seeds = sorted({s for r in rows if (s := seed_of(r)) is not None})
-    hosts = sorted({str(m.get("host", {}).get("cpu")) for m in metas.values()})
-    builds = sorted({str(m.get("build", {}).get("key")) for m in metas.values()})
+    every = [m for ms in metas.values() for m in ms]
+    hosts = sorted({host_text(m.get("host", {})) for m in every})
+    builds = sorted({str(m.get("build", {}).get("key")) for m in every})
     _, _, control_lines = controls(rows)
+    counts = ", ".join(f"{s}: {sum(r['split'] == s for r in rows)}" for s in sorted(metas))
     lines = [RESULTS_BEGIN, "",
-             f"{len(rows)} published runs ({', '.join(f'{s} ({sum(r['split'] == s for r in rows)})' for s in sorted(metas))}; "
+             f"{len(rows)} published runs ({counts}; "
              f"random splits of seed{'s' * (len(seeds) != 1)} {', '.join(map(str, seeds)) or 'none'}), Caffe build "
              f"{', '.join(builds)}, on {'; '.join(hosts)}. Every number here and in [{page}]({page}) is "
              "regenerated from those records.", "", "Controls:", "", *(f"- {line}" for line in control_lines), "",

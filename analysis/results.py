@@ -44,7 +44,7 @@ CURVE_PREFIX = "curve"  # runs/<t>/curve.train.csv, runs/<t>/curve.test.csv
 _SEGMENT = re.compile(r"train\.log\.(\d+)(\.gz)?")
 _TRAIN_FIRST = "train some first: make train TREATMENT=baseA"
 PLATEAU_TESTS = 3  # plateau_pp: the last 3 tests against the 3 before them
-_GLOG_PREFIX = re.compile(r"[IWEF]\d{4} ")  # a glog line: ends the solver block Caffe prints
+_GLOG_PREFIX = re.compile(r"[IWEF](\d{4}|\d{8}) \d\d:\d\d")  # a glog line: ends the solver block Caffe prints
 _FIELD = re.compile(r"""\s*(\w+)\s*:\s*("[^"]*"|'[^']*'|[^\s{}#"']+)""")
 
 

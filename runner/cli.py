@@ -3,7 +3,7 @@
 Subcommands (most mirror a Makefile target):
   data      dataset, split-random, split-natural, split-whole, split-reduced, split-groups (runner/cli_data.py)
   verify    verify: check a prepared split's files against its manifest.json (runner/cli_verify.py)
-  runs      train, grid, status, demo, plots (runner/cli_runs.py)
+  runs      train, grid, status, demo, plots, publish (runner/cli_runs.py)
   analysis  import-original, figures, table1, findings, filters (analysis/commands.py)
   compare   compare-original: the kit's CaffeNet files against the authors' run folders (runner/cli_compare.py)
 `transfer-kit SUBCOMMAND --help` tells each one's options. Errors are one

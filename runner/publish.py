@@ -152,8 +152,8 @@ def publish_unit(work: Path, dataset: str, split: str, records: Path, allow_mixe
                            f"finished records are never overwritten: move {dest} aside (git rm -r) if this "
                            "grid replaces it, then publish again")
         return f"{split}: already published in {dest} ({len(metas)} runs, the same content)"
+    atomic.clean_stale_tmp(records / f".{split}")  # what a killed publish left (never read: its name starts with .)
     tmp = atomic.tmp_path(records / f".{split}")
-    atomic.remove_path(tmp)
     try:
         for run, fs in files.items():
             for name, data in fs.items():

@@ -12,7 +12,7 @@ import pytest
 from analysis.parse_log import score
 from analysis.plots import GROUPS, plot_transfer
 from analysis.results import (ROW_COLUMNS, analyze_split, collect_runs, last_lr_step, log_segments,
-                              read_results_csv, write_results_csv)
+                              read_results_csv, solver_in_log, write_results_csv)
 from analysis.rules import group_of
 from kitcore.errors import KitError
 from test_analysis import mark_finished, glog, modern
@@ -120,6 +120,22 @@ def test_last_lr_step_policies(tmp_path: Path):
         solver.write_text(text)
         assert last_lr_step(solver) == step, text
     assert last_lr_step(tmp_path / "absent.prototxt") is None
+
+
+@pytest.mark.parametrize("stamp", ["1202 10:00:00.000000", "20261202 10:00:00.000000"])
+def test_the_solver_is_read_from_the_log_caffe_wrote(tmp_path: Path, stamp: str):
+    """A run record has no solver.prototxt: the lr step comes from the solver Caffe prints at its start (both
+    glog stamp formats end the block)."""
+    log = tmp_path / "train.log"
+    log.write_text("#### transfer-kit start\n" + glog(stamp, "Initializing solver from parameters: ")
+                   + 'test_iter: 63\nbase_lr: 0.01\nmax_iter: 3000\nlr_policy: "step"\nstepsize: 2000\n'
+                   + 'net: "train_val.prototxt"\ntrain_state {\n  level: 0\n  stepsize: 7\n}\n'
+                   + glog(stamp, "Creating training net from net file: train_val.prototxt")
+                   + glog(stamp, "Iteration 0, lr = 0.01") + "max_iter: 5\n")
+    text = solver_in_log([log])
+    assert text.startswith("test_iter: 63") and text.endswith("}") and "Creating" not in text
+    assert last_lr_step(text) == 2000
+    assert solver_in_log([tmp_path / "train.log"]) == text and last_lr_step("") is None
 
 
 def test_analyze_split_needs_runs(tmp_path: Path):

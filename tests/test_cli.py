@@ -16,7 +16,7 @@ from runner.cli_common import HelpFormatter, KitParser, positive_int
 from kitcore.layout import split_name, split_protocol
 
 SUBCOMMANDS = {"dataset", "split-random", "split-natural", "split-whole", "split-reduced", "split-groups", "verify", "train", "grid",
-               "status", "demo", "plots", "import-original", "figures", "table1", "findings", "filters",
+               "status", "demo", "plots", "publish", "import-original", "figures", "table1", "findings", "filters",
                "compare-original"}
 ANALYSIS = {"import-original", "figures", "table1", "findings", "filters"}  # options are analysis/commands.py's
 

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 def work(tmp_path_factory) -> Path:
     """A work folder with the whole random0 grid finished (2 iterations a run)."""
     work = tmp_path_factory.mktemp("pubwork")
-    proc = kit("grid", "--work", str(work), "--iters", "2", "--jobs", "2")
+    proc = kit("grid", "--work", str(work), "--iters", "2", "--jobs", "2", "--treatments", ",".join(grid_names("random")))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return work
 
@@ -69,7 +69,7 @@ def test_a_record_with_other_content_is_never_overwritten(work, records, tmp_pat
     result = other / "random0" / "A3B" / "result.json"
     result.write_text(result.read_text().replace('"caffe_starts"', '"caffe_starts_"'))
     one_line_error(kit("publish", "--work", str(work), "--records", str(other)),
-                   "published already, with other content", "random0/A3B/result.json", "never overwritten")
+                   "published already, with other content", "(A3B/result.json)", "never overwritten")
     assert '"caffe_starts_"' in result.read_text()
 
 
@@ -143,3 +143,15 @@ def test_plots_from_the_records_alone(work, records, tmp_path):
     figure2 = (out / "figure2.csv").read_text()
     assert f",{round(rows['baseB']['score'], 9)},random0,baseB" in figure2
     assert "not drawn yet" in page.lower() and "natman" in page
+
+
+def test_a_killed_publish_leaves_nothing_that_looks_published(work, tmp_path):
+    """A unit is written as .<split>.tmp-<pid> and renamed: a leftover of a killed publish is never read as a
+    record, and the next publish removes it."""
+    records = tmp_path / "fa20"
+    leftover = records / ".random0.tmp-999999999"
+    shutil.copytree(work / "fa20" / "random0" / "runs" / "baseA", leftover / "baseA")
+    one_line_error(kit("plots", "--records", str(records), "--out", str(tmp_path / "out")), "no run records under")
+    proc = kit("publish", "--work", str(work), "--records", str(records))
+    assert proc.returncode == 0, proc.stderr
+    assert not leftover.exists() and sorted(p.name for p in records.iterdir()) == ["random0"]
