@@ -83,7 +83,7 @@ KIT      := $(VENV)/bin/transfer-kit
 STAMP    := $(VENV)/.kit-venv-complete
 export GLOG_logtostderr := 1
 
-.PHONY: help setup system venv caffe caffe-opencv caffe-cuda caffe-reference dataset split-random split-natural split-whole split-reduced split-groups train grid status verify plots publish import-original table1 filters bench bench-import demo test test-cuda test-fast gpu-pack gpu-check compare-original
+.PHONY: help setup system venv caffe caffe-opencv caffe-cuda caffe-reference dataset split-random split-natural split-whole split-reduced split-groups train grid status verify plots publish import-original table1 filters bench bench-import demo lint test test-cuda test-fast gpu-pack gpu-check compare-original
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -161,9 +161,10 @@ table1: setup  ## print the paper's Table 1 from a results table: RESULTS=FILE.c
 filters: setup  ## conv1 filters of a model as an image grid: MODEL=X.caffemodel OUT=X.png
 	$(KIT) filters '$(MODEL)' --out '$(OUT)'
 
-bench: setup caffe-reference  ## print the kit's speed figures: (a) kit vs bare caffe, (b) frozen A7B vs baseB, (c) data prep, (d) grid, (e) Caffe vs sgemm and the reference build, (f) per-layer times, (g) checking a split before a run
+bench: setup caffe-reference  ## print the kit's speed figures: (a) kit vs bare caffe, (b) frozen A7B vs baseB, (c) data prep, (d) grid, (e) Caffe vs sgemm and the reference build, (f) per-layer times, (g) checking a split before a run, (h) the report from the run records
 	$(VENV)/bin/python bench/bench_kit.py
 	$(VENV)/bin/python bench/bench_verify.py
+	$(VENV)/bin/python bench/bench_records.py
 
 bench-import: setup  ## time import-original on a synthetic folder the size of the authors' (354 logs, 213 MB)
 	$(VENV)/bin/python bench/bench_import.py --jobs 2
@@ -174,7 +175,10 @@ demo: setup  ## the experiment on FA-20: the random split's 30 runs and the figu
 compare-original: setup  ## the kit's CaffeNet files against authors' run folders: RUNS="DIR ..."
 	$(KIT) compare-original $(RUNS)
 
-test: setup caffe-opencv caffe-reference  ## install everything (the OpenCV variant and the reference build too), then run the whole test suite
+lint: venv  ## ruff over the kit's Python (rules: ruff.toml); make test runs it first
+	$(VENV)/bin/ruff check .
+
+test: setup caffe-opencv caffe-reference lint  ## install everything (the OpenCV variant and the reference build too), lint, then run the whole test suite
 	$(VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
 
 test-cuda: setup  ## build GPU Caffe for TEST_CUDA_ARCH (about 25 min on 2 cores, 1.2 GB of NVIDIA wheels if no toolkit has them) and run its tests; no GPU needed
@@ -187,5 +191,5 @@ gpu-pack: setup  ## pack what make gpu-check needs beyond the repo into PACK=gpu
 gpu-check:  ## on a GPU machine, no venv needed: GPU Caffe built from PACK, its GPU unit tests, CPU vs GPU training, caffe time of the paper's nets: PACK=gpu-pack OUT=dir [CAFFE_ROOT=build]
 	bash bench/gpu_check.sh '$(PACK)' '$(or $(OUT),$(WORK)/gpu-check)' $(if $(CAFFE_ROOT),--root '$(CAFFE_ROOT)')
 
-test-fast: setup  ## the tests without the slow end-to-end ones
+test-fast: setup lint  ## lint, then the tests without the slow end-to-end ones
 	$(VENV)/bin/python -m pytest tests -m "not slow" $(PYTEST_ARGS)

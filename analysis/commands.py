@@ -1,4 +1,5 @@
-"""The analysis subcommands of transfer-kit (runner/cli.py adds them): import-original, figures, table1, findings, filters.
+"""The analysis subcommands of transfer-kit (runner/cli.py adds them): import-original, figures, table1, findings,
+filters.
 
 Imports of matplotlib and pycaffe happen inside the commands, so `--help` stays fast.
 """

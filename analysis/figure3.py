@@ -123,7 +123,8 @@ def plot_figure3(rows: list[dict], out_stem: Path, overlay: list[dict] | None = 
         ax.grid(True, axis="y", alpha=0.3)
     tl.set_ylabel("top-1 accuracy")
     if absent:
-        fig.text(0.01, 0.005, "absent: " + "; ".join(a.removeprefix("figure3 ") for a in absent), fontsize=7, color="grey")
+        fig.text(0.01, 0.005, "absent: " + "; ".join(a.removeprefix("figure3 ") for a in absent), fontsize=7,
+                 color="grey")
     if caption:
         fig.text(0.01, 0.995, caption, fontsize=7, color="dimgrey", va="top")
     fig.tight_layout(rect=(0, 0.02, 1, 0.98 if caption else 1))

@@ -100,7 +100,8 @@ def plot_figure2_bottom(rows: list[dict], out_stem: Path, overlay: list[dict] | 
     write out_stem.png, .pdf and .csv (BOTTOM_COLUMNS; the base row at n = 0, where it is drawn)."""
     means = _means(rows)
     if not means:
-        raise KitError("no finished runs on a random split for Figure 2", "train some first: make train TREATMENT=baseA")
+        raise KitError("no finished runs on a random split for Figure 2",
+                       "train some first: make train TREATMENT=baseA")
     fig = Figure(figsize=(7.5, 5.6))
     ax = fig.add_axes((0.1, 0.3, 0.86, 0.62))
     records = []
@@ -201,7 +202,8 @@ def write_figures(rows: list[dict], out_dir: Path, original: list[dict] | None =
     absent += missing
     if paths:
         out["figure3_png"], out["figure3_pdf"], out["figure3_csv"] = paths
-    for name, table_rows, title in (("table1", rows, "Table 1"), ("table1_original", original, "Table 1, authors' runs")):
+    for name, table_rows, title in (("table1", rows, "Table 1"),
+                                    ("table1_original", original, "Table 1, authors' runs")):
         if table_rows is None:
             continue
         try:

@@ -41,7 +41,7 @@ def conv1_weights(model: Path) -> tuple[str, np.ndarray]:
         net.ParseFromString(model.read_bytes())
     except DecodeError as exc:
         raise KitError(f"{model} is not a Caffe model ({exc})", "pass a binary .caffemodel") from exc
-    v0 = [l.layer for l in net.layers if l.HasField("layer")]  # 2014 models: layers { layer { type: "conv" } }
+    v0 = [v1.layer for v1 in net.layers if v1.HasField("layer")]  # 2014 models: layers { layer { type: "conv" } }
     for layer in [*net.layer, *net.layers, *v0]:
         if layer.type in _CONV and layer.blobs:
             shape = _shape(layer.blobs[0])

@@ -39,9 +39,9 @@ import math
 import statistics
 from pathlib import Path
 
-from analysis.parse_log import SCORE_TOP
 from analysis.rules import base_means, by_seed, collect, seed_groups, usable
 from kitcore.atomic import write_text
+from kitcore.caffe_log import SCORE_TOP
 
 TOLERANCE_PP = 1.0  # a mean difference within +-1 pp counts as none (no dip, no drop, the base reached)
 PLATEAU_PP = 0.3  # control (a): a base's last 3 tests average at most this much above the 3 before

@@ -26,9 +26,9 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from analysis.parse_log import parse_log, write_csvs
 from analysis.results import run_row, write_results_csv
 from kitcore.authors_names import parse_authors_name
+from kitcore.caffe_log import parse_log, write_csvs
 from kitcore.errors import KitError
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,8 @@ def find_runs(path: Path) -> list[tuple[Path, dict]]:
                     ", ".join(unknown[:10]))
     if not runs:
         raise KitError(f"no run folders with logs under {path}",
-                       "pass the authors' results/ folder: half0A/, transfer0A0B_1_3/, ... each with *.o<jobid>.gz logs")
+                       "pass the authors' results/ folder: half0A/, transfer0A0B_1_3/, ... "
+                       "each with *.o<jobid>.gz logs")
     return runs
 
 

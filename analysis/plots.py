@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from analysis.parse_log import write_csv_atomic
 from analysis.rules import baseline, grouped
 from kitcore.atomic import replacing
+from kitcore.caffe_log import write_csv_atomic
 from kitcore.errors import KitError
 
 log = logging.getLogger(__name__)

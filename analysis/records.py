@@ -17,9 +17,10 @@ import json
 import logging
 from pathlib import Path
 
-from analysis.parse_log import parse_log
-from analysis.results import log_segments, run_row, solver_in_log, split_classes
+from analysis.results import run_row, split_classes
+from kitcore.caffe_log import parse_log
 from kitcore.errors import KitError
+from kitcore.runlog import log_segments, solver_in_log
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,8 @@ def record_row(run: Path) -> dict:
     if not segments:
         raise KitError(f"the record {run} has no train.log.gz", "publish it again from its work folder")
     row = run_row(meta, parse_log(segments), run, (run / "result.json").is_file(), solver=solver_in_log(segments))
-    row.update({"build_key": meta.get("build", {}).get("key"), "protocol_key": meta.get("protocol_files", {}).get("key"),
+    row.update({"build_key": meta.get("build", {}).get("key"),
+                "protocol_key": meta.get("protocol_files", {}).get("key"),
                 "host_cpu": meta.get("host", {}).get("cpu"), "git_commit": meta.get("git_commit")})
     return row
 

@@ -31,9 +31,10 @@ import math
 import re
 from pathlib import Path
 
-from analysis.parse_log import ParsedLog, best_indices, parse_log, read_lines, score, write_csv_atomic, write_csvs
+from kitcore.caffe_log import ParsedLog, best_indices, parse_log, score, write_csv_atomic, write_csvs
 from kitcore.errors import KitError
 from kitcore.layout import is_finished
+from kitcore.runlog import diverged_at, log_segments
 
 log = logging.getLogger(__name__)
 
@@ -41,20 +42,9 @@ ROW_COLUMNS = ("dataset", "split", "treatment", "kind", "source", "target", "n",
                "score", "final_accuracy", "iterations", "tests", "wall_seconds", "active_seconds",
                "skipped_lines", "finished", "plateau_pp", "best_after_step", "diverged_at")
 CURVE_PREFIX = "curve"  # runs/<t>/curve.train.csv, runs/<t>/curve.test.csv
-_SEGMENT = re.compile(r"train\.log\.(\d+)(\.gz)?")
 _TRAIN_FIRST = "train some first: make train TREATMENT=baseA"
 PLATEAU_TESTS = 3  # plateau_pp: the last 3 tests against the 3 before them
-_GLOG_PREFIX = re.compile(r"[IWEF](\d{4}|\d{8}) \d\d:\d\d")  # a glog line: ends the solver block Caffe prints
 _FIELD = re.compile(r"""\s*(\w+)\s*:\s*("[^"]*"|'[^']*'|[^\s{}#"']+)""")
-
-
-def log_segments(run_dir: Path) -> list[Path]:
-    """The run's log files, earliest first: train.log.1, train.log.2, ..., train.log (a run record's
-    current segment is train.log.gz)."""
-    numbered = sorted((int(m.group(1)), p.name, p) for p in Path(run_dir).iterdir()
-                      if (m := _SEGMENT.fullmatch(p.name)) and p.is_file())
-    current = [p for p in (Path(run_dir) / "train.log", Path(run_dir) / "train.log.gz") if p.is_file()][:1]
-    return [p for _, _, p in numbered] + current
 
 
 def _read_run_json(path: Path) -> dict:
@@ -86,23 +76,6 @@ def solver_fields(text: str) -> dict[str, list[str]]:
             fields.setdefault(m[1], []).append(m[2].strip("\"'"))
         depth += line.count("{") - line.count("}")
     return fields
-
-
-def solver_in_log(parsed_paths: list[Path]) -> str:
-    """The solver parameters Caffe prints at the start of a log ("Initializing solver from parameters:"), as
-    prototxt text from the first segment that has them ("" when none has)."""
-    for path in parsed_paths:
-        lines, inside = [], False
-        for line in read_lines(path, []):
-            if not inside:
-                inside = "Initializing solver from parameters:" in line
-            elif _GLOG_PREFIX.match(line):
-                return "\n".join(lines)
-            else:
-                lines.append(line.rstrip("\n"))
-        if lines:
-            return "\n".join(lines)
-    return ""
 
 
 def last_lr_step(solver: Path | str) -> int | None:
@@ -167,13 +140,6 @@ def run_row(meta: dict, parsed: ParsedLog, run_dir: Path, finished: bool, solver
             "skipped_lines": parsed.skipped_lines, "finished": finished,
             "plateau_pp": plateau_pp(accs), "best_after_step": best_after_step(parsed, step),
             "diverged_at": diverged_at(parsed)}
-
-
-def diverged_at(parsed: ParsedLog) -> int | None:
-    """The first iteration whose train or test loss is NaN (None: it stayed finite); such a run has no score
-    that means anything (its best tests come from before it diverged): analysis.rules leaves it out."""
-    its = [row["NumIters"] for row in parsed.train + parsed.test if math.isnan(row.get("loss", 0.0))]
-    return min(its) if its else None
 
 
 def collect_runs(split_dir: Path) -> list[dict]:

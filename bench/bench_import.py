@@ -26,10 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from analysis.original import import_original
 
-from analysis.original import import_original  # noqa: E402  (after the path)
+ROOT = Path(__file__).resolve().parents[1]
 
 LOGS = 354
 TOTAL_MB = 213.0

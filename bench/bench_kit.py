@@ -36,10 +36,10 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # (b) runs in this process: 
 os.environ.setdefault("GLOG_minloglevel", "2")  # pycaffe's net set-up logs, in this process only
 os.environ.setdefault("TQDM_DISABLE", "1")  # (c)'s progress bars
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from analysis.parse_log import parse_log  # noqa: E402  (after the path)
-from bench.bench_speed import bench_speed  # noqa: E402
+from kitcore.caffe_log import parse_log  # noqa: E402  (after the thread settings)
+
+from bench_speed import bench_speed  # noqa: E402  (bench/ is the script's folder)
 
 
 def _cli(*args: str, cwd: Path = ROOT) -> float:
@@ -111,7 +111,7 @@ def _dummy_train_net(template: Path, treatment: str, batch: int, shape: tuple[in
 def _step_seconds(workdir: Path, net, steps: int) -> float:
     """Mean seconds of one SGDSolver.step on `net` (after one warm-up step)."""
     from generators import netgen
-    from kitcore.caffe_env import pb2, import_caffe
+    from kitcore.caffe_env import import_caffe, pb2
     caffe_pb2 = pb2()
     caffe = import_caffe()
     caffe.set_mode_cpu()

@@ -16,11 +16,9 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
 from bench_blas import load, rate  # noqa: E402  (the one sgemm timer of the benches)
 
 LAYER_RE = re.compile(r"\]\s+(\S+)\s+(forward|backward): ([\d.]+) ms\.")
@@ -121,7 +119,8 @@ def bench_speed(work: Path, iterations: int = 50, reps: int = 2) -> list[str]:
     total_flops = sum(f + b for f, b in flops.values())
     conv_ms = {n: sum(ms[n][(c, p)] for c in flops for p in ("forward", "backward")) for n in ms}
     out.append(f"    all conv layers: kit {total_flops / (conv_ms['fast'] * 1e6):.1f} GFLOP/s, "
-               f"{conv_ms['fast']:.1f} of {it['fast']:.1f} ms; reference {total_flops / (conv_ms['reference'] * 1e6):.1f}"
+               f"{conv_ms['fast']:.1f} of {it['fast']:.1f} ms; "
+               f"reference {total_flops / (conv_ms['reference'] * 1e6):.1f}"
                f" GFLOP/s, {conv_ms['reference']:.1f} of {it['reference']:.1f} ms; the conv FLOPs alone at the "
                f"attainable rate: {total_flops / (attainable * 1e6):.1f} ms")
     out.append("(f) per-layer times, ms (kit / reference)")

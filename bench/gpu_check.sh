@@ -75,7 +75,7 @@ def sh(*cmd):
 def out(figs, status, reason): Path(A[-1]).write_text(json.dumps(clean(figs))); print(f"{status}\t{reason}")
 def read_run(d):
     sys.path.insert(0, os.environ["KIT"])
-    from analysis.parse_log import parse_log  # the kit's parser: stdlib only (no pycaffe, numpy, matplotlib)
+    from kitcore.caffe_log import parse_log  # the kit's parser: stdlib only (no pycaffe, numpy, matplotlib)
     p, how = parse_log(d / "train.log"), (d / "how").read_text().split()
     train, model = {r["NumIters"]: r for r in p.train}, d / "snapshots/snap_iter_100.caffemodel"
     s, losses = [train[i]["Seconds"] for i in (1, 99) if i in train], [train.get(i, {}).get("loss") for i in range(100)]

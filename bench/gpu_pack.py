@@ -33,12 +33,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from kitcore import atomic
+from kitcore.errors import KitError
+
 os.environ.setdefault("GLOG_minloglevel", "2")  # pycaffe's net set-up logs
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from kitcore import atomic  # noqa: E402  (after the path)
-from kitcore.errors import KitError  # noqa: E402
 
 SDIST = "brocolli-caffe-9.0.2.tar.gz"
 DATASET, SEED, HALF, TREATMENT = "fa20", 0, "B", "baseB"
@@ -125,6 +124,7 @@ def _write(path: Path, message) -> None:
 def _init_models(net, seed: int, input_shape, out: Path) -> dict:
     """init.caffemodel (the seeded fillers) and init_ulp.caffemodel (each non-zero weight one ulp away)."""
     import numpy as np
+
     from generators.netgen import to_deploy, to_text
     from kitcore.caffe_env import import_caffe
     caffe = import_caffe()

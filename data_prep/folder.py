@@ -165,7 +165,8 @@ def read_groups(path: Path, classes: tuple[str, ...], name: str) -> dict[str, st
         cname, group = row
         if cname not in known:
             raise KitError(f"{path} line {num}: {cname!r} is not a class of {name}",
-                           f"use its class folder names ({', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''})")
+                           f"use its class folder names "
+                           f"({', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''})")
         if cname in out:
             raise KitError(f"{path} line {num}: class {cname!r} is listed twice", "give each class one group")
         out[cname] = group

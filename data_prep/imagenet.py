@@ -22,13 +22,21 @@ import time
 from pathlib import Path
 
 from data_prep import imagenet_db
-from data_prep.imagenet_lists import (DATASET, PHASES, IlsvrcLists, load_lists, make_split, read_image_list,
-                                      split_name, write_split_lists)
+from data_prep.imagenet_lists import (
+    DATASET,
+    PHASES,
+    IlsvrcLists,
+    load_lists,
+    make_split,
+    read_image_list,
+    split_name,
+    write_split_lists,
+)
 from data_prep.lmdb_io import compute_mean, is_complete_lmdb
 from data_prep.prepare import MANIFEST_FORMAT, read_manifest, shuffle_seed
 from data_prep.splits import Split
-from kitcore.atomic import remove_path, sha256, write_json
 from kitcore import layout
+from kitcore.atomic import remove_path, sha256, write_json
 from kitcore.errors import KitError
 
 log = logging.getLogger(__name__)

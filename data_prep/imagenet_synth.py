@@ -11,8 +11,8 @@ lines"). With `bad=True` one listed train file is corrupt and one is missing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np

@@ -203,7 +203,8 @@ def compute_mean(lmdb_path: Path, out_path: Path) -> Path:
             tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
             if "requires OpenCV" in proc.stderr:
                 raise KitError(f"{tool} refuses to run without OpenCV (an unpatched Caffe build)",
-                               "rebuild with the kit's patches: make caffe (or point CAFFE_ROOT at a build with OpenCV)")
+                               "rebuild with the kit's patches: make caffe "
+                               "(or point CAFFE_ROOT at a build with OpenCV)")
             raise RuntimeError(f"{' '.join(cmd)} failed (rc {proc.returncode}):\n{tail}")
     log.info("wrote mean %s (compute_image_mean on %s)", out_path, lmdb_path)
     return out_path

@@ -18,7 +18,7 @@ any one entry breaks the agreement):
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 from data_prep.splits import Split
 from data_prep.wordnet import WordNet

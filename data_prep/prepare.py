@@ -29,17 +29,17 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from data_prep import fa20
-from kitcore.atomic import write_json, remove_path, sha256
 from data_prep.lmdb_io import compute_mean, is_complete_lmdb, write_datum_lmdb
 from data_prep.splits import Split, make_random_split, natman_split, whole_split, write_split_json
 from kitcore import layout
+from kitcore.atomic import remove_path, sha256, write_json
 from kitcore.errors import KitError
 from kitcore.profiles import profile
 
@@ -56,7 +56,7 @@ class DatasetSpec:
     num_classes: int
     kinds: tuple[str, ...]  # 'natural' or 'man-made' per label (the natman split)
     build: Callable[[Path], Path]
-    load: Callable[[Path], "fa20.FA20"]
+    load: Callable[[Path], fa20.FA20]
     contact_sheet: Callable[[Path, Path], Path] | None = None  # (dataset folder, png) -> png
 
 
@@ -88,7 +88,8 @@ NON_RANDOM_SEEDS = {"all": -1, "natman": 2**32}  # stand-in split seeds of the L
 
 
 def shuffle_seed(split_seed: int | str | None, half_index: int, phase: str) -> int:
-    """Return the LMDB shuffle seed of a (split seed or non-random split name, half, phase); see the module docstring."""
+    """Return the LMDB shuffle seed of a (split seed or non-random split name, half, phase); see the module
+    docstring."""
     if split_seed is None or isinstance(split_seed, str):
         s = NON_RANDOM_SEEDS.get(split_seed, -1)
     else:

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
 from kitcore.atomic import write_json
-from kitcore.errors import KitError
 from kitcore.profiles import check_seed  # noqa: F401  (the seeds rule lives with the profiles; re-exported)
 
 
@@ -68,7 +68,7 @@ class Split:
                 "halves": {k: list(v) for k, v in self.halves.items()}}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Split":
+    def from_dict(cls, d: Mapping[str, Any]) -> Split:
         """Build from `to_dict` output (extra keys are ignored)."""
         return cls(name=d["name"], halves=d["halves"], num_classes=int(d["num_classes"]), seed=d.get("seed"))
 
@@ -77,7 +77,7 @@ class Split:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def from_json(cls, text: str) -> "Split":
+    def from_json(cls, text: str) -> Split:
         """Parse JSON text written by `to_json` (or a split.json with extra keys)."""
         return cls.from_dict(json.loads(text))
 

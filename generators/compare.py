@@ -14,9 +14,10 @@ import logging
 import re
 import subprocess
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from google.protobuf import text_format
 
@@ -93,7 +94,8 @@ ALLOWED: tuple[Allowed, ...] = (
             lambda d: d.where == "solver" and d.field == "snapshot_prefix"),
     Allowed("random seed", "the kit seeds every run for reproducibility; the authors' runs were unseeded",
             lambda d: d.where == "solver" and d.field == "random_seed" and d.authors == -1),
-    Allowed("solver mode", "solver files say CPU; `--gpu` (MODE=gpu) runs `caffe train -gpu 0` on a GPU build (make caffe CUDA=1)",
+    Allowed("solver mode",
+            "solver files say CPU; `--gpu` (MODE=gpu) runs `caffe train -gpu 0` on a GPU build (make caffe CUDA=1)",
             lambda d: d.where == "solver" and d.field == "solver_mode" and (d.kit, d.authors) == ("CPU", "GPU")),
     Allowed("no test at iteration 0", "2014 Caffe first tested at iteration test_interval (the authors' logs: "
             "first `Testing net` at iteration 1000); modern Caffe tests at 0 unless told not to",

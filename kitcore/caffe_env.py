@@ -21,7 +21,6 @@ from pathlib import Path
 from kitcore.errors import KitError
 
 
-
 def pb2():
     """pycaffe's generated `caffe_pb2` module, imported on first use (CAFFE_ROOT/python first when set)."""
     global _PB2  # pylint: disable=global-statement

@@ -30,7 +30,8 @@ def _compare_original(args: argparse.Namespace) -> int:
         for allowed in ALLOWED:
             print(f"{allowed.key}: {allowed.reason}")
     if not args.run_folders and not args.list_allowed:
-        raise KitError("no RUN_FOLDER given", "pass authors' run folders, e.g. ../shared/reference/original_runs/half0A")
+        raise KitError("no RUN_FOLDER given",
+                       "pass authors' run folders, e.g. ../shared/reference/original_runs/half0A")
     failed = 0
     for folder in args.run_folders:
         results = compare_folder(folder)

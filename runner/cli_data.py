@@ -28,14 +28,16 @@ def _list_options(p: argparse.ArgumentParser, lists_only: bool = False) -> None:
     """Options of datasets that are not embedded (lists_only: the command defaults to one, ImageNet)."""
     if lists_only:
         p.set_defaults(dataset=dataset_names(embedded=False)[0])
-        p.add_argument("--force", action="store_true", help="rewrite changed lists; rebuild the split's LMDBs and means")
+        p.add_argument("--force", action="store_true",
+                       help="rewrite changed lists; rebuild the split's LMDBs and means")
     p.add_argument("--lists", type=Path, default=None,
                    help="imagenet: folder with Caffe's synsets.txt, train.txt, val.txt (FILE LABEL per line) "
                         "(default: none; needed by a dataset that is not embedded)")
     p.add_argument("--images", type=Path, default=None,
                    help="imagenet: ILSVRC2012 folder (train/<wnid>/*.JPEG, val/*.JPEG); builds LMDBs and means "
                         "(default: none, the lists only)")
-    p.add_argument("--jobs", type=positive_int, default=1, help="imagenet: processes decoding images (first build only)")
+    p.add_argument("--jobs", type=positive_int, default=1,
+                   help="imagenet: processes decoding images (first build only)")
     p.add_argument("--encoded", action="store_true",
                    help="imagenet: store JPEG Datums as convert_imageset --encoded (about 8x less disk; "
                         "needs Caffe built with OpenCV: make caffe CAFFE_OPENCV=1)")

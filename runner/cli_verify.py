@@ -31,7 +31,8 @@ def add_parsers(sub, fmt) -> None:
     p.add_argument("--split", default=None,
                    help="the split's folder name instead of --protocol/--seed/--per-class, e.g. random0, natman, "
                         "all, reduced5 (default: none)")
-    p.add_argument("--full", action="store_true", help="check every record of every LMDB (default: off, the fast checks: a sample of each large LMDB)")
+    p.add_argument("--full", action="store_true",
+                   help="check every record of every LMDB (default: off, the fast checks: a sample of each large LMDB)")
     p.set_defaults(handler=_verify)
 
 

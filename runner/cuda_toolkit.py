@@ -81,7 +81,8 @@ def nvcc_version(nvcc: Path) -> tuple[int, int]:
     version = (int(m.group(1)), int(m.group(2)))
     if version < MIN_CUDA or version[0] > MAX_MAJOR:
         raise ToolkitError(f"CUDA {version[0]}.{version[1]} at {nvcc} is not supported (11.8 to 13.x)",
-                           "load a CUDA 11.8-13.x toolkit (CUDA_HOME=/path), or unset CUDA_HOME and take the kit's CUDA 13 wheels")
+                           "load a CUDA 11.8-13.x toolkit (CUDA_HOME=/path), "
+                           "or unset CUDA_HOME and take the kit's CUDA 13 wheels")
     return version
 
 
@@ -90,7 +91,8 @@ def parse_archs(text: str) -> list[int]:
     for word in text.replace(",", " ").split():
         m = re.fullmatch(r"(?:sm_|compute_)?(\d)\.?(\d+)", word.strip())
         if not m:
-            raise ToolkitError(f"CUDA_ARCH has '{word}', not an architecture", 'write CUDA_ARCH="80 90" (or 8.0, sm_80)')
+            raise ToolkitError(f"CUDA_ARCH has '{word}', not an architecture",
+                               'write CUDA_ARCH="80 90" (or 8.0, sm_80)')
         out.append(int(m.group(1) + m.group(2)))
     return sorted(set(out))
 
@@ -218,7 +220,8 @@ def resolve(env, cache: Path, python: str) -> dict[str, str]:
     sites = site_dirs(env) + ([fetched] if fetched else [])
     cudnn_mode = env.get("CUDNN", "")
     if cudnn_mode not in ("", "0", "1"):
-        raise ToolkitError(f"CUDNN={cudnn_mode}", "CUDNN=1 (required), CUDNN=0 (off), or leave it unset (used when found)")
+        raise ToolkitError(f"CUDNN={cudnn_mode}",
+                           "CUDNN=1 (required), CUDNN=0 (off), or leave it unset (used when found)")
     parts = list(LIBS) + ([] if cudnn_mode == "0" else ["cudnn"])
     found: dict[str, tuple[Path, Path]] = {}
     for part in parts:
@@ -232,7 +235,8 @@ def resolve(env, cache: Path, python: str) -> dict[str, str]:
     missing = [p for p in LIBS if p not in found]
     if missing and version[0] != 13:
         raise ToolkitError(f"the CUDA {version[0]}.{version[1]} toolkit at {home} lacks {', '.join(missing)}",
-                           "install the toolkit's libraries (or NVIDIA's wheels for it into CUDA_PYTHON's site-packages)")
+                           "install the toolkit's libraries "
+                           "(or NVIDIA's wheels for it into CUDA_PYTHON's site-packages)")
     if missing and fetched is None:  # complete a CUDA 13 toolkit from the pinned wheels; cuDNN comes with them
         wanted = _pick(pinned, ("nvidia-cublas", "nvidia-curand", "nvidia-cuda-runtime"))
         if cudnn_mode != "0" and "cudnn" not in found:

@@ -14,7 +14,6 @@ so new protocols plug in without changes here.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys

@@ -3,7 +3,7 @@
 ```
 results/<dataset>/<split>/split.json                 the split's classes (data_prep's split.json)
 results/<dataset>/<split>/<treatment>/train.log.gz   its Caffe log(s), gzipped: train.log.1.gz, ... then train.log.gz
-results/<dataset>/<split>/<treatment>/run.json       the resolved inputs with their sha256, protocol, build, host, commit
+results/<dataset>/<split>/<treatment>/run.json       the inputs with their sha256, protocol, build, host, commit
 results/<dataset>/<split>/<treatment>/result.json    its score (the mean of the 10 best tests) and final model's sha256
 ```
 The unit is a split's whole grid (generators.treatments.grid_names: the random
@@ -25,11 +25,11 @@ import logging
 import os
 from pathlib import Path
 
-from analysis.parse_log import parse_log, score
-from analysis.results import diverged_at, log_segments
 from generators.treatments import grid_names
 from kitcore import atomic, layout
+from kitcore.caffe_log import parse_log, score
 from kitcore.errors import KitError
+from kitcore.runlog import diverged_at, log_segments
 
 log = logging.getLogger(__name__)
 

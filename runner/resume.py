@@ -20,9 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from runner import snapshots, supervise
 from kitcore.caffe_env import caffe_env, tool
 from kitcore.errors import KitError
+from runner import snapshots, supervise
 
 log = logging.getLogger(__name__)
 

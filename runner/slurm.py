@@ -68,7 +68,8 @@ def _slurm(cmd: list[str], check: bool = True) -> subprocess.CompletedProcess:
                        "run on a Slurm login node, or use the local engine (ENGINE=local)")
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if check and proc.returncode != 0:
-        raise KitError(f"{cmd[0]} failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}",
+        raise KitError(f"{cmd[0]} failed: "
+                       f"{proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}",
                        "check the partition, time and resources in your Slurm config")
     return proc
 
@@ -129,7 +130,8 @@ def submit_grid(specs: list[RunSpec], config: dict) -> list[str]:
             transfers.setdefault(spec.treatment.base_name, []).append((spec, state))
     for base, group in transfers.items():
         if base not in job_of and not layout.is_finished(layout.run_dir(split_dir, base)):
-            raise KitError(f"{group[0][0].treatment.name} needs base {base}, which is neither finished nor in this grid",
+            raise KitError(f"{group[0][0].treatment.name} needs base {base}, "
+                           "which is neither finished nor in this grid",
                            f"add {base} to the grid or train it first: {group[0][0].make_cmd(base)}")
         names = [s.treatment.name for s, _ in group]
         script = ("set -- " + shlex.join(names) + '; shift "$SLURM_ARRAY_TASK_ID"; exec '

@@ -30,10 +30,10 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
-from contextlib import contextmanager
 
 from kitcore.errors import KitError
 

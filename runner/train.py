@@ -31,8 +31,10 @@ from generators.runfiles import STARTS_FROM_INIT, make_init, run_files
 from generators.treatments import Treatment
 from kitcore import atomic, layout, provenance
 from kitcore.caffe_env import caffe_version, tool
+from kitcore.caffe_log import parse_log, score
 from kitcore.errors import KitError
 from kitcore.profiles import KIT, Profile, profile
+from kitcore.runlog import diverged_at
 from runner import inputs, snapshots, supervise
 from runner.resume import check_gpu, disk_full, low_space, resume
 
@@ -214,8 +216,6 @@ def _train_locked(spec: RunSpec, lock_fd: int, on_iter, found: inputs.RunInputs)
 
 def diverged(spec: RunSpec, parsed=None) -> KitError | None:
     """The error of a run whose loss became NaN (its best tests would come from before the divergence), or None."""
-    from analysis.parse_log import parse_log  # pylint: disable=import-outside-toplevel
-    from analysis.results import diverged_at  # pylint: disable=import-outside-toplevel
     log_path = spec.run_dir / "train.log"
     if parsed is None and not log_path.is_file():
         return None
@@ -229,7 +229,6 @@ def diverged(spec: RunSpec, parsed=None) -> KitError | None:
 
 
 def _finish(spec: RunSpec, record: dict, seconds: float, status: str) -> dict:
-    from analysis.parse_log import parse_log, score  # pylint: disable=import-outside-toplevel
     run = spec.run_dir
     model = run / "snapshots" / f"snap_iter_{record['max_iter']}.caffemodel"
     if not model.is_file():

@@ -13,9 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from test_imagenet_db import read_records as records  # noqa: F401  (one reader of raw Datums for the tests)
 
 from kitcore.profiles import PROFILES
-from test_imagenet_db import read_records as records  # noqa: F401  (one reader of raw Datums for the tests)
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field")
 TILE = 40

@@ -1,4 +1,4 @@
-"""Tests of analysis/parse_log.py and analysis/glog.py: 2014 logs, real modern Caffe logs, merging."""
+"""Tests of kitcore/caffe_log.py and kitcore/glog.py: 2014 logs, real modern Caffe logs, merging."""
 from __future__ import annotations
 
 import gzip
@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 from google.protobuf import text_format
 
-from analysis.parse_log import best_indices, parse_log, score, write_csvs
-from conftest import run_caffe
+from kitcore.caffe_log import best_indices, parse_log, score, write_csvs
 from kitcore.errors import KitError
 
-REF_RUNS = ["half0A", "half0B", "nolearn_1_3", "transfer-ft0A0B_1_3", "transfer0A0A_1_3",
-            "transfer0A0B_1_3", "transfernatmanAB_1_3"]
+from conftest import run_caffe
+
+REF_RUNS = ["half0A", "half0B", "nolearn_1_3", "transfer-ft0A0B_1_3", "transfer0A0A_1_3", "transfer0A0B_1_3",
+            "transfernatmanAB_1_3"]
 # the header BVLC tools/extra/parse_log.py writes: the first row's keys, i.e. NumIters, Seconds,
 # LearningRate, then the net outputs in log order (train: loss; test: accuracy, loss)
 BVLC_TRAIN_HEADER = ["NumIters", "Seconds", "LearningRate", "loss"]
@@ -294,7 +295,6 @@ def test_fast_path_edge_lines(tmp_path: Path):
            glog("0403 10:00:03.0", "Iteration 60, lr = 1 2")]
     log = tmp_path / "t.log"
     log.write_text("".join(good + bad))
-    parsed = parse_log(log)
-    assert parsed.skipped_lines == len(bad)
+    assert (parsed := parse_log(log)).skipped_lines == len(bad)
     assert [(r["NumIters"], r.get("LearningRate")) for r in parsed.train] == [(0, 0.01), (20, 0.01), (40, 1e-05)]
     assert parsed.train[0]["loss"] == 6.9 and math.isnan(parsed.train[1]["loss"])

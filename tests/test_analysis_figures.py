@@ -11,18 +11,19 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 from matplotlib.image import imread
+from test_findings import _seed
 
 from analysis.figure3 import plot_figure3
 from analysis.figures import notes, write_figures
-from analysis.findings import findings
 from analysis.filters import conv1_weights, filter_grid, write_filters
+from analysis.findings import findings
 from analysis.results import analyze_split, read_results_csv, write_results_csv
 from analysis.rules import baseline, collect
 from analysis.table1 import table1, to_markdown
-from runner.cli import main
 from kitcore.errors import KitError
+from runner.cli import main
+
 from test_analysis import mark_finished, modern
-from test_findings import _seed
 
 
 def _row(split: str, kind: str, source, target: str, n: int, ft: bool, score: float, finished: bool = True) -> dict:
@@ -39,7 +40,8 @@ def _table1_rows() -> list[dict]:
         _row("random0", "transfer", "B", "B", 1, True, 0.61), _row("random0", "transfer", "A", "A", 3, True, 0.62),
         _row("random1", "transfer", "B", "B", 3, True, 0.60), _row("random0", "transfer", "B", "B", 5, True, 0.65),
         # none of these may count: not a random split, unfinished, no score, frozen, a random-weights net
-        _row("natman", "transfer", "A", "B", 3, True, 0.99), _row("random0", "transfer", "A", "B", 5, True, 0.99, False),
+        _row("natman", "transfer", "A", "B", 3, True, 0.99),
+        _row("random0", "transfer", "A", "B", 5, True, 0.99, False),
         _row("random0", "transfer", "A", "B", 7, True, math.nan), _row("random0", "transfer", "A", "B", 6, False, 0.99),
         _row("natman", "base", None, "B", 0, False, 0.10), _row("all", "random-weights", None, "all", 4, False, 0.99),
     ]
@@ -238,7 +240,7 @@ def test_analyze_split_with_original_and_sibling_splits(tmp_path: Path):
 # ---- conv1 filters ----------------------------------------------------------------------
 
 def _model(tmp_path: Path, channels: int, weights: np.ndarray) -> Path:
-    from kitcore.caffe_env import pb2, import_caffe
+    from kitcore.caffe_env import import_caffe, pb2
     caffe_pb2 = pb2()
     caffe = import_caffe()
     net = caffe_pb2.NetParameter(name="tiny")

@@ -13,8 +13,9 @@ import pytest
 
 from analysis.original import import_original, import_to_csv, parse_run_name, run_logs
 from analysis.results import ROW_COLUMNS, read_results_csv
-from runner.cli import main
 from kitcore.errors import KitError
+from runner.cli import main
+
 from test_analysis import glog
 
 # the mapping the README's grammar and generators/authors.py prescribe, written out by hand

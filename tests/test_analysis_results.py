@@ -3,19 +3,20 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 import math
+import shutil
 from pathlib import Path
 
 import pytest
 
-from analysis.parse_log import score
 from analysis.plots import GROUPS, plot_transfer
-from analysis.results import (ROW_COLUMNS, analyze_split, collect_runs, last_lr_step, log_segments,
-                              read_results_csv, solver_in_log, write_results_csv)
+from analysis.results import ROW_COLUMNS, analyze_split, collect_runs, last_lr_step, read_results_csv, write_results_csv
 from analysis.rules import group_of
+from kitcore.caffe_log import score
 from kitcore.errors import KitError
-from test_analysis import mark_finished, glog, modern
+from kitcore.runlog import log_segments, solver_in_log
+
+from test_analysis import glog, mark_finished, modern
 
 
 def _run(split: Path, name: str, meta: dict, logs: dict[str, str], finished: bool) -> Path:
@@ -227,7 +228,8 @@ def test_a_diverged_run_is_left_out_of_every_figure(tmp_path: Path):
     from analysis.rules import usable
     split = tmp_path / "fa20" / "random0"
     meta = {"kind": "transfer", "source": "A", "target": "B", "n": 1, "finetune": True}
-    nan_log = modern("0403", 0, range(0, 50, 10), 0.5).replace("loss = 43 (* 1 = 43 loss)", "loss = -nan (* 1 = -nan loss)")
+    nan_log = modern("0403", 0, range(0, 50, 10), 0.5).replace("loss = 43 (* 1 = 43 loss)",
+                                                               "loss = -nan (* 1 = -nan loss)")
     _run(split, "A1B+", meta, {"train.log": nan_log}, finished=True)
     row = collect_runs(split)[0]
     assert row["diverged_at"] == 40 and row["finished"] and not usable(row)

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
+from kitcore.caffe_env import import_caffe, pb2, tool
+
 from conftest import ROOT, run_caffe
-from kitcore.caffe_env import pb2, import_caffe, tool
+
 caffe_pb2 = pb2()
 
 NET = """

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -76,8 +75,9 @@ def test_pycaffe_imports_has_set_mode_gpu_and_runs_a_net_on_the_cpu(cuda_root, t
                    'layer { name: "y" type: "ReLU" bottom: "x" top: "y" relu_param { engine: CAFFE } }\n')
     # engine CAFFE: in a cuDNN build the default engine is cuDNN, whose set-up needs a GPU even in CPU mode
     code = ("import caffe, numpy as np; assert callable(caffe.set_mode_gpu) and callable(caffe.set_device); "
-            "caffe.set_mode_cpu(); n = caffe.Net(%r, caffe.TEST); n.blobs['x'].data[...] = [[-1, 0, 2], [3, -4, 5]]; "
-            "n.forward(); print(n.blobs['y'].data.tolist())" % str(net))
+            f"caffe.set_mode_cpu(); n = caffe.Net({str(net)!r}, caffe.TEST); "
+            "n.blobs['x'].data[...] = [[-1, 0, 2], [3, -4, 5]]; "
+            "n.forward(); print(n.blobs['y'].data.tolist())")
     proc = subprocess.run([str(VENV / "bin/python"), "-c", code], capture_output=True, text=True, check=False,
                           env=quiet_env(PYTHONPATH=str(cuda_root / "python")), timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -27,12 +27,13 @@ import lmdb
 import numpy as np
 import pytest
 
-from analysis.parse_log import parse_log
 from data_prep.imagenet_db import build_whole_set
 from data_prep.imagenet_lists import load_lists
 from data_prep.imagenet_synth import make_synthetic_ilsvrc
 from data_prep.lmdb_io import caffe_pb2, read_mean
 from kitcore.caffe_env import caffe_variant
+from kitcore.caffe_log import parse_log
+
 from conftest import ROOT
 
 pytestmark = pytest.mark.slow

@@ -18,7 +18,6 @@
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import subprocess
 import sys
@@ -28,9 +27,11 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
-from conftest import ROOT
 from generators.netgen import load_net, phase_net
-from kitcore.caffe_env import pb2, caffe_root
+from kitcore.caffe_env import caffe_root, pb2
+
+from conftest import ROOT
+
 caffe_pb2 = pb2()
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,5 @@
-"""The `transfer-kit` CLI: its subcommands and help, and bad input giving one line naming the problem and the fix, exit 2."""
+"""The `transfer-kit` CLI: its subcommands and help, and bad input giving one line naming the problem and the fix,
+exit 2."""
 from __future__ import annotations
 
 import argparse
@@ -10,14 +11,15 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from kitcore.layout import split_name, split_protocol
 from runner import cli
 from runner.cli_common import HelpFormatter, KitParser, positive_int
-from kitcore.layout import split_name, split_protocol
 
-SUBCOMMANDS = {"dataset", "split-random", "split-natural", "split-whole", "split-reduced", "split-groups", "verify", "train", "grid",
-               "status", "demo", "plots", "publish", "import-original", "figures", "table1", "findings", "filters",
-               "compare-original"}
+from conftest import ROOT
+
+SUBCOMMANDS = {"dataset", "split-random", "split-natural", "split-whole", "split-reduced", "split-groups", "verify",
+               "train", "grid", "status", "demo", "plots", "publish", "import-original", "figures", "table1",
+               "findings", "filters", "compare-original"}
 ANALYSIS = {"import-original", "figures", "table1", "findings", "filters"}  # options are analysis/commands.py's
 
 
@@ -130,7 +132,7 @@ def option_blocks(help_text: str) -> dict[str, str]:
 def test_help_shows_each_default_once():
     checked = 0
     for name, sub in subparsers(cli.build_parser()).items():
-        for flag, text in option_blocks(sub.format_help()).items():
+        for _flag, text in option_blocks(sub.format_help()).items():
             assert "(default: None)" not in text and "(default: False)" not in text, (name, text)
             assert text.count("default") <= 1, (name, text)
             takes_value = re.match(r"--[\w-]+ ([A-Z_]+|\{[^}]*\}) ", text)

@@ -11,11 +11,12 @@ from generators.authors import parse_run_name
 from generators.compare import ALLOWED, Difference, allowed_by, diff_fields
 from generators.treatments import PROTOCOLS, valid_names
 from kitcore.caffe_env import pb2
-caffe_pb2 = pb2()
-from runner.cli import main
 from kitcore.errors import KitError
+from runner.cli import main
+
 from conftest import ROOT
 
+caffe_pb2 = pb2()
 NET = ROOT / "prototxt" / "caffenet.prototxt"
 FOLDERS = ["half0A", "half0B", "nolearn_1_3", "transfer-ft0A0B_1_3", "transfer0A0A_1_3", "transfer0A0B_1_3",
            "transfernatmanAB_1_3"]
@@ -40,8 +41,10 @@ def test_caffenet_template_has_the_papers_layers_and_fillers():
     assert [round(layer.dropout_param.dropout_ratio, 3) for layer in net.layer if layer.type == "Dropout"] == [0.5] * 2
     data = {layer.include[0].phase: layer for layer in net.layer if layer.type == "Data"}
     train, test = data[caffe_pb2.TRAIN], data[caffe_pb2.TEST]
-    assert (train.transform_param.crop_size, train.transform_param.mirror, train.data_param.batch_size) == (227, True, 256)
-    assert (test.transform_param.crop_size, test.transform_param.mirror, test.data_param.batch_size) == (227, False, 50)
+    assert (train.transform_param.crop_size, train.transform_param.mirror,
+            train.data_param.batch_size) == (227, True, 256)
+    assert (test.transform_param.crop_size, test.transform_param.mirror,
+            test.data_param.batch_size) == (227, False, 50)
 
 
 @pytest.mark.parametrize("name,numbers", [
@@ -49,7 +52,8 @@ def test_caffenet_template_has_the_papers_layers_and_fillers():
 def test_paper_solvers(name, numbers):
     s = netgen.load_solver(ROOT / "solvers" / f"{name}.prototxt")
     assert (round(s.base_lr, 6), s.stepsize, s.max_iter) == numbers
-    assert (s.lr_policy, round(s.gamma, 6), round(s.momentum, 6), round(s.weight_decay, 6)) == ("step", 0.1, 0.9, 0.0005)
+    assert (s.lr_policy, round(s.gamma, 6), round(s.momentum, 6),
+            round(s.weight_decay, 6)) == ("step", 0.1, 0.9, 0.0005)
     assert (list(s.test_iter), s.test_interval, s.snapshot, s.display) == ([1000], 1000, 10000, 20)
     assert s.HasField("random_seed") and not s.test_initialization
 

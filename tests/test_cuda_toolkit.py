@@ -60,7 +60,8 @@ def test_the_cuda_wheels_are_pinned_in_requirements_txt_and_nowhere_else():
 
 
 def test_cudnn_version_is_read_from_its_header(tmp_path):
-    (tmp_path / "cudnn_version.h").write_text("#define CUDNN_MAJOR 9\n#define CUDNN_MINOR 13\n#define CUDNN_PATCHLEVEL 0\n")
+    (tmp_path / "cudnn_version.h").write_text("#define CUDNN_MAJOR 9\n#define CUDNN_MINOR 13\n"
+                                              "#define CUDNN_PATCHLEVEL 0\n")
     (tmp_path / "cudnn.h").write_text('#include "cudnn_version.h"\n')
     assert ct.cudnn_version(tmp_path) == (9, 13, 0)
 

@@ -13,15 +13,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import lmdb
 import numpy as np
 import pytest
 
 from data_prep import fa20
-from data_prep.lmdb_io import caffe_pb2, is_complete_lmdb, read_datum_lmdb, read_mean
+from data_prep.lmdb_io import is_complete_lmdb, read_datum_lmdb, read_mean
 from data_prep.prepare import prepare_for, prepare_natman, prepare_split, prepare_whole, read_manifest
 from data_prep.splits import Split, make_random_split, natman_split
 from kitcore.errors import KitError
+
 
 def dead_pid() -> int:
     """Return the id of a process that has just exited."""
@@ -79,7 +79,8 @@ def test_fa20_images_come_from_their_sources(fa20_data):
     for label in (0, 8, 10, 19):
         x, y, src = (fx, fy, label) if label < 10 else (ax, ay, label - 10)
         pool = {img.tobytes() for img in x[y == src]}
-        ours = np.concatenate([fa20_data.train_x[fa20_data.train_y == label], fa20_data.val_x[fa20_data.val_y == label]])
+        ours = np.concatenate([fa20_data.train_x[fa20_data.train_y == label],
+                               fa20_data.val_x[fa20_data.val_y == label]])
         assert all(img.tobytes() in pool for img in ours)
     train = {img.tobytes() for img in fa20_data.train_x}
     assert not any(img.tobytes() in train for img in fa20_data.val_x)  # Animal-MNIST's duplicates stay on one side
@@ -233,7 +234,8 @@ def test_prepare_natman(tmp_path, fa20_dir, fa20_data):
     seeds = {man["files"][f"data/{h}_{p}_lmdb"]["shuffle_seed"] for h in "AB" for p in ("train", "val")}
     whole = read_manifest(prepare_whole(work, "fa20"))["files"]
     random0 = read_manifest(prepare_split(work, "fa20", 0))["files"]
-    others = {entry["shuffle_seed"] for files in (whole, random0) for entry in files.values() if "shuffle_seed" in entry}
+    others = {entry["shuffle_seed"] for files in (whole, random0) for entry in files.values()
+              if "shuffle_seed" in entry}
     assert len(seeds) == 4 and not seeds & others
     _, y = read_datum_lmdb(sdir / "data" / "A_train_lmdb")
     assert np.bincount(y).tolist() == [800] * 10

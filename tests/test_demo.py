@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
 from generators import netgen
 from generators.treatments import parse
 from runner.demo import GRIDS, check_grids, demo_specs
 from runner.grid import run_specs
 from runner.train import RunSpec
+
+from conftest import ROOT
 
 
 def kit(*args: str) -> subprocess.CompletedProcess:

@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT
 from kitcore.caffe_env import pb2
 from kitcore.profiles import profile
+
+from conftest import ROOT
+
 caffe_pb2 = pb2()
 
 pytestmark = pytest.mark.slow

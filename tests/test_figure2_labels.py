@@ -3,9 +3,9 @@ class names its caption lists."""
 from pathlib import Path
 
 from PIL import Image
+from test_findings import _seed
 
 from analysis.figures import number_offsets, write_figures
-from test_findings import _seed
 
 
 def test_figure2_bottom_numbers_never_share_a_place():

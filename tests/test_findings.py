@@ -12,6 +12,7 @@ from analysis.figures import write_figures
 from analysis.findings import controls, findings, to_markdown, verdicts
 from analysis.results import read_results_csv, write_results_csv
 from analysis.rules import baseline
+
 from conftest import ROOT
 
 
@@ -21,7 +22,8 @@ def _row(split, kind, score, source=None, target="B", n=0, finetuned=False):
 
 
 def _seed(split: str, shift: float) -> list[dict]:
-    """baseA 0.80 (no transfer targets A: not the baseline) and baseB 0.82; BnB dips to 0.75 at n=4; AnB 0.81 at n=1-2, 0.70 at n=7; BnB+ 0.82; AnB+ 0.83 (+ shift)."""
+    """baseA 0.80 (no transfer targets A: not the baseline) and baseB 0.82; BnB dips to 0.75 at n=4; AnB 0.81 at n=1-2,
+    0.70 at n=7; BnB+ 0.82; AnB+ 0.83 (+ shift)."""
     rows = [_row(split, "base", 0.80 + shift, target="A"), _row(split, "base", 0.82 + shift)]
     for n in range(1, 8):
         bnb = {4: 0.75}.get(n, 0.81) + shift
@@ -92,7 +94,8 @@ def test_controls_per_seed_held():
     assert by["b1b"]["values"] == pytest.approx([-0.3, -0.3]) and by["b1bplus"]["mean"] == pytest.approx(0.45)
     assert by["after_step"]["values"] == [10.0, 10.0]
     assert lines == ["(a) bases on their plateau: held (worst: +0.30 pp, seed 1, baseA)",
-                     "(b) B1B and B1B+ within 0.6 pp of baseB (or within the seed-to-seed sd of baseB, if larger): held (worst: +0.50 pp, seed 1, B1B+: within 0.6 pp; "
+                     "(b) B1B and B1B+ within 0.6 pp of baseB (or within the seed-to-seed sd of baseB, if larger): "
+                     "held (worst: +0.50 pp, seed 1, B1B+: within 0.6 pp; "
                      "seed-to-seed sd of baseB: 0.71 pp)",
                      "(c) the 10 best tests after the last lr step: held (fewest: 10 of 10, seed 0)"]
 
@@ -102,16 +105,21 @@ def test_controls_not_held_and_not_measured():
             + _controlled("random1", 0.01, (0.0, 0.45), (7, 10), -0.003, 0.005))
     assert controls(rows)[2] == [
         "(a) bases on their plateau: not held (worst: +0.45 pp, seed 1, baseB)",
-        "(b) B1B and B1B+ within 0.6 pp of baseB (or within the seed-to-seed sd of baseB, if larger): held (worst: +0.70 pp, seed 0, B1B+: not within 0.6 pp; "
+        "(b) B1B and B1B+ within 0.6 pp of baseB (or within the seed-to-seed sd of baseB, if larger): "
+        "held (worst: +0.70 pp, seed 0, B1B+: not within 0.6 pp; "
         "bound: the seed-to-seed sd of baseB; seed-to-seed sd of baseB: 0.71 pp)",
         "(c) the 10 best tests after the last lr step: not held (fewest: 7 of 10, seed 1)"]
     beyond = (_controlled("random0", 0.0, (0.1, -0.2), (10, 10), -0.003, 0.009)
               + _controlled("random1", 0.01, (0.0, 0.0), (10, 10), -0.003, 0.005))
-    assert controls(beyond)[2][1] == (f"(b) B1B and B1B+ within 0.6 pp of baseB (or within the seed-to-seed sd of baseB, if larger): not held (worst: +0.90 pp, seed 0, B1B+: not within 0.6 pp; "
+    assert controls(beyond)[2][1] == ("(b) B1B and B1B+ within 0.6 pp of baseB "
+                                      "(or within the seed-to-seed sd of baseB, if larger): "
+                                      "not held (worst: +0.90 pp, seed 0, B1B+: not within 0.6 pp; "
                                       "bound: the seed-to-seed sd of baseB; seed-to-seed sd of baseB: 0.71 pp)")
     near = (_controlled("random0", 0.0, (0.1, -0.2), (10, 10), -0.003, 0.007)
             + _controlled("random1", 0.002, (0.0, 0.0), (10, 10), -0.003, 0.005))
-    assert controls(near)[2][1] == (f"(b) B1B and B1B+ within 0.6 pp of baseB (or within the seed-to-seed sd of baseB, if larger): not held (worst: +0.70 pp, seed 0, B1B+: not within 0.6 pp; "
+    assert controls(near)[2][1] == ("(b) B1B and B1B+ within 0.6 pp of baseB "
+                                    "(or within the seed-to-seed sd of baseB, if larger): "
+                                    "not held (worst: +0.70 pp, seed 0, B1B+: not within 0.6 pp; "
                                     "seed-to-seed sd of baseB: 0.14 pp)")
     # seed 2 has only a finished baseB without the columns and an unfinished baseA far from its plateau
     partial = _controlled("random0", 0.0, (0.1, -0.2), (10, 10), -0.003, 0.004) + [
@@ -127,7 +135,9 @@ def test_controls_not_held_and_not_measured():
                         "not measured: seed 2 base nets)")
     assert controls(_seed("random0", 0.0))[2][::2] == ["(a) bases on their plateau: not measured",
                                                         "(c) the 10 best tests after the last lr step: not measured"]
-    assert controls([_row("random0", "base", 0.8)])[2][1] == "(b) B1B and B1B+ within 0.6 pp of baseB (or within the seed-to-seed sd of baseB, if larger): not measured"
+    assert controls([_row("random0", "base", 0.8)])[2][1] == ("(b) B1B and B1B+ within 0.6 pp of baseB "
+                                                              "(or within the seed-to-seed sd of baseB, if larger): "
+                                                              "not measured")
 
 
 def test_findings_md_opens_with_the_controls():

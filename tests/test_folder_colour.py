@@ -20,8 +20,17 @@ from data_prep.folder import add_dataset, prepare_user_split
 from data_prep.folder_tree import read_tree
 from data_prep.verify import verify_split
 from kitcore.errors import KitError
-from folder_trees import BROKEN, PHOTOS, PER_CLASS, TILE, pattern_tree, photo_tree, records
-from folder_trees import registry_restored  # noqa: F401  (autouse)
+
+from folder_trees import (
+    BROKEN,
+    PER_CLASS,
+    PHOTOS,
+    TILE,
+    pattern_tree,
+    photo_tree,
+    records,
+    registry_restored,  # noqa: F401  (autouse)
+)
 
 NAME = "tiles"
 PROTOCOLS = [("random", {"seed": 0}), ("whole", {}), ("reduced", {"per_class": 2}), ("natman", {})]
@@ -30,7 +39,8 @@ GROUPS = {"astronaut": "earth", "chelsea": "earth", "coffee": "earth", "rocket":
 
 def expected_pixels(path: Path, hw: tuple[int, int]) -> np.ndarray:
     """The stored pixels, computed here: imread colour (BGR), bilinear resize to hw, C x H x W."""
-    return cv2.resize(cv2.imread(str(path), cv2.IMREAD_COLOR), hw[::-1], interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1)
+    return cv2.resize(cv2.imread(str(path), cv2.IMREAD_COLOR), hw[::-1],
+                      interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1)
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +145,8 @@ def test_larger_images_default_to_caffenet_and_small_takes_their_size(tmp_path):
     cv2.imwrite(str(tree / "b" / "3.png"), np.full((70, 90), 200, np.uint8))  # one grey file, another size
     wdir = add_dataset(tmp_path / "work", "big", tree)
     meta = json.loads((wdir / "dataset.json").read_text())
-    assert (meta["net"], meta["shape"]) == ("caffenet", [3, 256, 256]) and "of 4 of the 4 classes is above 64 px" in meta["probe"]["net_rule"]
+    assert (meta["net"], meta["shape"]) == ("caffenet", [3, 256, 256])
+    assert "of 4 of the 4 classes is above 64 px" in meta["probe"]["net_rule"]
     grey = [p for k, _, p in records(wdir / "train_lmdb") + records(wdir / "val_lmdb") if k == "b/3.png"]
     assert len(grey) == 1 and grey[0].shape == (3, 256, 256) and (grey[0] == 200).all()
     sdir = prepare_user_split(tmp_path / "work", "big", "whole")

@@ -23,6 +23,7 @@ from data_prep.lmdb_io import read_datum_lmdb, read_mean
 from data_prep.prepare import prepare_natman, prepare_split, prepare_whole
 from data_prep.verify import verify_split
 from kitcore.profiles import PROFILE_FILE, load_user_profiles, profile
+
 from folder_trees import registry_restored  # noqa: F401  (autouse)
 
 NAME = "fa20png"

@@ -13,6 +13,7 @@ import pytest
 from data_prep import imagenet_db
 from data_prep.folder import add_dataset, prepare_user_split
 from kitcore.errors import KitError
+
 from folder_trees import pattern_tree, records, registry_restored  # noqa: F401  (registry_restored: autouse)
 
 CLASSES = ["ant", "bee", "cat", "dog"]

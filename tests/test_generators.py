@@ -6,6 +6,7 @@ import pytest
 from generators import netgen
 from generators.treatments import PROTOCOLS, figure2_names, in_dependency_order, parse, valid_names
 from kitcore.errors import KitError
+
 from conftest import ROOT
 
 TEMPLATE = ROOT / "prototxt" / "fa20_caffenet.prototxt"
@@ -165,8 +166,10 @@ def _blobs(path):
 def test_random_weights_init_is_audited_and_stays_frozen_in_caffe(tmp_path):
     """randfrozen3: init.caffemodel from seeded fillers, then real caffe train keeps conv1-3 at it."""
     import numpy as np
+
     from data_prep.lmdb_io import compute_mean, write_datum_lmdb
     from generators.surgery import random_init, transplant
+
     from conftest import run_caffe
     rng = np.random.default_rng(0)
     for phase in ("train", "val"):

@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 from google.protobuf import text_format
 
-from conftest import ROOT
 from kitcore.atomic import sha256
 from kitcore.caffe_env import caffe_root, pb2
+
+from conftest import ROOT
 
 PACK_PY = ROOT / "bench" / "gpu_pack.py"
 CHECK_SH = ROOT / "bench" / "gpu_check.sh"

@@ -108,7 +108,8 @@ def test_corrupt_lmdb_is_refused(grid, tmp_path):
     data = bytearray(mdb.read_bytes())
     data[len(data) // 2] ^= 0xFF
     mdb.write_bytes(bytes(data))
-    one_line_error(train(work, "baseB"), "B_train_lmdb/data.mdb is corrupt", "make split-random DATASET=fa20 SEED=0 FORCE=1")
+    one_line_error(train(work, "baseB"), "B_train_lmdb/data.mdb is corrupt",
+                   "make split-random DATASET=fa20 SEED=0 FORCE=1")
     assert not (runs(work) / "baseB").exists()
 
 
@@ -126,10 +127,12 @@ def test_labels_out_of_range_are_refused(grid, tmp_path):
 @pytest.mark.slow
 def test_corrupt_or_missing_base_model_names_the_command(grid, tmp_path):
     work = _copy_split(grid[0], tmp_path)
-    one_line_error(train(work, "B2A"), "missing base model for B2A", "make train TREATMENT=baseB DATASET=fa20 PROTOCOL=random SEED=0")
+    one_line_error(train(work, "B2A"), "missing base model for B2A",
+                   "make train TREATMENT=baseB DATASET=fa20 PROTOCOL=random SEED=0")
     model = runs(work) / "baseA" / json.loads((runs(work) / "baseA" / "result.json").read_text())["model"]
     model.write_bytes(model.read_bytes()[:1000])
-    one_line_error(train(work, "A2B"), "base model", "is corrupt", "make train TREATMENT=baseA DATASET=fa20 PROTOCOL=random SEED=0 FORCE=1")
+    one_line_error(train(work, "A2B"), "base model", "is corrupt",
+                   "make train TREATMENT=baseA DATASET=fa20 PROTOCOL=random SEED=0 FORCE=1")
     assert not (runs(work) / "A2B").exists()
     status = kit("status", "--work", str(work), "--treatments", "baseA")
     assert "finished" not in status.stdout.splitlines()[1]  # a base whose model was altered is not finished
@@ -155,13 +158,15 @@ def test_a_run_start_reads_its_inputs_once(grid, tmp_path, monkeypatch):
     """manifest.json and split.json are read once per start, and the base model is hashed once (230 MB on ImageNet)."""
     from generators.treatments import parse
     from kitcore import atomic
-    from runner.train import RunSpec, train as train_run
+    from runner.train import RunSpec
+    from runner.train import train as train_run
     work = _copy_split(grid[0], tmp_path)
     base = runs(work) / "baseA" / json.loads((runs(work) / "baseA" / "result.json").read_text())["model"]
     hashed, read = [], []
     real_sha256, real_read_text = atomic.sha256, Path.read_text
     monkeypatch.setattr(atomic, "sha256", lambda p: hashed.append(Path(p)) or real_sha256(p))
-    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: read.append(self.name) or real_read_text(self, *a, **k))
+    monkeypatch.setattr(Path, "read_text",
+                        lambda self, *a, **k: read.append(self.name) or real_read_text(self, *a, **k))
     result = train_run(RunSpec(work, "fa20", 0, parse("A2B"), iters=2, threads=1))
     assert result["status"] != "skipped" and result["iterations"] == 2
     assert hashed.count(base) == 1, hashed
@@ -170,10 +175,11 @@ def test_a_run_start_reads_its_inputs_once(grid, tmp_path, monkeypatch):
 
 def test_a_diverged_run_is_an_error_naming_the_solver_to_fix(tmp_path):
     """A NaN loss ends a run as failed: its 10 best tests would come from before it diverged."""
-    from analysis.parse_log import parse_log
     from generators.treatments import parse
-    from analysis.results import diverged_at
+    from kitcore.caffe_log import parse_log
+    from kitcore.runlog import diverged_at
     from runner.train import RunSpec, diverged
+
     from test_analysis import glog
     spec = RunSpec(tmp_path, "fa20", 0, parse("A1B+"))
     spec.run_dir.mkdir(parents=True)

@@ -22,9 +22,10 @@ from data_prep.imagenet_db import build_whole_set, decode_resize, encoding_of
 from data_prep.imagenet_lists import load_lists
 from data_prep.imagenet_synth import make_synthetic_ilsvrc
 from data_prep.lmdb_io import caffe_pb2
-from runner import inputs
 from kitcore.caffe_env import caffe_variant
 from kitcore.errors import KitError
+from runner import inputs
+
 from conftest import ROOT
 
 FIX = "needs Caffe built with OpenCV"

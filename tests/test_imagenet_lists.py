@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
 from data_prep.imagenet import prepare_imagenet
 from data_prep.imagenet_lists import first_per_class, load_lists
 from data_prep.imagenet_synth import make_synthetic_ilsvrc
-from runner.cli import main
 from kitcore.errors import KitError
+from runner.cli import main
+
+from conftest import ROOT
 
 MD5_SEED0 = {"A_val.txt": "2f10009e20d77eb7007cf70674958b94", "B_val.txt": "cce39b383d681345c873faf2c0c28d33"}
 

@@ -18,6 +18,7 @@ from kitcore.errors import KitError
 from kitcore.profiles import PROFILES, Profile, profile, register
 from runner import inputs
 from runner.train import RunSpec
+
 from conftest import ROOT
 
 PACKAGES = ("kitcore", "data_prep", "generators", "analysis", "runner")
@@ -61,6 +62,26 @@ def test_layers_import_only_downwards(package, allowed):
     for path in _modules(package):
         kit = _imports(path) & set(PACKAGES)
         assert kit <= allowed, f"{path.relative_to(ROOT)} imports {sorted(kit - allowed)}"
+
+
+# runner modules that draw figures (the CLI and the demo) may import analysis; one run, the grid, Slurm,
+# status and publishing may not: the Caffe log reader they share is kitcore's (caffe_log, runlog)
+RUNNER_DRAWS = {"cli.py", "cli_runs.py", "demo.py"}
+
+
+def test_one_run_and_the_grid_import_nothing_from_analysis():
+    for path in _modules("runner"):
+        kit = _imports(path) & set(PACKAGES)
+        allowed = set(PACKAGES) if path.name in RUNNER_DRAWS else set(PACKAGES) - {"analysis"}
+        assert kit <= allowed, f"{path.relative_to(ROOT)} imports {sorted(kit - allowed)}"
+
+
+def test_bench_reaches_the_kit_as_installed():
+    """The benchmarks import the kit's packages as the venv installs them: no sys.path edits, no tests."""
+    for path in _modules("bench"):
+        text = path.read_text()
+        assert "sys.path.insert" not in text and "sys.path.append" not in text, path
+        assert "tests" not in _imports(path), path
 
 
 def test_grid_and_slurm_do_not_import_each_other():

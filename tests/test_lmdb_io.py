@@ -9,11 +9,11 @@ import os
 import lmdb
 import numpy as np
 import pytest
-
-from data_prep.lmdb_io import (caffe_pb2, compute_mean, is_complete_lmdb, read_datum_lmdb, read_mean,
-                               write_datum_lmdb)
-from kitcore.errors import KitError
 from test_data_prep import dead_pid
+
+from data_prep.lmdb_io import caffe_pb2, compute_mean, is_complete_lmdb, read_datum_lmdb, read_mean, write_datum_lmdb
+from kitcore.errors import KitError
+
 
 def _images(n=37, c=3, h=5, w=4, seed=0):
     rng = np.random.default_rng(seed)
@@ -83,7 +83,8 @@ def test_existing_lmdb_not_overwritten_without_force(tmp_path):
     first = write_datum_lmdb(path, x, y, 1)
     with pytest.raises(KitError, match="already exists"):
         write_datum_lmdb(path, x[:5], y[:5], 1)
-    assert read_datum_lmdb(path)[0].shape[0] == 37 and first["sha256"] == hashlib.sha256((path / "data.mdb").read_bytes()).hexdigest()
+    assert read_datum_lmdb(path)[0].shape[0] == 37
+    assert first["sha256"] == hashlib.sha256((path / "data.mdb").read_bytes()).hexdigest()
     entry = write_datum_lmdb(path, x[:5], y[:5], 1, force=True)
     assert entry["records"] == 5 and read_datum_lmdb(path)[0].shape[0] == 5
     assert sorted(p.name for p in tmp_path.iterdir()) == ["db_lmdb"]

@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 
 from analysis.plots import class_caption
+
 from conftest import ROOT
 
 CLASSES = ("circle", "cross", "square", "triangle")
@@ -40,7 +41,7 @@ def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
 def draw_tree(root: Path, per_class: int = 20, size: int = 32) -> Path:
     """root/<class>/<i>.png|jpg: a coloured shape per image on a noisy background; image 0 of each class grey."""
     rng = np.random.default_rng(0)
-    for label, name in enumerate(CLASSES):
+    for _label, name in enumerate(CLASSES):
         (root / name).mkdir(parents=True)
         for i in range(per_class):
             img = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)

@@ -18,17 +18,18 @@ import sys
 import numpy as np
 import pytest
 
-from analysis.parse_log import parse_log
 from data_prep.imagenet import prepare_imagenet
 from data_prep.imagenet_synth import make_synthetic_ilsvrc
 from generators import netgen
 from generators.runfiles import make_init, run_files
 from generators.treatments import parse
 from kitcore.caffe_env import pb2
+from kitcore.caffe_log import parse_log
 from kitcore.profiles import profile
-caffe_pb2 = pb2()
+
 from conftest import ROOT, run_caffe
 
+caffe_pb2 = pb2()
 WNIDS = tuple(f"n{c + 1:08d}" for c in range(8))
 ITERS = 4
 

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from analysis.parse_log import parse_log, score
 from analysis.records import record_rows
 from generators.treatments import grid_names
+from kitcore.caffe_log import parse_log, score
+
 from test_grid import kit, one_line_error
 
 pytestmark = pytest.mark.slow
@@ -26,7 +27,8 @@ pytestmark = pytest.mark.slow
 def work(tmp_path_factory) -> Path:
     """A work folder with the whole random0 grid finished (2 iterations a run)."""
     work = tmp_path_factory.mktemp("pubwork")
-    proc = kit("grid", "--work", str(work), "--iters", "2", "--jobs", "2", "--treatments", ",".join(grid_names("random")))
+    proc = kit("grid", "--work", str(work), "--iters", "2", "--jobs", "2",
+               "--treatments", ",".join(grid_names("random")))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return work
 

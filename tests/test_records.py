@@ -14,11 +14,12 @@ import subprocess
 
 import pytest
 
-from analysis.parse_log import parse_log
-from analysis.parse_log import score as log_score
 from analysis.records import record_dirs
 from analysis.report import FIGURES, RESULTS_BEGIN, RESULTS_END, write_report
-from analysis.results import log_segments
+from kitcore.caffe_log import parse_log
+from kitcore.caffe_log import score as log_score
+from kitcore.runlog import log_segments
+
 from conftest import ROOT
 
 RECORDS = ROOT / "results" / "fa20"
@@ -69,7 +70,7 @@ def test_the_report_is_what_the_records_give(tmp_path):
     assert (tmp_path / "docs" / "results.md").read_text() == (ROOT / "docs" / "results.md").read_text()
     readme, fresh = (ROOT / "README.md").read_text(), (tmp_path / "README.md").read_text()
     assert RESULTS_BEGIN in readme and RESULTS_END in readme
-    assert fresh == readme, "README's results block differs from what the records give: make plots RECORDS=results/fa20 DOCS=1"
+    assert fresh == readme, "the README's results are not the records': make plots RECORDS=results/fa20 DOCS=1"
     for stem in FIGURES:
         made = tmp_path / "out" / f"{stem}.csv"
         if made.is_file():

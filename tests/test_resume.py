@@ -23,8 +23,9 @@ from pathlib import Path
 import lmdb
 import pytest
 
-from conftest import ROOT
 from generators import netgen
+
+from conftest import ROOT
 
 pytestmark = pytest.mark.slow
 BATCH, SNAP, ITERS = 64, 10, 30
@@ -61,7 +62,7 @@ def split(tmp_path_factory) -> Path:
     data = work / "fa20" / "random0" / "data"
     src, dst = lmdb.open(str(data / "A_train_lmdb"), readonly=True, lock=False), lmdb.open(str(data / "epoch_lmdb"))
     with src.begin() as txn, dst.begin(write=True) as out:
-        for i, (key, value) in zip(range(RECORDS), txn.cursor()):
+        for _, (key, value) in zip(range(RECORDS), txn.cursor()):
             out.put(key, value)
     src.close()
     dst.close()

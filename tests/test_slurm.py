@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
 from kitcore.errors import KitError
 from runner.slurm import load_config
+
+from conftest import ROOT
 
 
 @pytest.mark.parametrize("text, problem", [

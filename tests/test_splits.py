@@ -7,8 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_prep.splits import (Split, apply_split_to_list, idxmap, make_random_split, random_split, read_split_json,
-                              write_split_json)
+from data_prep.splits import (
+    Split,
+    apply_split_to_list,
+    idxmap,
+    make_random_split,
+    random_split,
+    read_split_json,
+    write_split_json,
+)
 from kitcore.errors import KitError
 
 VAL_TXT = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "ilsvrc12" / "val.txt"

@@ -111,7 +111,8 @@ def test_manifest_records_count_size_and_a_spread_sample(split):
         env.close()
         n = len(records)
         assert entry["records"] == n and entry["data_mdb_bytes"] == (split / rel / "data.mdb").stat().st_size
-        want = {records[i * (n - 1) // 31][0].decode() for i in range(32)} if n > 32 else {k.decode() for k, _ in records}
+        want = ({records[i * (n - 1) // 31][0].decode() for i in range(32)} if n > 32
+                else {k.decode() for k, _ in records})
         assert set(entry["sample_sha256"]) == want and len(want) == min(n, 32)
         assert records[0][0].decode() in want and records[-1][0].decode() in want
         values = dict(records)

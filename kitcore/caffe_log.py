@@ -12,7 +12,7 @@ bytes) line by line. It understands both formats:
   `Test net output #k: NAME = X ...`, `Iteration N, lr = X`: outputs by name.
 
 Rows are dicts: `NumIters` (int), `Seconds` (since the run's first glog stamp,
-see analysis.glog), `LearningRate` and one key per output (`loss`; `accuracy`,
+see kitcore.glog), `LearningRate` and one key per output (`loss`; `accuracy`,
 `loss`), missing keys meaning "not in the log". A train row's `loss` is the
 `Train net output` named loss when present, else the `Iteration N, loss` value.
 `LearningRate` is the lr printed for that iteration, else the last one printed
@@ -41,9 +41,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from analysis.glog import PREFIX_START, Clock, split_prefix
 from kitcore.atomic import replacing
 from kitcore.errors import KitError
+from kitcore.glog import PREFIX_START, Clock, split_prefix
 
 log = logging.getLogger(__name__)
 
