@@ -32,7 +32,7 @@ def _shape(blob) -> tuple[int, ...]:
 
 def conv1_weights(model: Path) -> tuple[str, np.ndarray]:
     """(layer name, weights as a num x channels x height x width array) of the model's first conv layer."""
-    from kitcore.caffe_env import pb2  # pylint: disable=import-outside-toplevel
+    from kitcore.caffe_env import pb2
     model = Path(model)
     if not model.is_file():
         raise KitError(f"model {model} does not exist", "pass a .caffemodel, e.g. a run's snapshots/*.caffemodel")
@@ -76,7 +76,7 @@ def filter_grid(weights: np.ndarray, scale: int = 4) -> np.ndarray:
 
 def write_filters(model: Path, out: Path, scale: int | None = None) -> Path:
     """Write the model's conv1 filters as a PNG grid at `out`; return it."""
-    from matplotlib.image import imsave  # pylint: disable=import-outside-toplevel
+    from matplotlib.image import imsave
     name, weights = conv1_weights(model)
     if scale is None:
         scale = max(1, 48 // max(weights.shape[2:]))

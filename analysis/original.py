@@ -116,7 +116,7 @@ def import_original(path: Path, jobs: int | None = None, curves_dir: Path | None
     # biggest first so that the processes finish together
     order = sorted(range(len(work)), key=lambda i: -sum(p.stat().st_size for p in run_logs(runs[i][0])))
     rows: dict[int, dict] = {}
-    from tqdm import tqdm  # pylint: disable=import-outside-toplevel
+    from tqdm import tqdm
     with tqdm(total=len(work), desc="import", unit="run", file=sys.stderr, disable=None) as bar:
         if jobs == 1:
             for i in order:

@@ -225,7 +225,7 @@ def analyze_split(split_dir: Path, original: Path | None = None) -> dict:
     plus this split's curve CSVs. `original`: an
     imported authors' table, drawn as a hollow overlay (and its own Table 1).
     """
-    from analysis.figures import write_figures  # pylint: disable=import-outside-toplevel  (matplotlib is slow to import)
+    from analysis.figures import write_figures  # matplotlib is slow to import
     split_dir = Path(split_dir)
     original_rows = read_results_csv(original) if original is not None else None
     rows = collect_runs(split_dir)

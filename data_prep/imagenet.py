@@ -51,8 +51,8 @@ def _kinds(lists: IlsvrcLists, split: Split) -> dict[str, list[str]] | None:
     """Per-half class kinds (natural / man-made) of the natman split, else None."""
     if split.name != "natman":
         return None
-    from data_prep.natman import kind_of  # pylint: disable=import-outside-toplevel
-    from data_prep.wordnet import load_wordnet  # pylint: disable=import-outside-toplevel
+    from data_prep.natman import kind_of
+    from data_prep.wordnet import load_wordnet
     wn = load_wordnet()
     return {h: [kind_of(wn, lists.synsets[c]) for c in cs] for h, cs in split.halves.items()}
 
@@ -66,7 +66,7 @@ def prepare_imagenet(work: Path, lists_dir: Path, kind: str, seed: int | None = 
     `convert_imageset --encoded` (needs Caffe built with OpenCV to use)."""
     split_name(kind, seed=seed, per_class=per_class)  # bad arguments fail before any file is read
     if encoded and images is not None:
-        from kitcore.caffe_env import require_opencv  # pylint: disable=import-outside-toplevel
+        from kitcore.caffe_env import require_opencv
         require_opencv("encoded Datums (ENCODED=1) for compute_image_mean and Caffe's Data layer")
     lists = load_lists(lists_dir)
     split = make_split(kind, lists, seed=seed, per_class=per_class)
@@ -104,7 +104,7 @@ def prepare_split_db(sdir: Path, wdir: Path, force: bool = False) -> dict:
     whole = json.loads((wdir / "dataset.json").read_text())
     encoded, chw = bool(whole.get("encoded", False)), tuple(whole.get("shape", imagenet_db.COLOUR))
     if encoded:
-        from kitcore.caffe_env import require_opencv  # pylint: disable=import-outside-toplevel
+        from kitcore.caffe_env import require_opencv
         require_opencv(f"the encoded Datums of {wdir} (ENCODED=1) for compute_image_mean")
     remove_path(sdir / "manifest.json")  # from here on the folder is unfinished
     t0 = time.monotonic()

@@ -170,7 +170,7 @@ def build_whole_set(work: Path, lists, images: Path, jobs: int = 1, force: bool 
                     _flag(meta.get("encoded", False)), _flag(encoded))
         force = True
     if encoded:
-        from kitcore.caffe_env import require_opencv  # pylint: disable=import-outside-toplevel
+        from kitcore.caffe_env import require_opencv
         require_opencv("encoded Datums (ENCODED=1) for compute_image_mean and Caffe's Data layer")
     if meta is not None and not force:
         if meta["lists_sha256"] != lists.sha256 or meta["size"] != SIZE:

@@ -132,7 +132,7 @@ def split_name(kind: str, seed: int | None = None, per_class: int | None = None)
     if kind == "reduced":
         return f"reduced{check_per_class(per_class)}"
     if kind == "natural":
-        from data_prep.natman import NATMAN_SPLIT  # pylint: disable=import-outside-toplevel
+        from data_prep.natman import NATMAN_SPLIT
         return NATMAN_SPLIT
     if kind == "whole":
         return "all"
@@ -153,8 +153,8 @@ def make_split(kind: str, lists: IlsvrcLists, seed: int | None = None, per_class
     if kind == "random":
         return make_random_split(lists.num_classes, seed)
     if kind == "natural":
-        from data_prep.natman import natural_manmade_split  # pylint: disable=import-outside-toplevel
-        from data_prep.wordnet import load_wordnet  # pylint: disable=import-outside-toplevel
+        from data_prep.natman import natural_manmade_split
+        from data_prep.wordnet import load_wordnet
         return natural_manmade_split(load_wordnet(), lists.synsets)
     whole = whole_split(lists.num_classes)
     return Split(name=name, halves=whole.halves, num_classes=whole.num_classes)

@@ -56,13 +56,13 @@ def add_record(digest, key: bytes, value: bytes) -> None:
 
 def caffe_pb2():
     """Return pycaffe's `caffe_pb2` (imported on first use), or raise KitError."""
-    from kitcore.caffe_env import pb2  # pylint: disable=import-outside-toplevel
+    from kitcore.caffe_env import pb2
     return pb2()
 
 
 def caffe_tool(name: str) -> str:
     """Return the path of Caffe tool `name` (see kitcore.caffe_env.tool)."""
-    from kitcore.caffe_env import tool  # pylint: disable=import-outside-toplevel
+    from kitcore.caffe_env import tool
     return tool(name)
 
 

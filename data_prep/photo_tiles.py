@@ -24,7 +24,7 @@ PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immu
 
 def write_tiles(out: Path, per_class: int = 250, size: int = 32, seed: int = 0) -> Path:
     """Write out/<photograph>/<i>.png; refuse a folder that exists (nothing is overwritten)."""
-    from skimage import data  # pylint: disable=import-outside-toplevel  (pinned: pycaffe imports it)
+    from skimage import data  # pinned: pycaffe imports it
     out = Path(out)
     if out.exists():
         raise KitError(f"{out} exists", "pass a new folder (the tiles are never written over other files)")

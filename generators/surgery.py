@@ -38,7 +38,7 @@ def _net_from_message(caffe, message, weights: Path | None = None):
 
 def _check_model(path: Path) -> None:
     """Fail with a one-line error when a .caffemodel is missing or does not parse."""
-    from kitcore.caffe_env import pb2  # pylint: disable=import-outside-toplevel
+    from kitcore.caffe_env import pb2
     if not path.is_file():
         raise KitError(f"base model {path} does not exist", "train the base net first")
     msg = pb2().NetParameter()

@@ -23,11 +23,11 @@ from kitcore.errors import KitError
 
 def pb2():
     """pycaffe's generated `caffe_pb2` module, imported on first use (CAFFE_ROOT/python first when set)."""
-    global _PB2  # pylint: disable=global-statement
+    global _PB2
     if _PB2 is None:
         _use_caffe_root()
         try:
-            from caffe.proto import caffe_pb2  # pylint: disable=import-outside-toplevel
+            from caffe.proto import caffe_pb2
         except ImportError as exc:
             raise KitError(f"pycaffe is not importable ({exc})",
                            "run: make caffe (or set CAFFE_ROOT to a Caffe build with pycaffe)") from exc
@@ -81,7 +81,7 @@ def import_caffe():
     """Import and return pycaffe in CPU mode (its own glog lines quiet unless GLOG_minloglevel is set)."""
     os.environ.setdefault("GLOG_minloglevel", "2")
     _use_caffe_root()
-    import caffe  # pylint: disable=import-outside-toplevel
+    import caffe
     caffe.set_mode_cpu()
     return caffe
 

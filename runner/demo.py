@@ -70,8 +70,8 @@ def demo_specs(work: Path, dataset: str, seeds: list[int], iters: int | None, jo
 def _pictures(split_dir: Path, dataset: str) -> dict:
     """The dataset's contact sheet (datasets the kit builds) and the conv1 filters of the split's baseA,
     into its results folder."""
-    from analysis.filters import write_filters  # pylint: disable=import-outside-toplevel
-    from data_prep.prepare import DATASETS  # pylint: disable=import-outside-toplevel
+    from analysis.filters import write_filters
+    from data_prep.prepare import DATASETS
     out = {}
     builder = DATASETS.get(dataset)
     if builder is not None and builder.contact_sheet is not None:
@@ -86,8 +86,8 @@ def _pictures(split_dir: Path, dataset: str) -> dict:
 def demo(work: Path, dataset: str, seeds: list[int], iters: int | None = None, jobs: int = 2,
          grids: tuple[str, ...] = DEFAULT_GRIDS) -> dict:
     """Prepare the splits, train the grids asked for, write the figures; return paths and wall time."""
-    from analysis.results import analyze_split  # pylint: disable=import-outside-toplevel
-    from data_prep.prepare import prepare_for  # pylint: disable=import-outside-toplevel
+    from analysis.results import analyze_split
+    from data_prep.prepare import prepare_for
     start = time.time()
     split_dirs = [prepare_for(Path(work), dataset, protocol, seed) for protocol, seed, _ in demo_grids(seeds, grids)]
     _say(f"splits ready: {', '.join(d.name for d in split_dirs)} ({time.time() - start:.0f} s)")

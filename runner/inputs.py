@@ -71,7 +71,7 @@ def read_manifest(spec) -> dict:
     except ValueError as exc:
         raise KitError(f"{path} is not valid JSON ({exc})", _split_cmd(spec)) from exc
     if manifest.get("encoded"):  # JPEG Datums: only an OpenCV Caffe's Data layer decodes them
-        from kitcore.caffe_env import require_opencv  # pylint: disable=import-outside-toplevel
+        from kitcore.caffe_env import require_opencv
         require_opencv(f"split {spec.split_dir.name} of {spec.dataset} holds encoded Datums (ENCODED=1) and")
     return manifest
 
@@ -89,7 +89,7 @@ def check_labels(spec, manifest: dict, num_classes: int) -> None:
 
 def check_data(spec, manifest: dict, halves: set[str]) -> None:
     """Check the LMDBs and means of `halves` against manifest.json (data_prep.verify, fast mode), any dataset."""
-    from data_prep.verify import verify_files  # pylint: disable=import-outside-toplevel
+    from data_prep.verify import verify_files
     lines = verify_files(spec.split_dir, manifest.get("files", {}), set(halves), full=False,
                          fix=f"rebuild the split: {_split_cmd(spec)}")
     log.debug("checked %d files of halves %s in %s against manifest.json (fast)", len(lines),

@@ -33,7 +33,7 @@ _PARAM_TYPES = {"Convolution": "convolution_param", "InnerProduct": "inner_produ
 
 def expected_blobs(net_prototxt: Path) -> dict[str, int] | None:
     """Parameter blobs per layer of a net prototxt, or None if it has layer types we cannot count."""
-    from google.protobuf import text_format  # pylint: disable=import-outside-toplevel
+    from google.protobuf import text_format
     net = pb2().NetParameter()
     text_format.Merge(Path(net_prototxt).read_text(), net)
     counts: dict[str, int] = {}

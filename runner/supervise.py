@@ -106,7 +106,7 @@ def lock_holder(run: Path) -> int | None:
 def run_lock(run: Path) -> Iterator[int]:
     """Hold the run folder's exclusive lock; yield its file descriptor."""
     run.mkdir(parents=True, exist_ok=True)
-    fh = open(run / ".lock", "a+")  # pylint: disable=consider-using-with
+    fh = open(run / ".lock", "a+")
     try:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -138,12 +138,12 @@ def run_caffe(cmd: list[str], run: Path, env: dict, lock_fd: int,
     if _stop["signal"]:
         raise Interrupted("not starting caffe: the kit was asked to stop", "rerun the same command to resume",
                           _stop["signal"])
-    logf = open(run / "train.log", "ab")  # pylint: disable=consider-using-with
+    logf = open(run / "train.log", "ab")
     start = logf.tell()
     last = None
     with logf, open(run / "train.log", "rb") as reader:
         reader.seek(start)
-        proc = subprocess.Popen(cmd, cwd=run, stdout=logf, stderr=subprocess.STDOUT, env=env,  # pylint: disable=subprocess-popen-preexec-fn
+        proc = subprocess.Popen(cmd, cwd=run, stdout=logf, stderr=subprocess.STDOUT, env=env,
                                 pass_fds=(lock_fd,), preexec_fn=_child_setup)
         with _live_lock:
             _live.add(proc)
