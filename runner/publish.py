@@ -62,10 +62,8 @@ def keys_of(meta: dict) -> tuple[str, str]:
 
 
 def _check_run(run: Path, cmd: str) -> dict:
-    """run.json of a finished, scored, non-diverged run with its provenance, or a KitError naming the fix."""
-    if not layout.is_finished(run):
-        raise KitError(f"{run} is not finished (no result.json naming its whole final model)",
-                       f"finish it first: {cmd}, then publish again")
+    """run.json of a finished run (unit() has checked that) if it is scored, did not diverge and says its
+    provenance, or a KitError naming the fix."""
     meta = json.loads((run / "run.json").read_text())
     missing = [k for k in PROVENANCE if not meta.get(k)]
     if missing:

@@ -42,24 +42,24 @@ def _words_after(line: str, start: int) -> list[str]:
     return words
 
 
-def make_commands() -> list[tuple[str, str, list[str]]]:
-    """(page, the command, its words after `make`) of every make command shown."""
+def _commands(start: str) -> list[tuple[str, str, list[str]]]:
+    """(page, the command, its words after the `start` pattern) of every command shown that matches it."""
     found = []
     for page in PAGES:
         for line in _snippets(page.read_text()):
-            for m in re.finditer(r"(?:^|[\s(;&])make (?=[a-zA-Z])", line):
+            for m in re.finditer(start, line):
                 found.append((page.name, line.strip(), _words_after(line, m.end())))
     return found
+
+
+def make_commands() -> list[tuple[str, str, list[str]]]:
+    """Every make command shown, its words after `make`."""
+    return _commands(r"(?:^|[\s(;&])make (?=[a-zA-Z])")
 
 
 def kit_commands() -> list[tuple[str, str, list[str]]]:
-    """(page, the command, its words after `transfer-kit`) of every transfer-kit command shown."""
-    found = []
-    for page in PAGES:
-        for line in _snippets(page.read_text()):
-            for m in re.finditer(r"transfer-kit (?=[a-z])", line):
-                found.append((page.name, line.strip(), _words_after(line, m.end())))
-    return found
+    """Every transfer-kit command shown, its words after `transfer-kit`."""
+    return _commands(r"transfer-kit (?=[a-z])")
 
 
 def test_the_pages_show_commands():
