@@ -152,8 +152,8 @@ plots: $(if $(RECORDS),venv,setup)  ## results table, Figures 2 and 3, Table 1, 
 publish: venv  ## publish WORK's finished grids (each split's every run) as run records into RECORDS=results/DATASET [SPLITS=random0,natman] [MIXED=1]
 	$(KIT) publish --work $(WORK) --dataset $(DATASET) $(if $(RECORDS),--records '$(RECORDS)') $(if $(SPLITS),--splits '$(SPLITS)') $(if $(filter 1,$(MIXED)),--allow-mixed)
 
-import-original: setup  ## the authors' results/ folder as a results table: RESULTS_DIR=DIR [OUT=FILE.csv]
-	$(KIT) import-original '$(RESULTS_DIR)' --out '$(or $(OUT),$(WORK)/original/results.csv)' --curves '$(WORK)/original/curves'
+import-original: venv  ## the authors' results/ folder as a results table: RESULTS_DIR=DIR [OUT=FILE.csv] [DOCS=1: their reduced-data figure into docs/ and the README]
+	$(KIT) import-original '$(RESULTS_DIR)' --out '$(or $(OUT),$(WORK)/original/results.csv)' --curves '$(WORK)/original/curves' $(if $(filter 1,$(DOCS)),--docs docs)
 
 table1: setup  ## print the paper's Table 1 from a results table: RESULTS=FILE.csv
 	$(KIT) table1 '$(RESULTS)'

@@ -21,6 +21,9 @@ def add_parsers(sub, fmt) -> None:
     p.add_argument("--out", type=Path, required=True, help="results table CSV to write")
     p.add_argument("--jobs", type=int, default=None, help="processes parsing logs (default: all cores)")
     p.add_argument("--curves", type=Path, default=None, help="also write each run's curve CSVs under this folder")
+    p.add_argument("--docs", type=Path, default=None,
+                   help="also draw the authors' figures the README shows into DOCS/img and rewrite the README's "
+                        "block of them (the kit's docs/ folder)")
     p = sub.add_parser("figures", formatter_class=fmt,
                        help="Figures 2 and 3 and Table 1 from a results table CSV alone")
     p.add_argument("results", type=Path, help="results table CSV (make plots, or import-original)")
@@ -56,7 +59,12 @@ def run_command(args: argparse.Namespace) -> int:
         raise KitError(f"--jobs must be positive, got {args.jobs}", "pass e.g. --jobs 2")
     if args.command == "import-original":
         from analysis.original import import_to_csv
-        print(f"results table: {import_to_csv(args.path, args.out, jobs=args.jobs, curves_dir=args.curves)}")
+        table = import_to_csv(args.path, args.out, jobs=args.jobs, curves_dir=args.curves)
+        print(f"results table: {table}")
+        if args.docs is not None:
+            from analysis.report import write_authors_docs
+            from analysis.results import read_results_csv
+            print_outputs(write_authors_docs(read_results_csv(table), args.docs))
     elif args.command == "figures":
         from analysis.figures import write_figures
         from analysis.results import read_results_csv

@@ -6,6 +6,7 @@
   the paper's five findings are read, with each finding's measured verdict and
   number below (analysis.findings.verdicts, the text of findings.md);
 - figure3 (analysis.figure3): natman transfer, random frozen weights, random-split AnB;
+- reduced (analysis.reduced): top-1 against training images per class, when there are reduced-data runs;
 - table1.md / table1.csv (analysis.table1), and table1_original.* for the authors' table;
 - findings.md: the paper's controls, then its five findings, measured per seed, with verdicts
   (analysis.findings);
@@ -15,7 +16,7 @@ Figure 2, Table 1 and the findings use the rows of random A/B splits
 baseB, the base nets of the halves the transfers target, averaged per split
 and then over the splits: figure2_bottom's base point is Table 1's and
 findings.md's baseline). Each figure's numbers lie beside it as
-`<stem>.csv`: figure2.csv, figure2_bottom.csv (BOTTOM_COLUMNS), figure3.csv.
+`<stem>.csv`: figure2.csv, figure2_bottom.csv (BOTTOM_COLUMNS), figure3.csv, reduced.csv.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from matplotlib.figure import Figure
 from analysis.figure3 import plot_figure3
 from analysis.findings import findings, verdicts, write_findings
 from analysis.plots import GROUPS, MAX_N, class_caption, plot_transfer, save_both, write_numbers
+from analysis.reduced import plot_reduced, reduced_points
 from analysis.rules import baseline, pooled_groups, usable
 from analysis.table1 import write_table1
 from kitcore.errors import KitError
@@ -202,6 +204,9 @@ def write_figures(rows: list[dict], out_dir: Path, original: list[dict] | None =
     absent += missing
     if paths:
         out["figure3_png"], out["figure3_pdf"], out["figure3_csv"] = paths
+    if reduced_points(rows + (original or [])):  # an extra of the paper's: not absent when there are none
+        out["reduced_png"], out["reduced_pdf"], out["reduced_csv"] = plot_reduced(rows, out_dir / "reduced",
+                                                                                 overlay=original)
     for name, table_rows, title in (("table1", rows, "Table 1"),
                                     ("table1_original", original, "Table 1, authors' runs")):
         if table_rows is None:
