@@ -9,7 +9,7 @@
     LMDB is read): the paper's CaffeNet at a small batch, and the FA-20 net.
     Frozen layers (lr_mult 0) skip their backward pass in Caffe.
 (c) prep: ImageNet data prep on a synthetic ILSVRC folder: decodes per distinct
-    image over every split database (random 0-3, natural, whole, reduced) and
+    image over every split database (random 0-3, natman, whole, reduced) and
     records written per second, against the authors' way: the real
     `convert_imageset --resize_height=256 --resize_width=256 --shuffle` of the
     OpenCV Caffe variant (`make caffe-opencv`) once per split database, timed
@@ -157,7 +157,7 @@ def bench_prep(work: Path, train_per_class: int) -> list[str]:
         calls.append(Path(path))
         return real(path, size)
     imagenet_db.decode_resize = counted  # counts the real decoder's calls; nothing replaced
-    kinds = [("random", {"seed": s}) for s in range(4)] + [("natural", {}), ("whole", {}),
+    kinds = [("random", {"seed": s}) for s in range(4)] + [("natman", {}), ("whole", {}),
                                                             ("reduced", {"per_class": 5})]
     from data_prep.imagenet_lists import load_lists
     t0 = time.perf_counter()

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from data_prep import folder_tree, imagenet_db
 from data_prep.imagenet import prepare_split_db
-from data_prep.imagenet_lists import IlsvrcLists, check_per_class, make_split, read_image_list, write_split_lists
+from data_prep.imagenet_lists import IlsvrcLists, make_split, read_image_list, write_split_lists
 from data_prep.splits import Split
 from kitcore import layout
 from kitcore.atomic import remove_path, sha256, write_json, write_text
@@ -47,7 +47,6 @@ from kitcore.profiles import NETS, PROFILE_FILE, PROFILES, check_seed, load_user
 log = logging.getLogger(__name__)
 
 CAFFENET_SHAPE = (3, imagenet_db.SIZE, imagenet_db.SIZE)
-KINDS = {"random": "random", "whole": "whole", "reduced": "reduced"}  # protocol -> imagenet_lists' split kind
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -112,7 +111,7 @@ def add_dataset(work: Path, name: str, images: Path, net: str | None = None, val
     """Decode the class-per-folder tree IMAGES once into <work>/<name>/dataset (see the module docstring)."""
     _check_name(name, net)
     tree = folder_tree.read_tree(images, val_fraction, seed)
-    wdir = imagenet_db.whole_dir(work, name)
+    wdir = layout.dataset_dir(work, name)
     if not force and _reuse(wdir, name, tree, net):
         return wdir
     remove_path(wdir / "dataset.json")  # from here on the store is unfinished
@@ -186,7 +185,7 @@ def read_groups(path: Path, classes: tuple[str, ...], name: str) -> dict[str, st
 
 def _store(work: Path, name: str) -> tuple[Path, dict]:
     """The finished store of a user dataset and its dataset.json; KitError if it was not added."""
-    wdir = imagenet_db.whole_dir(work, name)
+    wdir = layout.dataset_dir(work, name)
     meta = imagenet_db.read_whole_meta(wdir)
     if meta is None or not (wdir / PROFILE_FILE).is_file() or "tree_sha256" not in meta:
         raise KitError(f"dataset {name!r} has not been added to {work} (no finished {wdir})",
@@ -217,8 +216,8 @@ def prepare_user_split(work: Path, name: str, protocol: str, seed: int = 0, per_
         kinds = {h: [of[classes[i]] for i in cs] for h, cs in split.halves.items()}
     else:
         seed = check_seed(seed) if protocol == "random" else None
-        k = check_per_class(per_class) if protocol == "reduced" else None
-        split = make_split(KINDS[protocol], lists, seed=seed, per_class=k)
+        k = layout.check_per_class(per_class) if protocol == "reduced" else None
+        split = make_split(protocol, lists, seed=seed, per_class=k)
     for half, labels in split.halves.items():
         if not any(lab in labels for _key, lab in entries["val"]):
             raise KitError(f"half {half} of split {split.name} of {name} has no val images (its classes: "

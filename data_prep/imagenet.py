@@ -29,7 +29,6 @@ from data_prep.imagenet_lists import (
     load_lists,
     make_split,
     read_image_list,
-    split_name,
     write_split_lists,
 )
 from data_prep.lmdb_io import compute_mean, is_complete_lmdb
@@ -57,21 +56,21 @@ def _kinds(lists: IlsvrcLists, split: Split) -> dict[str, list[str]] | None:
     return {h: [kind_of(wn, lists.synsets[c]) for c in cs] for h, cs in split.halves.items()}
 
 
-def prepare_imagenet(work: Path, lists_dir: Path, kind: str, seed: int | None = None,
+def prepare_imagenet(work: Path, lists_dir: Path, protocol: str, seed: int | None = None,
                      per_class: int | None = None, images: Path | None = None, jobs: int = 1,
                      force: bool = False, encoded: bool = False) -> Path:
-    """Write split `kind` ('random', 'natural', 'reduced', 'whole') of LISTS; with `images` also its LMDBs and means.
+    """Write the split of `protocol` (random, natman, whole, reduced) of LISTS; with `images` also its LMDBs and means.
 
     `encoded`: the whole set (and so every half) holds encoded JPEG Datums, as
     `convert_imageset --encoded` (needs Caffe built with OpenCV to use)."""
-    split_name(kind, seed=seed, per_class=per_class)  # bad arguments fail before any file is read
+    layout.split_name(protocol, seed=seed, per_class=per_class)  # bad arguments fail before any file is read
     if encoded and images is not None:
         from kitcore.caffe_env import require_opencv
         require_opencv("encoded Datums (ENCODED=1) for compute_image_mean and Caffe's Data layer")
     lists = load_lists(lists_dir)
-    split = make_split(kind, lists, seed=seed, per_class=per_class)
+    split = make_split(protocol, lists, seed=seed, per_class=per_class)
     sdir = imagenet_split_dir(work, split.name)
-    write_split_lists(sdir, lists, split, per_class=per_class if kind == "reduced" else None,
+    write_split_lists(sdir, lists, split, per_class=per_class if protocol == "reduced" else None,
                       kinds=_kinds(lists, split), force=force)
     if images is None:
         log.info("lists of %s written to %s; pass IMAGES (--images) to build its LMDBs and means",

@@ -49,6 +49,7 @@ import numpy as np
 from data_prep.lmdb_io import caffe_pb2, is_complete_lmdb, label_stats, write_records_lmdb
 from kitcore.atomic import remove_path, sha256, write_json, write_text
 from kitcore.errors import KitError
+from kitcore.layout import dataset_dir
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +121,6 @@ def _decode_item(item: tuple[str, str, int], encoded: bool = False, size: int | 
     return key, datum_bytes(img, label, encoding_of(file_path) if encoded else None), None
 
 
-def whole_dir(work: Path, dataset: str = "imagenet") -> Path:
-    """Return the folder of a dataset's whole-set store: <work>/<dataset>/dataset (ImageNet's by default)."""
-    return Path(work) / dataset / "dataset"
-
-
 def _check_images(images: Path) -> Path:
     """Return the resolved ILSVRC image folder, or raise KitError if it lacks train/ and val/."""
     images = Path(images).resolve()
@@ -158,7 +154,7 @@ def build_whole_set(work: Path, lists, images: Path, jobs: int = 1, force: bool 
     other setting is an error, or with `reencode` (the split command's --force)
     rebuilt with this one.
     """
-    wdir, images = whole_dir(work), _check_images(images)
+    wdir, images = dataset_dir(work, "imagenet"), _check_images(images)
     meta = read_whole_meta(wdir)
     if meta is not None and not force and bool(meta.get("encoded", False)) != encoded:
         if not reencode:

@@ -23,17 +23,16 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_prep.splits import Split, apply_split_to_list, check_seed, make_random_split, whole_split
+from data_prep.splits import Split, apply_split_to_list, make_random_split, whole_split
 from kitcore.atomic import sha256, write_json, write_text
 from kitcore.errors import KitError
+from kitcore.layout import split_name
 
 log = logging.getLogger(__name__)
 
 DATASET = "imagenet"
 PHASES = ("train", "val")
 LIST_FILES = ("synsets.txt", "train.txt", "val.txt")
-AUTHORS_PER_CLASS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 750, 1000, 1300)  # the paper's reduced-volume k
-KINDS = ("random", "natural", "reduced", "whole")
 _WNID = re.compile(r"^n\d{8}$")
 FIX_LISTS = ("LISTS must be a folder with synsets.txt, train.txt and val.txt as Caffe's "
              "data/ilsvrc12/get_ilsvrc_aux.sh gives them (FILE LABEL per line)")
@@ -125,34 +124,12 @@ def first_per_class(entries: list[tuple[str, int]], per_class: int) -> list[tupl
     return out
 
 
-def split_name(kind: str, seed: int | None = None, per_class: int | None = None) -> str:
-    """Return the split folder name of a kind: random<seed>, natman, reduced<k>, all."""
-    if kind == "random":
-        return f"random{check_seed(seed)}"
-    if kind == "reduced":
-        return f"reduced{check_per_class(per_class)}"
-    if kind == "natural":
-        from data_prep.natman import NATMAN_SPLIT
-        return NATMAN_SPLIT
-    if kind == "whole":
-        return "all"
-    raise KitError(f"unknown ImageNet split kind {kind!r}", f"use one of: {', '.join(KINDS)}")
-
-
-def check_per_class(per_class) -> int:
-    """Return a valid images-per-class count (a positive int), else raise KitError."""
-    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
-        raise KitError(f"invalid images per class {per_class!r}",
-                       f"pass a positive integer, e.g. PERCLASS=10 (the authors used {AUTHORS_PER_CLASS})")
-    return per_class
-
-
-def make_split(kind: str, lists: IlsvrcLists, seed: int | None = None, per_class: int | None = None) -> Split:
-    """Return the Split of a kind for these lists (see the module docstring)."""
-    name = split_name(kind, seed, per_class)
-    if kind == "random":
+def make_split(protocol: str, lists: IlsvrcLists, seed: int | None = None, per_class: int | None = None) -> Split:
+    """Return the Split of a protocol (random, natman, whole, reduced) for these lists (see the module docstring)."""
+    name = split_name(protocol, seed, per_class)
+    if protocol == "random":
         return make_random_split(lists.num_classes, seed)
-    if kind == "natural":
+    if protocol == "natman":
         from data_prep.natman import natural_manmade_split
         from data_prep.wordnet import load_wordnet
         return natural_manmade_split(load_wordnet(), lists.synsets)

@@ -22,10 +22,10 @@ from collections.abc import Sequence
 
 from data_prep.splits import Split
 from data_prep.wordnet import WordNet
+from kitcore.layout import split_name
 
 log = logging.getLogger(__name__)
 
-NATMAN_SPLIT = "natman"
 NATURAL, MANMADE = "natural", "man-made"
 HALF_OF_KIND = {NATURAL: "A", MANMADE: "B"}  # the authors' letters (the paper's text swapped them)
 
@@ -66,4 +66,4 @@ def natural_manmade_split(wn: WordNet, synsets: Sequence[str]) -> Split:
     halves = {HALF_OF_KIND[NATURAL]: [i for i, k in enumerate(kinds) if k == NATURAL],
               HALF_OF_KIND[MANMADE]: [i for i, k in enumerate(kinds) if k == MANMADE]}
     log.info("natural/man-made split: %d natural (A), %d man-made (B)", len(halves["A"]), len(halves["B"]))
-    return Split(name=NATMAN_SPLIT, halves=halves, num_classes=len(synsets))
+    return Split(name=split_name("natman"), halves=halves, num_classes=len(synsets))

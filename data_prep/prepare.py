@@ -76,7 +76,7 @@ def dataset_spec(dataset: str) -> DatasetSpec:
 def dataset_dir(work: Path, dataset: str) -> Path:
     """Return the folder of the built dataset itself."""
     dataset_spec(dataset)
-    return Path(work) / dataset / "dataset"
+    return layout.dataset_dir(work, dataset)
 
 
 def split_dir(work: Path, dataset: str, split_name: str) -> Path:

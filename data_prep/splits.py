@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from kitcore.atomic import write_json
+from kitcore.layout import split_name
 from kitcore.profiles import check_seed  # noqa: F401  (the seeds rule lives with the profiles; re-exported)
 
 
@@ -85,12 +86,13 @@ class Split:
 def make_random_split(num_classes: int, seed: int) -> Split:
     """Return the authors' random A/B split as a Split named 'random<seed>'."""
     half_a, half_b = random_split(num_classes, seed)
-    return Split(name=f"random{int(seed)}", halves={"A": half_a, "B": half_b}, num_classes=num_classes, seed=int(seed))
+    return Split(name=split_name("random", int(seed)), halves={"A": half_a, "B": half_b}, num_classes=num_classes,
+                 seed=int(seed))
 
 
 def whole_split(num_classes: int) -> Split:
     """Return the one-half split 'all' holding every class (labels unchanged)."""
-    return Split(name="all", halves={"all": list(range(num_classes))}, num_classes=num_classes)
+    return Split(name=split_name("whole"), halves={"all": list(range(num_classes))}, num_classes=num_classes)
 
 
 def natman_split(kinds: Iterable[str]) -> Split:
@@ -108,7 +110,7 @@ def natman_split(kinds: Iterable[str]) -> Split:
               "B": [c for c, k in enumerate(kinds) if k == "man-made"]}
     if not halves["A"] or not halves["B"]:
         raise ValueError("a natural/man-made split needs classes of both kinds")
-    return Split(name="natman", halves=halves, num_classes=len(kinds))
+    return Split(name=split_name("natman"), halves=halves, num_classes=len(kinds))
 
 
 def write_split_json(path: Path, split: Split, extra: Mapping[str, Any] | None = None) -> Path:

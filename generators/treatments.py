@@ -24,11 +24,12 @@ import re
 from dataclasses import dataclass
 
 from kitcore.errors import KitError
+from kitcore.layout import PROTOCOLS as TABLE
 
 NUM_WEIGHT_LAYERS = 8
 HALVES = ("A", "B")
 ALL = "all"  # the one 'half' of the whole-dataset and reduced splits
-PROTOCOLS = ("random", "natman", "whole", "reduced")
+PROTOCOLS = tuple(TABLE)  # kitcore.layout's protocol table: random, natman, whole, reduced
 
 _BASE = re.compile(r"^base(?P<target>[AB])$")
 _TRANSFER = re.compile(r"^(?P<source>[AB])(?P<n>[1-7])(?P<target>[AB])(?P<plus>\+?)$")

@@ -34,10 +34,10 @@ import re
 from dataclasses import dataclass
 
 from kitcore.errors import KitError
-from kitcore.layout import split_name
+from kitcore.layout import AUTHORS_PER_CLASS, split_name
 
 SEEDS = "0123"  # the authors' random splits
-REDUCED_PER_CLASS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 750, 1000, 1300)  # their reduced-{NNNN} runs
+REDUCED_PER_CLASS = AUTHORS_PER_CLASS  # their reduced-{NNNN} runs
 ALL = "all"  # the target of the whole-dataset and reduced runs
 
 _HALF = re.compile(r"half(?:(?P<s>[0-3])|natman)(?P<y>[AB])")

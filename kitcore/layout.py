@@ -5,8 +5,10 @@
 <work>/<dataset>/<split>/runs/<treatment>/   one run folder (runner.train)
 <work>/<dataset>/<split>/results/    tables and figures (analysis)
 ```
-Split folder names per protocol: random -> `random<seed>`, natman -> `natman`,
-whole -> `all`, reduced -> `reduced<k>`. A run is finished when its
+The protocol table, PROTOCOLS, is the one place a protocol's split folder is
+named (random -> `random<seed>`, natman -> `natman`, whole -> `all`, reduced ->
+`reduced<k>`), read back (split_protocol) and made (its make target); the
+dataset's store is `<work>/<dataset>/dataset` (dataset_dir). A run is finished when its
 result.json names a model that is there (and, checked, has the recorded
 sha256): `is_finished` is the one answer every part of the kit uses.
 The make commands here are the fixes error messages name; they carry every
@@ -16,47 +18,90 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from kitcore.atomic import sha256
 from kitcore.errors import KitError
-from kitcore.profiles import profile
-
-RANDOM_SPLIT = re.compile(r"random(\d+)")  # the folder name of a random split; group 1 is its seed
-FIXED_SPLITS = {"natman": "natman", "whole": "all"}  # protocol -> its one split folder
+from kitcore.profiles import check_seed, profile
 
 
-def split_name(protocol: str, seed: int = 0, per_class: int | None = None) -> str:
-    """The split folder a protocol's runs train on."""
-    if protocol == "reduced":
-        if not per_class:
-            raise KitError("the reduced protocol needs k, the train images per class",
-                           "pass --per-class k (PERCLASS=k), as made by make split-reduced")
-        return f"reduced{per_class}"
-    return FIXED_SPLITS.get(protocol, f"random{seed}")
+@dataclass(frozen=True)
+class Protocol:
+    """One row of the protocol table: how its split folder is named, what picks one, the target making it."""
+
+    name: str            # random, natman, whole, reduced
+    folder: str          # the split folder's name; `{}` stands for the variable
+    variable: str | None  # "seed", "per_class" or None (the protocol has one split)
+    target: str          # the make target that makes its split
 
 
-REDUCED_SPLIT = re.compile(r"reduced([1-9]\d*)")  # the folder name of a reduced split; group 1 is k
+PROTOCOLS = {p.name: p for p in (
+    Protocol("random", "random{}", "seed", "split-random"),
+    Protocol("natman", "natman", None, "split-natural"),
+    Protocol("whole", "all", None, "split-whole"),
+    Protocol("reduced", "reduced{}", "per_class", "split-reduced"),
+)}
+_VARIABLE = {"seed": r"(0|[1-9]\d*)", "per_class": r"([1-9]\d*)"}  # what a folder name's `{}` may be
+DATASET_STORE = "dataset"  # <work>/<dataset>/dataset: a dataset's whole-set store (its LMDBs, list, profile)
+AUTHORS_PER_CLASS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 750, 1000, 1300)  # the authors' reduced-volume k
+
+
+def protocol_spec(protocol: str) -> Protocol:
+    """The table's row of a protocol."""
+    try:
+        return PROTOCOLS[protocol]
+    except KeyError:
+        raise KitError(f"unknown protocol {protocol!r}", f"use one of: {', '.join(PROTOCOLS)}") from None
+
+
+def check_per_class(per_class) -> int:
+    """Return a valid images-per-class count (a positive int), else raise KitError."""
+    if per_class is None:
+        raise KitError("the reduced protocol needs k, the train images per class",
+                       "pass --per-class k (PERCLASS=k), as made by make split-reduced")
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+        raise KitError(f"invalid images per class {per_class!r}",
+                       f"pass a positive integer, e.g. PERCLASS=10 (the authors used {AUTHORS_PER_CLASS})")
+    return per_class
+
+
+def split_name(protocol: str, seed: int | None = 0, per_class: int | None = None) -> str:
+    """The split folder a protocol's runs train on (random: its seed's; reduced: its k's)."""
+    spec = protocol_spec(protocol)
+    if spec.variable == "seed":
+        return spec.folder.format(check_seed(seed))
+    if spec.variable == "per_class":
+        return spec.folder.format(check_per_class(per_class))
+    return spec.folder
 
 
 def split_protocol(name: str) -> tuple[str, int, int | None]:
     """(protocol, seed, per_class) of a split folder name: the inverse of split_name."""
-    seed = split_seed(name)
-    if seed is not None:
-        return "random", seed, None
-    for protocol, folder in FIXED_SPLITS.items():
-        if name == folder:
-            return protocol, 0, None
-    if m := REDUCED_SPLIT.fullmatch(name):
-        return "reduced", 0, int(m.group(1))
+    for spec in PROTOCOLS.values():
+        head, _, tail = spec.folder.partition("{}")
+        if spec.variable is None:
+            if name == spec.folder:
+                return spec.name, 0, None
+        elif m := re.fullmatch(re.escape(head) + _VARIABLE[spec.variable] + re.escape(tail), name):
+            value = int(m.group(1))
+            return (spec.name, value, None) if spec.variable == "seed" else (spec.name, 0, value)
     raise KitError(f"unknown split name {name!r}",
                    "pass random<seed>, natman, all or reduced<k>, or --protocol P --seed S --per-class K instead")
 
 
 def split_seed(name: str) -> int | None:
     """The seed of a random split's folder name (`random3` -> 3), None for any other split."""
-    m = RANDOM_SPLIT.fullmatch(name)
-    return int(m.group(1)) if m else None
+    try:
+        protocol, seed, _ = split_protocol(name)
+    except KitError:
+        return None
+    return seed if protocol == "random" else None
+
+
+def dataset_dir(work: Path, dataset: str) -> Path:
+    """The folder of a dataset's whole-set store: <work>/<dataset>/dataset."""
+    return Path(work) / dataset / DATASET_STORE
 
 
 def split_dir(work: Path, dataset: str, name: str) -> Path:
@@ -99,14 +144,10 @@ def train_command(treatment: str, dataset: str, protocol: str, seed: int, per_cl
     return " ".join(words + (["FORCE=1"] if force else []))
 
 
-SPLIT_TARGETS = {"random": "split-random", "natman": "split-natural", "whole": "split-whole",
-                 "reduced": "split-reduced"}
-
-
 def split_command(dataset: str, protocol: str, seed: int = 0, per_class: int | None = None,
                   force: bool = False) -> str:
     """The make command that makes (force: rebuilds) the split a protocol trains on."""
-    words = [f"make {SPLIT_TARGETS[protocol]}", f"DATASET={dataset}"]
+    words = [f"make {protocol_spec(protocol).target}", f"DATASET={dataset}"]
     if protocol == "random":
         words.append(f"SEED={seed}")
     if protocol == "reduced":

@@ -160,8 +160,9 @@ def from_record(record: dict) -> Profile:
 
 def load_user_profiles(work: Path) -> list[str]:
     """Register the profile of every user dataset under `work` (<work>/*/dataset/profile.json); return their names."""
+    from kitcore.layout import DATASET_STORE  # noqa: PLC0415  (layout imports this module)
     names = []
-    for path in sorted(Path(work).glob(f"*/dataset/{PROFILE_FILE}")):
+    for path in sorted(Path(work).glob(f"*/{DATASET_STORE}/{PROFILE_FILE}")):
         try:
             record = json.loads(path.read_text())
         except (OSError, ValueError) as exc:

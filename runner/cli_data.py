@@ -15,13 +15,12 @@ import argparse
 from pathlib import Path
 
 from kitcore.errors import KitError
+from kitcore.layout import PROTOCOLS as TABLE
 from kitcore.layout import split_command
 from kitcore.profiles import PROFILES, profile
 from runner.cli_common import add_common, dataset_flags, dataset_names, positive_int, subcommand
 
-PROTOCOLS = {"split-random": "random", "split-natural": "natman", "split-whole": "whole", "split-reduced": "reduced",
-             "split-groups": "natman"}
-LIST_KINDS = {"random": "random", "natman": "natural", "whole": "whole", "reduced": "reduced"}  # prepare_imagenet's
+PROTOCOLS = {p.target: p.name for p in TABLE.values()} | {"split-groups": "natman"}  # make target -> protocol
 
 
 def _list_options(p: argparse.ArgumentParser, lists_only: bool = False) -> None:
@@ -142,7 +141,7 @@ def _split(args: argparse.Namespace) -> int:
         raise KitError(f"{args.command} of {args.dataset} needs the list folder",
                        "pass --lists DIR (LISTS=DIR) holding Caffe's synsets.txt, train.txt, val.txt")
     from data_prep.imagenet import prepare_imagenet
-    sdir = prepare_imagenet(args.work, args.lists, LIST_KINDS[protocol], seed=getattr(args, "seed", None),
+    sdir = prepare_imagenet(args.work, args.lists, protocol, seed=getattr(args, "seed", None),
                             per_class=getattr(args, "per_class", None), images=args.images, jobs=args.jobs,
                             force=args.force, encoded=args.encoded)
     print(f"split ready: {sdir}" + ("" if args.images else " (lists only; --images DIR builds LMDBs and means)"))

@@ -75,7 +75,7 @@ def _pictures(split_dir: Path, dataset: str) -> dict:
     out = {}
     builder = DATASETS.get(dataset)
     if builder is not None and builder.contact_sheet is not None:
-        out["contact_sheet_png"] = builder.contact_sheet(split_dir.parent / "dataset",
+        out["contact_sheet_png"] = builder.contact_sheet(layout.dataset_dir(split_dir.parent.parent, dataset),
                                                          split_dir / "results" / "contact_sheet.png")
     run = layout.run_dir(split_dir, "baseA")
     model = run / layout.read_result(run)["model"]

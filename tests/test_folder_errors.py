@@ -167,7 +167,7 @@ def test_another_tree_under_the_same_name_needs_force(tmp_path):
 def test_split_arguments(added):
     for kw, needle in [({"protocol": "natman"}, "needs groups file"),
                        ({"protocol": "random", "groups": Path("g.csv")}, "takes no groups file"),
-                       ({"protocol": "reduced"}, "invalid images per class None"),
+                       ({"protocol": "reduced"}, "the reduced protocol needs k"),
                        ({"protocol": "random", "seed": -1}, "invalid split seed -1"),
                        ({"protocol": "bogus"}, "protocol 'bogus' has no split of mine")]:
         with pytest.raises(KitError) as err:

@@ -19,7 +19,7 @@ from data_prep.imagenet_synth import make_synthetic_ilsvrc
 from data_prep.lmdb_io import caffe_pb2, read_mean
 from kitcore.errors import KitError
 
-KINDS = [("random", {"seed": 0}), ("natural", {}), ("reduced", {"per_class": 2}), ("whole", {})]
+KINDS = [("random", {"seed": 0}), ("natman", {}), ("reduced", {"per_class": 2}), ("whole", {})]
 
 
 def read_records(path: Path) -> list[tuple[str, int, np.ndarray]]:
@@ -84,7 +84,7 @@ def test_bad_images_are_counted_and_listed(built):
     assert entry["class_counts"] == {w: 4 for w in man["class_names"]["all"]}
 
 
-@pytest.mark.parametrize("kind", ["random", "natural", "reduced", "whole"])
+@pytest.mark.parametrize("kind", ["random", "natman", "reduced", "whole"])
 def test_half_lmdbs_hold_the_listed_images_relabelled(built, kind):
     sdir = built["sdirs"][kind]
     man = json.loads((sdir / "manifest.json").read_text())
@@ -116,7 +116,7 @@ def test_shuffled_not_grouped(built):
 
 
 def test_natural_split_halves(built):
-    man = json.loads((built["sdirs"]["natural"] / "manifest.json").read_text())
+    man = json.loads((built["sdirs"]["natman"] / "manifest.json").read_text())
     assert man["class_names"] == {"A": ["n01440764", "n01443537", "n02085620"],
                                   "B": ["n02690373", "n03642806", "n07873807"]}
     entry = man["files"]["data/B_train_lmdb"]

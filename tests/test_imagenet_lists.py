@@ -51,7 +51,7 @@ def test_split_random_seed0_matches_the_authors_md5(tmp_path, ref_lists):
 
 
 def test_split_natural_names_the_natural_half_a(tmp_path, ref_lists, reference_dir):
-    sdir = prepare_imagenet(tmp_path, ref_lists, "natural")
+    sdir = prepare_imagenet(tmp_path, ref_lists, "natman")
     meta = json.loads((sdir / "split.json").read_text())
     nat = [int(x) for x in (reference_dir / "ilsvrc12" / "half_nat_idx.txt").read_text().split()]
     assert sdir.name == "natman" and meta["halves"]["A"] == sorted(nat)
@@ -122,7 +122,7 @@ def kit(*args: str) -> subprocess.CompletedProcess:
     (["split-random", "--dataset", "imagenet"], "needs the list folder"),
     (["split-natural", "--dataset", "fa20", "--lists", "x"], "--lists/--images are for --dataset imagenet"),
     (["split-reduced", "--dataset", "fa20", "--lists", "x"], "split-reduced is for ImageNet only"),
-    (["split-reduced", "--lists", "x"], "invalid images per class None"),
+    (["split-reduced", "--lists", "x"], "the reduced protocol needs k"),
     (["split-random", "--lists", "x"], "--lists/--images are for --dataset imagenet"),
 ])
 def test_cli_errors_are_one_line(tmp_path, args, problem):

@@ -15,7 +15,7 @@ import pytest
 from generators.treatments import parse
 from kitcore import layout
 from kitcore.errors import KitError
-from kitcore.profiles import PROFILES, Profile, profile, register
+from kitcore.profiles import KIT, PROFILES, Profile, profile, register
 from runner import inputs
 from runner.train import RunSpec
 
@@ -114,7 +114,27 @@ def test_split_names_per_protocol():
     with pytest.raises(KitError, match="needs k"):
         layout.split_name("reduced", 0, None)
     assert layout.split_seed("random12") == 12 and layout.split_seed("natman") is None
-    assert layout.split_seed("random1x") is None
+    assert layout.split_seed("random1x") is None and layout.split_seed("random01") is None  # not split_name's
+    with pytest.raises(KitError, match="invalid images per class 0"):
+        layout.split_name("reduced", 0, 0)
+    with pytest.raises(KitError, match="invalid split seed -1"):
+        layout.split_name("random", -1)
+    with pytest.raises(KitError, match="unknown protocol 'small'.*random, natman, whole, reduced"):
+        layout.split_name("small")
+
+
+def test_the_protocol_table_names_folders_and_targets(tmp_path):
+    """Every row: its folder read back to it, its make target in the Makefile, made by split_command."""
+    makefile = (KIT / "Makefile").read_text()
+    for spec in layout.PROTOCOLS.values():
+        name = layout.split_name(spec.name, 7, 9)
+        assert layout.split_protocol(name) == (spec.name, 7 if spec.variable == "seed" else 0,
+                                               9 if spec.variable == "per_class" else None)
+        assert f"\n{spec.target}:" in makefile, spec.target
+        assert layout.split_command("fa20", spec.name, 7, 9).startswith(f"make {spec.target} DATASET=fa20")
+    assert layout.dataset_dir(tmp_path, "mine") == tmp_path / "mine" / "dataset"
+    with pytest.raises(KitError, match="unknown split name 'reduced0'"):
+        layout.split_protocol("reduced0")
 
 
 @pytest.mark.parametrize("protocol,treatment,base,extra", [
