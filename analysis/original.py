@@ -43,9 +43,9 @@ def parse_run_name(name: str) -> dict | None:
     read = parse_authors_name(name)
     if read is None:
         return None
-    meta = {"dataset": DATASET, "original_run": name, "split": read.split, "treatment": read.treatment,
-            "kind": read.kind, "source": read.source, "target": read.target, "n": read.n,
-            "finetune": read.finetune}
+    t = read.treatment
+    meta = {"dataset": DATASET, "original_run": name, "split": read.split, "treatment": t.name, "kind": t.kind,
+            "source": t.source, "target": t.target, "n": t.n, "finetune": t.finetune}
     return meta if read.images_per_class is None else {**meta, "images_per_class": read.images_per_class}
 
 

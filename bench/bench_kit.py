@@ -91,8 +91,8 @@ def _dummy_train_net(template: Path, treatment: str, batch: int, shape: tuple[in
                      exact: bool):
     """The kit's TRAIN net of `treatment` with its Data layer replaced by DummyData (gaussian images, label 0)."""
     from generators import netgen
-    from generators.treatments import parse
     from kitcore.caffe_env import pb2
+    from kitcore.treatments import parse
     caffe_pb2 = pb2()
     net = netgen.make_treatment(netgen.load_net(template), parse(treatment), netgen.DataSpec("x", "x", "x"),
                                 classes, batch_train=batch, exact_classes=exact)

@@ -170,8 +170,8 @@ def _dummy_data(net, batch: dict) -> None:
 def _nets(pack: Path, split: dict) -> dict:
     from generators import netgen
     from generators.runfiles import crop_size, run_files
-    from generators.treatments import parse
     from kitcore.profiles import profile
+    from kitcore.treatments import parse
     out = pack / "nets"
     out.mkdir()
     fa = profile(DATASET)

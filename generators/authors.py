@@ -3,7 +3,7 @@
 The grammar itself (which names are the authors', and the protocol, split and
 treatment name each one means) lives in kitcore/authors_names.py, which
 analysis/original.py reads too; here a name becomes an `AuthorsRun` with the
-kit's `Treatment` (generators/treatments.py), the target's class count and
+kit's `Treatment` (kitcore/treatments.py), the target's class count and
 the paper's solver template. In the authors' natman names A is the natural
 half (449 classes) and B the man-made half (551); the paper's text swapped
 the letters. The kit keeps the authors' letters.
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from generators.treatments import Treatment, parse
 from kitcore.authors_names import read_authors_name
 from kitcore.profiles import profile
+from kitcore.treatments import Treatment
 
 ILSVRC_CLASSES = 1000
 NATMAN_CLASSES = {"A": 449, "B": 551}  # A natural, B man-made (the authors' letters)
@@ -48,4 +48,4 @@ class AuthorsRun:
 def parse_run_name(name: str) -> AuthorsRun:
     """Read an authors' run-folder name (e.g. 'transfer-ft0A0B_1_3') as the kit's treatment (KitError if not one)."""
     read = read_authors_name(name)
-    return AuthorsRun(name, read.protocol, read.split, parse(read.treatment, read.protocol))
+    return AuthorsRun(name, read.protocol, read.split, read.treatment)

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
-from generators.treatments import NUM_WEIGHT_LAYERS, Treatment
 from kitcore.caffe_env import pb2
 from kitcore.errors import KitError
+from kitcore.treatments import NUM_WEIGHT_LAYERS, Treatment
 
 WEIGHT_LAYER_TYPES = ("Convolution", "InnerProduct")
 NEW_SUFFIX = "-new"

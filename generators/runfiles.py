@@ -15,8 +15,8 @@ from pathlib import Path
 
 from generators import netgen
 from generators.surgery import random_init, transplant
-from generators.treatments import Treatment
 from kitcore.profiles import Profile
+from kitcore.treatments import Treatment
 
 STARTS_FROM_INIT = ("transfer", "random-weights")  # kinds whose run starts from init.caffemodel
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from generators.netgen import NEW_SUFFIX, to_deploy, to_text, weight_layers
-from generators.treatments import Treatment
 from kitcore.atomic import replacing
 from kitcore.caffe_env import import_caffe
 from kitcore.errors import KitError
+from kitcore.treatments import Treatment
 
 log = logging.getLogger(__name__)
 

@@ -35,10 +35,10 @@ from dataclasses import dataclass
 
 from kitcore.errors import KitError
 from kitcore.layout import AUTHORS_PER_CLASS, split_name
+from kitcore.treatments import Treatment, parse
 
 SEEDS = "0123"  # the authors' random splits
 REDUCED_PER_CLASS = AUTHORS_PER_CLASS  # their reduced-{NNNN} runs
-ALL = "all"  # the target of the whole-dataset and reduced runs
 
 _HALF = re.compile(r"half(?:(?P<s>[0-3])|natman)(?P<y>[AB])")
 _TRANSFER = re.compile(r"transfer(?P<ft>-ft)?(?:(?P<s>[0-3])(?P<x>[AB])(?P=s)(?P<y>[AB])"
@@ -49,44 +49,37 @@ _REDUCED = re.compile(r"reduced-(?P<k>[0-9]{4})")
 
 @dataclass(frozen=True)
 class AuthorsName:
-    """One of the authors' run names read as the kit's protocol, split folder and treatment."""
+    """One of the authors' run names read as the kit's split folder and Treatment (kitcore.treatments)."""
 
     run_name: str
-    protocol: str                 # random, natman, whole, reduced
     split: str                    # the kit's split folder name (kitcore.layout.split_name)
-    treatment: str                # the kit's treatment name (generators/treatments.py)
-    kind: str                     # base, transfer or random-weights
-    target: str                   # A, B or all
-    source: str | None = None     # the half a transfer's layers come from
-    n: int = 0                    # layers copied (transfer) or random and frozen (random-weights)
-    finetune: bool = False        # a `-ft` transfer: the copied layers learn
+    treatment: Treatment          # protocol, kind, source, target, n, finetune
     images_per_class: int | None = None  # a reduced run's k
 
+    @property
+    def protocol(self) -> str:
+        """random, natman, whole or reduced."""
+        return self.treatment.protocol
 
-def _base(name: str, protocol: str, split: str, target: str, **extra) -> AuthorsName:
-    treatment = f"base{target}" if target != ALL else "base"
-    return AuthorsName(name, protocol, split, treatment, "base", target, **extra)
+
+def _read(name: str, protocol: str, treatment: str, seed: int = 0, per_class: int | None = None) -> AuthorsName:
+    return AuthorsName(name, split_name(protocol, seed, per_class), parse(treatment, protocol), per_class)
 
 
 def parse_authors_name(name: str) -> AuthorsName | None:
     """The kit's reading of one of the authors' run names; None when it is not one of theirs."""
     if m := _HALF.fullmatch(name):
-        protocol = "random" if m["s"] else "natman"
-        return _base(name, protocol, split_name(protocol, int(m["s"] or 0)), m["y"])
+        return _read(name, "random" if m["s"] else "natman", f"base{m['y']}", int(m["s"] or 0))
     if m := _TRANSFER.fullmatch(name):
-        protocol = "natman" if m["nx"] else "random"
         x, y = m["nx"] if m["nx"] else (m["x"], m["y"])
-        ft = bool(m["ft"])
-        return AuthorsName(name, protocol, split_name(protocol, int(m["s"] or 0)),
-                           f"{x}{m['n']}{y}{'+' * ft}", "transfer", y, x, int(m["n"]), ft)
+        return _read(name, "natman" if m["nx"] else "random", f"{x}{m['n']}{y}{'+' * bool(m['ft'])}",
+                     int(m["s"] or 0))
     if m := _NOLEARN.fullmatch(name):
-        return AuthorsName(name, "whole", split_name("whole"), f"randfrozen{m['n']}", "random-weights", ALL,
-                           n=int(m["n"]))
+        return _read(name, "whole", f"randfrozen{m['n']}")
     if name == "netbase":
-        return _base(name, "whole", split_name("whole"), ALL)
+        return _read(name, "whole", "base")
     if (m := _REDUCED.fullmatch(name)) and int(m["k"]) in REDUCED_PER_CLASS:
-        k = int(m["k"])
-        return _base(name, "reduced", split_name("reduced", per_class=k), ALL, images_per_class=k)
+        return _read(name, "reduced", "base", per_class=int(m["k"]))
     return None
 
 

@@ -121,7 +121,7 @@ def _only(args: argparse.Namespace) -> list[str] | None:
 
 def _train(args: argparse.Namespace) -> int:
     """Train one treatment and print its score."""
-    from generators.treatments import parse
+    from kitcore.treatments import parse
     treatment = parse(args.treatment, args.protocol)
     from runner.supervise import install_handlers
     from runner.train import RunSpec, train

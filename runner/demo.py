@@ -21,9 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-from generators.treatments import grid_names, in_dependency_order, parse
 from kitcore import layout
 from kitcore.errors import KitError
+from kitcore.treatments import grid_names, in_dependency_order, parse
 from runner.grid import run_specs, threads_per_job
 from runner.train import RunSpec
 

@@ -9,7 +9,7 @@ Bars are drawn when stderr is a terminal or TRANSFER_KIT_PROGRESS=1.
 The state of a grid's runs (`transfer-kit status`) is runner.status's, which
 reads run folders (runner.runstate) and Slurm's queue (runner.slurm); this
 module imports neither runner.slurm nor runner.status.
-The treatment names come from generators.treatments.valid_names(protocol),
+The treatment names come from kitcore.treatments.valid_names(protocol),
 so new protocols plug in without changes here.
 """
 from __future__ import annotations
@@ -24,9 +24,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from generators.treatments import Treatment, in_dependency_order, parse, valid_names
 from kitcore.errors import KitError
 from kitcore.layout import is_finished
+from kitcore.treatments import Treatment, in_dependency_order, parse, valid_names
 from runner import snapshots, supervise
 from runner.train import RunSpec, budget, train
 

@@ -6,7 +6,7 @@ results/<dataset>/<split>/<treatment>/train.log.gz   its Caffe log(s), gzipped: 
 results/<dataset>/<split>/<treatment>/run.json       the inputs with their sha256, protocol, build, host, commit
 results/<dataset>/<split>/<treatment>/result.json    its score (the mean of the 10 best tests) and final model's sha256
 ```
-The unit is a split's whole grid (generators.treatments.grid_names: the random
+The unit is a split's whole grid (kitcore.treatments.grid_names: the random
 split's 30 runs, natman's 16, all's 8), so no unit needs another's base models.
 A unit is published only when every one of its runs is finished
 (kitcore.layout.is_finished, model hash checked), its score is the one its log
@@ -25,11 +25,11 @@ import logging
 import os
 from pathlib import Path
 
-from generators.treatments import grid_names
 from kitcore import atomic, layout
 from kitcore.caffe_log import parse_log, score
 from kitcore.errors import KitError
 from kitcore.runlog import diverged_at, log_segments
+from kitcore.treatments import grid_names
 
 log = logging.getLogger(__name__)
 

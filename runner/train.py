@@ -28,13 +28,13 @@ from pathlib import Path
 
 from generators import netgen
 from generators.runfiles import STARTS_FROM_INIT, make_init, run_files
-from generators.treatments import Treatment
 from kitcore import atomic, layout, provenance
 from kitcore.caffe_env import caffe_version, tool
 from kitcore.caffe_log import parse_log, score
 from kitcore.errors import KitError
 from kitcore.profiles import KIT, Profile, profile
 from kitcore.runlog import diverged_at
+from kitcore.treatments import Treatment
 from runner import inputs, snapshots, supervise
 from runner.resume import check_gpu, disk_full, low_space, resume
 

@@ -7,9 +7,9 @@ import pytest
 
 from analysis.original import parse_run_name as analysis_name
 from generators.authors import parse_run_name as generators_name
-from generators.treatments import valid_names
 from kitcore.authors_names import REDUCED_PER_CLASS, parse_authors_name, read_authors_name
 from kitcore.errors import KitError
+from kitcore.treatments import valid_names
 
 # name: (protocol, split, treatment, kind, source, target, n, finetune), written out by hand from the
 # authors' README grammar (../shared/reference/README.md) and what the two readers gave before
@@ -65,14 +65,14 @@ def all_runs(reference_dir) -> list[str]:
 def test_every_authors_name_parses_and_both_readers_agree(all_runs):
     for name in all_runs:
         read = read_authors_name(name)
+        t = read.treatment
         gen = _generators_view(name)
-        assert gen == (read.protocol, read.split, read.treatment, read.kind, read.source, read.target, read.n,
-                       read.finetune), name
+        assert gen == (read.protocol, read.split, t.name, t.kind, t.source, t.target, t.n, t.finetune), name
         assert _analysis_view(name) == gen[1:], name
         assert analysis_name(name)["original_run"] == name and analysis_name(name)["dataset"] == "imagenet"
-        assert read.treatment in valid_names(read.protocol), name
+        assert t.name in valid_names(read.protocol) and t.protocol == read.protocol, name
     reads = [read_authors_name(n) for n in all_runs]
-    assert len({(r.split, r.treatment) for r in reads}) == 170  # no two folders are the same kit run
+    assert len({(r.split, r.treatment.name) for r in reads}) == 170  # no two folders are the same kit run
     # 4 seeds x (2 bases + 3 frozen pairs x 7) + 2 seeds x 3 fine-tuned pairs x 7; natman 2 + 2 x 7; 1 + 7; 12
     assert Counter(r.protocol for r in reads) == {"random": 4 * 23 + 42, "natman": 16, "whole": 8, "reduced": 12}
     assert sorted({r.images_per_class for r in reads} - {None}) == list(REDUCED_PER_CLASS)

@@ -9,9 +9,9 @@ from google.protobuf import text_format
 from generators import netgen
 from generators.authors import parse_run_name
 from generators.compare import ALLOWED, Difference, allowed_by, diff_fields
-from generators.treatments import PROTOCOLS, valid_names
 from kitcore.caffe_env import pb2
 from kitcore.errors import KitError
+from kitcore.treatments import PROTOCOLS, valid_names
 from runner.cli import main
 
 from conftest import ROOT

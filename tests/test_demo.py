@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from generators import netgen
-from generators.treatments import parse
+from kitcore.treatments import parse
 from runner.demo import GRIDS, check_grids, demo_specs
 from runner.grid import run_specs
 from runner.train import RunSpec

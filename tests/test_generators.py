@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from generators import netgen
-from generators.treatments import PROTOCOLS, figure2_names, in_dependency_order, parse, valid_names
 from kitcore.errors import KitError
+from kitcore.treatments import PROTOCOLS, figure2_names, in_dependency_order, parse, valid_names
 
 from conftest import ROOT
 

@@ -156,8 +156,8 @@ def test_garbage_newest_snapshot_is_set_aside_and_the_run_starts(grid, tmp_path)
 @pytest.mark.slow
 def test_a_run_start_reads_its_inputs_once(grid, tmp_path, monkeypatch):
     """manifest.json and split.json are read once per start, and the base model is hashed once (230 MB on ImageNet)."""
-    from generators.treatments import parse
     from kitcore import atomic
+    from kitcore.treatments import parse
     from runner.train import RunSpec
     from runner.train import train as train_run
     work = _copy_split(grid[0], tmp_path)
@@ -175,9 +175,9 @@ def test_a_run_start_reads_its_inputs_once(grid, tmp_path, monkeypatch):
 
 def test_a_diverged_run_is_an_error_naming_the_solver_to_fix(tmp_path):
     """A NaN loss ends a run as failed: its 10 best tests would come from before it diverged."""
-    from generators.treatments import parse
     from kitcore.caffe_log import parse_log
     from kitcore.runlog import diverged_at
+    from kitcore.treatments import parse
     from runner.train import RunSpec, diverged
 
     from test_analysis import glog

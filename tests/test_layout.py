@@ -12,10 +12,10 @@ import sys
 
 import pytest
 
-from generators.treatments import parse
 from kitcore import layout
 from kitcore.errors import KitError
 from kitcore.profiles import KIT, PROFILES, Profile, profile, register
+from kitcore.treatments import parse
 from runner import inputs
 from runner.train import RunSpec
 

@@ -22,10 +22,10 @@ from data_prep.imagenet import prepare_imagenet
 from data_prep.imagenet_synth import make_synthetic_ilsvrc
 from generators import netgen
 from generators.runfiles import make_init, run_files
-from generators.treatments import parse
 from kitcore.caffe_env import pb2
 from kitcore.caffe_log import parse_log
 from kitcore.profiles import profile
+from kitcore.treatments import parse
 
 from conftest import ROOT, run_caffe
 

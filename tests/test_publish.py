@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from analysis.records import record_rows
-from generators.treatments import grid_names
 from kitcore.caffe_log import parse_log, score
+from kitcore.treatments import grid_names
 
 from test_grid import kit, one_line_error
 

@@ -50,7 +50,7 @@ def test_config_defaults_and_override(tmp_path):
 
 def test_job_command_carries_the_protocol_and_run_options(tmp_path):
     """A job of a natman, whole or reduced grid must train that protocol's treatment, not random's namesake."""
-    from generators.treatments import parse
+    from kitcore.treatments import parse
     from runner.slurm import _train_cmd
     from runner.train import RunSpec
     spec = RunSpec(tmp_path, "imagenet", 0, parse("base", "reduced"), iters=5, gpu=True, per_class=10, batch=4,

@@ -21,8 +21,8 @@ from data_prep.imagenet_synth import make_synthetic_ilsvrc
 from data_prep.lmdb_io import caffe_pb2
 from data_prep.prepare import prepare_split
 from data_prep.verify import verify_lmdb, verify_split
-from generators.treatments import parse
 from kitcore.errors import KitError
+from kitcore.treatments import parse
 from runner import inputs
 from runner.train import RunSpec
 

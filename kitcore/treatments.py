@@ -16,7 +16,7 @@ Protocols (the split a protocol trains on is chosen by the runner):
 
 `randfrozen{n}` is the authors' `nolearn_1_{n}`: the first n layers stay at
 their random (seeded filler) initialisation and are frozen; the net trains on
-all classes. generators/authors.py maps every authors' run name to these.
+all classes. kitcore/authors_names.py reads every authors' run name as one of these.
 """
 from __future__ import annotations
 
