@@ -79,13 +79,7 @@ def _jobs_file(split_dir: Path) -> Path:
 
 
 def _train_cmd(spec: RunSpec, config: dict) -> list[str]:
-    cmd = [sys.executable, "-m", "runner.cli", "train", "--work", str(Path(spec.work).resolve()),
-           "--dataset", spec.dataset, "--seed", str(spec.seed), "--protocol", spec.treatment.protocol,
-           "--threads", str(config["cpus"])]
-    for option, value in (("--iters", spec.iters), ("--per-class", spec.per_class), ("--batch", spec.batch),
-                          ("--test-iter", spec.test_iter)):
-        cmd += [option, str(value)] if value else []
-    return cmd + (["--gpu"] if spec.gpu else [])
+    return [sys.executable, "-m", "runner.cli", "train", "--threads", str(config["cpus"]), *spec.cli_flags()]
 
 
 def _sbatch(name: str, script: str, config: dict, out_dir: Path, array: int = 0, after: str | None = None) -> str:

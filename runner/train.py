@@ -72,6 +72,16 @@ class RunSpec:
         """The run folder."""
         return layout.run_dir(self.split_dir, self.treatment.name)
 
+    def cli_flags(self) -> list[str]:
+        """The `transfer-kit train` options that select this run's split and budget (all but --treatment and
+        --threads): what a Slurm job passes to run it."""
+        flags = ["--work", str(Path(self.work).resolve()), "--dataset", self.dataset, "--seed", str(self.seed),
+                 "--protocol", self.treatment.protocol]
+        for option, value in (("--iters", self.iters), ("--per-class", self.per_class), ("--batch", self.batch),
+                              ("--test-iter", self.test_iter)):
+            flags += [option, str(value)] if value else []
+        return flags + (["--gpu"] if self.gpu else [])
+
     def make_cmd(self, treatment: str, force: bool = False) -> str:
         """The make command that runs `treatment` on this run's split (same dataset, protocol, seed, k)."""
         return layout.train_command(treatment, self.dataset, self.treatment.protocol, self.seed, self.per_class,
