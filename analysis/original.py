@@ -1,8 +1,8 @@
 """The authors' published `results/` folder (yosinski/convnet_transfer) -> the kit's results table.
 
 Each run folder's name follows the authors' grammar, read by
-kitcore/authors_names.py (the one place it is written, generators/authors.py
-reads it too: `half0A` -> split `random0` `baseA`, `transfer-ft0A0B_1_3` ->
+kitcore/authors_names.py (generators/authors.py reads it too: `half0A` ->
+split `random0` `baseA`, `transfer-ft0A0B_1_3` ->
 `A3B+`, `transfernatmanAB_1_3` -> split `natman` `A3B` with A natural,
 `nolearn_1_3` -> split `all` `randfrozen3`, `netbase` -> `all` `base`,
 `reduced-0010` -> `reduced10` `base`). Each run becomes a row with the same

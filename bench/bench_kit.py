@@ -1,4 +1,4 @@
-"""`make bench`: the kit's speed figures (issue 6), printed; nothing here is a pass/fail test.
+"""`make bench`: the kit's speed figures, printed; nothing here is a pass/fail test.
 
 (a) launch: training iterations per second of `transfer-kit train` against bare
     `caffe train` on the same prototxt, solver and LMDBs (FA-20 baseA, 1 BLAS

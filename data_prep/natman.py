@@ -1,4 +1,4 @@
-"""The natural / man-made class split of ILSVRC2012, derived from WordNet 3.0: the one place of the rule.
+"""The natural / man-made class split of ILSVRC2012, derived from WordNet 3.0.
 
 The paper (Sections 3 and 4.2) splits the 1000 classes into 551 man-made and
 449 natural ones and its text calls the man-made half A. The authors' own run

@@ -1,6 +1,6 @@
 """Net and solver prototxt for a treatment, made by editing caffe_pb2 messages.
 
-`make_treatment` is the one place that decides freezing, renaming and the width
+`make_treatment` decides freezing, renaming and the width
 of the classifier: the first n weight layers keep their names (so Caffe's
 copy-by-name loads them) and get `lr_mult: 0, decay_mult: 0` when frozen; the
 layers above n get the suffix `-new` (as the authors' `conv4-new`), so nothing

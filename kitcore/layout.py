@@ -5,7 +5,7 @@
 <work>/<dataset>/<split>/runs/<treatment>/   one run folder (runner.train)
 <work>/<dataset>/<split>/results/    tables and figures (analysis)
 ```
-The protocol table, PROTOCOLS, is the one place a protocol's split folder is
+The protocol table, PROTOCOLS, says how a protocol's split folder is
 named (random -> `random<seed>`, natman -> `natman`, whole -> `all`, reduced ->
 `reduced<k>`), read back (split_protocol) and made (its make target); the
 dataset's store is `<work>/<dataset>/dataset` (dataset_dir). A run is finished when its

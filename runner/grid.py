@@ -7,8 +7,7 @@ score, wall time) on stderr; while it works, tqdm bars on stderr show the grid
 (in iterations, with its ETA) and every running caffe, read live from its log.
 Bars are drawn when stderr is a terminal or TRANSFER_KIT_PROGRESS=1.
 The state of a grid's runs (`transfer-kit status`) is runner.status's, which
-reads run folders (runner.runstate) and Slurm's queue (runner.slurm); this
-module imports neither runner.slurm nor runner.status.
+reads run folders (runner.runstate) and Slurm's queue (runner.slurm).
 The treatment names come from kitcore.treatments.valid_names(protocol),
 so new protocols plug in without changes here.
 """

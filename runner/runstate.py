@@ -1,7 +1,7 @@
 """The state of one run from its folder: finished, running, failed, resumable at iteration N, not started.
 
 Used by the grid's status table (runner.grid) and by the Slurm engine (runner.slurm)
-to skip finished runs; it imports neither of them.
+to skip finished runs.
 """
 from __future__ import annotations
 

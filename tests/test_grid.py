@@ -1,7 +1,7 @@
 """The grid and `status` with the real CLI and the real `caffe` binary, and bad input to them.
 
 A four-run grid (2 bases, 2 transfers, 2 iterations each) runs two at a
-time; then every bad input of issue 4 gets a one-line error with its fix and
+time; then every bad input to them gets a one-line error with its fix and
 leaves nothing marked finished.
 """
 from __future__ import annotations
