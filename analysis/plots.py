@@ -48,11 +48,6 @@ def _points(rows: list[dict]) -> dict[str, list[tuple[int, float, dict]]]:
     return {g: sorted(pts, key=lambda p: p[:2]) for g, pts in points.items()}
 
 
-def plottable(rows: list[dict]) -> dict[str, list[tuple[int, float]]]:
-    """(n, score) of the finished rows on random splits by Figure 2 group (analysis.rules.grouped)."""
-    return {g: [(n, y) for n, y, _ in pts] for g, pts in _points(rows).items()}
-
-
 def _title(rows: list[dict]) -> str:
     def values(key: str) -> str:
         return "/".join(sorted({str(r.get(key)) for r in rows if r.get(key) is not None})) or "?"
