@@ -75,7 +75,7 @@ TEST_CUDA_ARCH ?= 90
 # make gpu-pack / gpu-check: the folder of what the check carries to a GPU machine
 PACK     ?= gpu-pack
 CUDA_VARS = CUDA='$(CUDA)' CUDA_ARCH='$(CUDA_ARCH)' CUDNN='$(CUDNN)'
-IMAGENET_ARGS = $(if $(LISTS),--lists '$(LISTS)') $(if $(IMAGES),--images '$(IMAGES)') --jobs $(JOBS) $(if $(filter 1,$(ENCODED)),--encoded)
+LIST_ARGS = $(if $(LISTS),--lists '$(LISTS)') $(if $(IMAGES),--images '$(IMAGES)') --jobs $(JOBS) $(if $(filter 1,$(ENCODED)),--encoded)
 # split-natural, split-whole and split-reduced default to ImageNet: DATASET is passed on only when given
 DATASET_IF_GIVEN = $(if $(filter command line environment,$(origin DATASET)),--dataset $(DATASET))
 
@@ -123,16 +123,16 @@ split-groups: setup  ## your dataset's dissimilar split, two groups of classes: 
 	$(KIT) split-groups --work $(WORK) --dataset $(DATASET) --groups '$(GROUPS)' $(if $(FORCE),--force)
 
 split-random: setup  ## a random A/B split with its LMDBs and means: DATASET=fa20 SEED=0 (imagenet: LISTS=dir [IMAGES=dir])
-	$(KIT) split-random --work $(WORK) --dataset $(DATASET) --seed $(SEED) $(if $(FORCE),--force) $(if $(filter imagenet,$(DATASET)),$(IMAGENET_ARGS))
+	$(KIT) split-random --work $(WORK) --dataset $(DATASET) --seed $(SEED) $(if $(FORCE),--force) $(LIST_ARGS)
 
 split-natural: setup  ## natural (A) / man-made (B) split: LISTS=dir [IMAGES=dir], or DATASET=fa20
-	$(KIT) split-natural --work $(WORK) $(DATASET_IF_GIVEN) $(IMAGENET_ARGS) $(if $(FORCE),--force)
+	$(KIT) split-natural --work $(WORK) $(DATASET_IF_GIVEN) $(LIST_ARGS) $(if $(FORCE),--force)
 
 split-whole: setup  ## all classes as one half 'all' (random frozen weights): DATASET=fa20, or LISTS=dir [IMAGES=dir]
-	$(KIT) split-whole --work $(WORK) $(DATASET_IF_GIVEN) $(IMAGENET_ARGS) $(if $(FORCE),--force)
+	$(KIT) split-whole --work $(WORK) $(DATASET_IF_GIVEN) $(LIST_ARGS) $(if $(FORCE),--force)
 
 split-reduced: setup  ## ImageNet, first PERCLASS train images of every class: PERCLASS=k LISTS=dir [IMAGES=dir]
-	$(KIT) split-reduced --work $(WORK) $(DATASET_IF_GIVEN) $(if $(PERCLASS),--per-class '$(PERCLASS)') $(IMAGENET_ARGS) $(if $(FORCE),--force)
+	$(KIT) split-reduced --work $(WORK) $(DATASET_IF_GIVEN) $(if $(PERCLASS),--per-class '$(PERCLASS)') $(LIST_ARGS) $(if $(FORCE),--force)
 
 train: setup  ## train one treatment: TREATMENT=A3B+ DATASET=fa20 SEED=0 [PROTOCOL=random] [MODE=gpu] [PERCLASS=k]
 	$(KIT) train --work $(WORK) --dataset $(DATASET) --seed $(SEED) --protocol $(PROTOCOL) --treatment '$(TREATMENT)' --$(MODE) $(if $(ITERS),--iters $(ITERS)) $(if $(PERCLASS),--per-class '$(PERCLASS)') $(if $(FORCE),--force)

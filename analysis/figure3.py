@@ -19,6 +19,7 @@ n = 0) or `normalized` (bottom), series as in the legend (the authors' runs
 """
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -125,7 +126,8 @@ def plot_figure3(rows: list[dict], out_stem: Path, overlay: list[dict] | None = 
     if absent:
         fig.text(0.01, 0.005, "absent: " + "; ".join(a.removeprefix("figure3 ") for a in absent), fontsize=7,
                  color="grey")
-    if caption:
-        fig.text(0.01, 0.995, caption, fontsize=7, color="dimgrey", va="top")
-    fig.tight_layout(rect=(0, 0.02, 1, 0.98 if caption else 1))
+    lines = [w for part in caption.split("; ") for w in textwrap.wrap(part, 160)]  # a line a split, if it fits
+    if lines:
+        fig.text(0.01, 0.995, "\n".join(lines), fontsize=7, color="dimgrey", va="top")
+    fig.tight_layout(rect=(0, 0.02, 1, 1 - 0.018 * len(lines) if lines else 1))
     return save_both(fig, out_stem, caption) + [write_numbers(out_stem, COLUMNS, records)], absent
