@@ -53,6 +53,25 @@ def _line(ax, pts: list[tuple], colour: str, marker: str, label: str | None, hol
             for n, y, split, treatment in pts]
 
 
+def summary(records: list[dict]) -> str:
+    """What the bottom panel shows, from the figure's CSV records: each series' mean (pp, minus its own base)
+    at n = 1 and at n = 7, and its lowest mean with the layer; the authors' series are left out."""
+    parts = []
+    for series in [PIECES[p][0] for p in PIECES]:
+        by_n: dict[int, list[float]] = {}
+        for r in records:
+            if r["panel"] == "normalized" and r["series"] == series:
+                by_n.setdefault(int(r["n"]), []).append(100 * float(r["value"]))
+        if not by_n:
+            continue
+        means = {n: float(np.mean(v)) for n, v in sorted(by_n.items())}
+        low = min(means, key=means.get)
+        ends = ", ".join(f"n = {n}: {means[n]:+.2f}" for n in (1, 7) if n in means)
+        parts.append(f"{series}: {ends}; lowest {means[low]:+.2f} at n = {low}")
+    return ("Figure 3 (bottom), each run minus its own base, in pp (mean over runs): " + "; ".join(parts) + "."
+            if parts else "")
+
+
 def _absent(ax, text: str) -> None:
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=9, color="grey")
 
