@@ -15,6 +15,7 @@ their group named `authors' ...`, as in the legend).
 from __future__ import annotations
 
 import logging
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -144,7 +145,8 @@ def plot_transfer(rows: list[dict], out_stem: Path, runs_dir: Path | None = None
     ax.set_title(_title(rows))
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(loc="best", fontsize=8, frameon=False)
-    if caption:
-        fig.text(0.01, 0.005, caption, fontsize=7, color="dimgrey", va="bottom")
-    fig.tight_layout(rect=(0, 0.03 if caption else 0, 1, 1))
+    lines = textwrap.wrap(caption, 130)  # several seeds' caption is wider than the figure
+    if lines:
+        fig.text(0.01, 0.005, "\n".join(lines), fontsize=7, color="dimgrey", va="bottom")
+    fig.tight_layout(rect=(0, 0.03 * len(lines), 1, 1))
     return save_both(fig, out_stem, caption) + [write_numbers(out_stem, POINT_COLUMNS, records)]
