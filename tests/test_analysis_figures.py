@@ -289,16 +289,3 @@ def test_filters_bad_input(tmp_path: Path):
     with pytest.raises(KitError, match="not a Caffe model"):
         conv1_weights(junk)
 
-
-def test_figure3_summary_reads_the_bottom_panel():
-    from analysis.figure3 import PIECES, summary
-    natman, frozen = PIECES["natman"][0], PIECES["random"][0]
-    records = [{"panel": "normalized", "series": natman, "n": n, "value": v} for n, v in ((1, -0.001), (7, -0.3),
-                                                                                          (7, -0.4))]
-    records += [{"panel": "normalized", "series": frozen, "n": n, "value": v} for n, v in ((1, -0.01), (5, -0.8))]
-    records += [{"panel": "natman", "series": natman, "n": 7, "value": 0.5},  # top panel: not read
-                {"panel": "normalized", "series": f"authors' {natman}", "n": 7, "value": -0.9}]
-    assert summary(records) == (f"Figure 3 (bottom), each run minus its own base, in pp (mean over runs): {natman}: "
-                                f"n = 1: -0.10, n = 7: -35.00; lowest -35.00 at n = 7; {frozen}: n = 1: -1.00; "
-                                "lowest -80.00 at n = 5.")
-    assert summary([]) == ""

@@ -76,3 +76,17 @@ def test_the_report_is_what_the_records_give(tmp_path):
         if made.is_file():
             assert made.read_text() == (ROOT / "docs" / "img" / f"{stem}.csv").read_text(), stem
             assert (ROOT / "docs" / "img" / f"{stem}.png").is_file(), stem
+
+
+def test_figure3_summary_reads_the_bottom_panel():
+    from analysis.figure3 import PIECES, summary
+    natman, frozen = PIECES["natman"][0], PIECES["random"][0]
+    records = [{"panel": "normalized", "series": natman, "n": n, "value": v} for n, v in ((1, -0.001), (7, -0.3),
+                                                                                          (7, -0.4))]
+    records += [{"panel": "normalized", "series": frozen, "n": n, "value": v} for n, v in ((1, -0.01), (5, -0.8))]
+    records += [{"panel": "natman", "series": natman, "n": 7, "value": 0.5},  # top panel: not read
+                {"panel": "normalized", "series": f"authors' {natman}", "n": 7, "value": -0.9}]
+    assert summary(records) == (f"Figure 3 (bottom), each run minus its own base, in pp (mean over runs): {natman}: "
+                                f"n = 1: -0.10, n = 7: -35.00; lowest -35.00 at n = 7; {frozen}: n = 1: -1.00; "
+                                "lowest -80.00 at n = 5.")
+    assert summary([]) == ""
