@@ -180,13 +180,14 @@ def write_authors_docs(rows: list[dict], docs: Path) -> dict:
     from analysis.reduced import plot_reduced, reduced_points  # noqa: PLC0415  (matplotlib is slow to import)
     docs = Path(docs)
     authors = [r for r in rows if r.get("original_run")]
-    if not reduced_points(authors):
+    points = reduced_points(authors, "authors'")
+    if not points:
         raise KitError("the authors' table holds no finished reduced-NNNN runs",
                        "pass their whole results/ folder (reduced-0001 ... reduced-1300 among the runs)")
     png, _, csv_path = plot_reduced(authors, docs / "img" / "authors_reduced")
     (docs / "img" / "authors_reduced.pdf").unlink()  # docs/img keeps PNG and CSV only
     readme = docs.parent / "README.md"
-    block = authors_block(reduced_points(authors, "authors'"), f"{docs.name}/img")
+    block = authors_block(points, f"{docs.name}/img")
     return {"authors_reduced_png": png, "authors_reduced_csv": csv_path,
             "readme": atomic.write_text(readme, replace_block(readme.read_text(), block, AUTHORS_BEGIN, AUTHORS_END))}
 
