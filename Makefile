@@ -89,7 +89,7 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 system:  ## install missing Debian packages (apt-get); CAFFE_OPENCV=1 adds OpenCV's core/imgproc/imgcodecs
-	@CAFFE_OPENCV='$(CAFFE_OPENCV)' bash runner/install_system.sh
+	@CAFFE_OPENCV='$(CAFFE_OPENCV)' bash caffe_build/install_system.sh
 
 $(STAMP): requirements.txt setup.py
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11)' 2>/dev/null || { echo "error: the kit needs Python 3.11 as '$(PYTHON)'; fix: make PYTHON=/path/to/python3.11" >&2; exit 1; }
@@ -102,17 +102,17 @@ $(STAMP): requirements.txt setup.py
 venv: $(STAMP)  ## the Python venv with the pinned packages and the kit
 
 caffe: system venv  ## build Caffe + pycaffe once into ~/.cache and wire it in (CAFFE_ROOT=... uses yours; CAFFE_OPENCV=1: with OpenCV; CUDA=1 [CUDA_ARCH="80 90"]: for NVIDIA GPUs)
-	@CAFFE_OPENCV='$(CAFFE_OPENCV)' $(CUDA_VARS) bash runner/build_caffe.sh $(VENV)
+	@CAFFE_OPENCV='$(CAFFE_OPENCV)' $(CUDA_VARS) bash caffe_build/build_caffe.sh $(VENV)
 
 caffe-cuda: system venv  ## build GPU Caffe without wiring it in (its root: $(VENV)/caffe_cuda_root; make test-cuda uses it)
-	@CAFFE_OPENCV=0 CUDA=1 CUDA_ARCH='$(CUDA_ARCH)' CUDNN='$(CUDNN)' CAFFE_WIRE=0 bash runner/build_caffe.sh $(VENV) >/dev/null
+	@CAFFE_OPENCV=0 CUDA=1 CUDA_ARCH='$(CUDA_ARCH)' CUDNN='$(CUDNN)' CAFFE_WIRE=0 bash caffe_build/build_caffe.sh $(VENV) >/dev/null
 
 caffe-opencv: venv  ## build the OpenCV variant without wiring it in (its root: $(VENV)/caffe_opencv_root; the tests use it)
-	@CAFFE_OPENCV=1 bash runner/install_system.sh
-	@CAFFE_OPENCV=1 CAFFE_WIRE=0 bash runner/build_caffe.sh $(VENV) >/dev/null
+	@CAFFE_OPENCV=1 bash caffe_build/install_system.sh
+	@CAFFE_OPENCV=1 CAFFE_WIRE=0 bash caffe_build/build_caffe.sh $(VENV) >/dev/null
 
 caffe-reference: system venv  ## build the kit's Caffe as before its speed work (Debian's OpenBLAS, -O2), never wired: make bench and the tests compare with it
-	@CAFFE_OPENCV=0 CAFFE_REFERENCE=1 bash runner/build_caffe.sh $(VENV) >/dev/null
+	@CAFFE_OPENCV=0 CAFFE_REFERENCE=1 bash caffe_build/build_caffe.sh $(VENV) >/dev/null
 
 setup: caffe  ## everything the kit needs
 

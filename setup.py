@@ -19,8 +19,10 @@ setup(
     version="0.1.0",
     description="Re-run Yosinski et al. 2014 'How transferable are features in deep neural networks?' in real Caffe",
     python_requires=">=3.11",
-    packages=["kitcore", "data_prep", "generators", "runner", "analysis"],
-    package_data={"runner": ["patches/*.patch", "patches/opencv/*.patch", "patches/speed/*.patch", "*.sh"]},
+    packages=["kitcore", "data_prep", "generators", "runner", "analysis", "caffe_build"],
+    package_data={"runner": ["slurm.toml"],
+                  "caffe_build": ["*.sh", *(f"patches/{purpose}/*.patch"
+                                            for purpose in ("base", "speed", "opencv", "cuda"))]},
     install_requires=direct_requirements(),
     entry_points={"console_scripts": ["transfer-kit=runner.cli:main"]},
 )

@@ -145,29 +145,29 @@ def bench_frozen(work: Path, caffenet_batch: int, steps: int) -> list[str]:
 
 def bench_prep(work: Path, train_per_class: int) -> list[str]:
     """(c) ImageNet data prep: decodes per image over every split database, and throughput."""
-    from data_prep import imagenet_db
+    from data_prep import image_store
     from data_prep.imagenet import prepare_imagenet
     from data_prep.imagenet_synth import DEFAULT_WNIDS, make_synthetic_ilsvrc
     images, lists = make_synthetic_ilsvrc(work / "src", train_per_class=train_per_class,
                                           val_per_class=max(1, train_per_class // 4))
     calls: list[Path] = []
-    real = imagenet_db.decode_resize
+    real = image_store.decode_resize
 
-    def counted(path, size=imagenet_db.SIZE):
+    def counted(path, size=image_store.SIZE):
         calls.append(Path(path))
         return real(path, size)
-    imagenet_db.decode_resize = counted  # counts the real decoder's calls; nothing replaced
+    image_store.decode_resize = counted  # counts the real decoder's calls; nothing replaced
     kinds = [("random", {"seed": s}) for s in range(4)] + [("natman", {}), ("whole", {}),
                                                             ("reduced", {"per_class": 5})]
-    from data_prep.imagenet_lists import load_lists
+    from data_prep.image_lists import load_lists
     t0 = time.perf_counter()
-    imagenet_db.build_whole_set(work / "work", load_lists(lists), images)
+    image_store.build_whole_set(work / "work", load_lists(lists), images)
     whole = time.perf_counter() - t0
     decoded = len(calls)
     for kind, kw in kinds:
         prepare_imagenet(work / "work", lists, kind, images=images, **kw)
     total = time.perf_counter() - t0
-    imagenet_db.decode_resize = real
+    image_store.decode_resize = real
     distinct = len(set(calls))
     written = 0
     import lmdb

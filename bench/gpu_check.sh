@@ -206,13 +206,13 @@ elif [ -n "$PREFIX" ]; then
   begin prefix; end skipped "--prefix given: using $PREFIX"
 else
   begin prefix; PREFIX=$SCR/prefix
-  if [ ! -f "$KIT/runner/host_prefix.sh" ]; then end failed "runner/host_prefix.sh is missing"
+  if [ ! -f "$KIT/caffe_build/host_prefix.sh" ]; then end failed "caffe_build/host_prefix.sh is missing"
   elif [ ! -d "$PACK/debs" ]; then end failed "the pack has no debs/ (made with --skip-debs): make it again without"
-  elif bash "$KIT/runner/host_prefix.sh" unpack "$PACK/debs" "$PREFIX" > "$LOGS/prefix.log" 2>&1; then end passed
+  elif bash "$KIT/caffe_build/host_prefix.sh" unpack "$PACK/debs" "$PREFIX" > "$LOGS/prefix.log" 2>&1; then end passed
   else end failed "host_prefix.sh unpack failed: $(tail -n 1 "$LOGS/prefix.log")"; fi
 fi
 [ -z "$PREFIX" ] || [ ! -f "$PREFIX/.complete" ] ||  # the prefix's libraries (the build's RUNPATH has them too)
-  HOST_LD=$(bash "$KIT/runner/host_prefix.sh" env "$PREFIX" | sed -n 's/^HOST_LD_LIBRARY_PATH=//p' | tr -d "\"'")
+  HOST_LD=$(bash "$KIT/caffe_build/host_prefix.sh" env "$PREFIX" | sed -n 's/^HOST_LD_LIBRARY_PATH=//p' | tr -d "\"'")
 [ -z "${HOST_LD:-}" ] || export LD_LIBRARY_PATH="$HOST_LD${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 if [ -z "$ROOT" ]; then
   begin build
@@ -225,7 +225,7 @@ if [ -z "$ROOT" ]; then
     echo "building Caffe for sm_$ARCH on $(nproc) cores (log: $LOGS/build.log)"
     SDIST=$(ls "$PACK"/sdist/*.tar.gz | head -n 1)
     ROOT=$(CUDA=1 CUDA_ARCH=$ARCH CAFFE_HOST_PREFIX=$PREFIX CAFFE_PYCAFFE=0 CAFFE_CACHE=$SCR/cache CAFFE_SDIST=$SDIST \
-           timeout $T_BUILD bash "$KIT/runner/build_caffe.sh" - 2> "$LOGS/build.log" | tail -n 1)
+           timeout $T_BUILD bash "$KIT/caffe_build/build_caffe.sh" - 2> "$LOGS/build.log" | tail -n 1)
     if [ -n "$ROOT" ] && [ -f "$ROOT/.kit-build-complete" ] && [ -x "$ROOT/build/tools/caffe" ]; then
       end passed "sm_$ARCH: $ROOT"
     else tail -n 300 "$SCR"/cache/failed-build-*.log > "$LOGS/build_make_tail.log" 2>/dev/null
@@ -272,7 +272,7 @@ CPU_RUNS=("cpu_nodrop train_val_nodrop solver init 1" "cpu_nodrop_ulp train_val_
 begin unit_tests
 if [ "$HAVE_GPU" = 0 ]; then end skipped "$SKIP"
 else
-  CAFFE_TEST_FILTER=$UNIT_FILTER timeout $T_UNIT bash "$KIT/runner/caffe_unit_tests.sh" "$ROOT" "${UNIT_TESTS[@]}" > \
+  CAFFE_TEST_FILTER=$UNIT_FILTER timeout $T_UNIT bash "$KIT/caffe_build/unit_tests.sh" "$ROOT" "${UNIT_TESTS[@]}" > \
     "$LOGS/unit_tests.out" 2> "$LOGS/unit_tests.err"; rc=$?
   fig units "$LOGS/unit_tests.out" "$LOGS/unit_tests.err" "$UNIT_FILTER" "${UNIT_TESTS[*]}" "$CUDNN" "$rc"
 fi

@@ -4,7 +4,7 @@
 
 PACK/ gets:
   sdist/   the pinned brocolli-caffe sdist, from build_caffe.sh's cache
-  debs/    Caffe's host libraries as Debian .debs (runner/host_prefix.sh download)
+  debs/    Caffe's host libraries as Debian .debs (caffe_build/host_prefix.sh download)
   fa20/    FA-20 random0's B half: train and val LMDBs (tar.xz; the check unpacks them) and the mean
   nets/    train_val.prototxt + solver.prototxt: the kit's FA-20 baseB (generators.runfiles.run_files), 100
            iterations, every loss logged (display 1), a test at 0, 50 and 100, one snapshot at the end, the
@@ -59,30 +59,31 @@ def _sdist() -> Path:
     base = os.environ.get("CAFFE_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) \
         / "transfer-kit" / "caffe"
     path = Path(base) / "sdist" / SDIST
-    pinned = re.search(r"^SDIST_SHA256=([0-9a-f]{64})$", (ROOT / "runner" / "build_caffe.sh").read_text(), re.M)
+    pinned = re.search(r"^SDIST_SHA256=([0-9a-f]{64})$", (ROOT / "caffe_build" / "build_caffe.sh").read_text(), re.M)
     if not path.is_file():
         raise KitError(f"the Caffe sdist is not at {path}", "make caffe (it downloads the sdist into that cache)")
     if pinned is None or atomic.sha256(path) != pinned.group(1):
-        raise KitError(f"{path} does not have the sha256 runner/build_caffe.sh pins",
+        raise KitError(f"{path} does not have the sha256 caffe_build/build_caffe.sh pins",
                        f"delete it and run make caffe (which downloads {SDIST} again)")
     return path
 
 
 def _debs(pack: Path, skip: bool) -> str:
-    script = ROOT / "runner" / "host_prefix.sh"
+    script = ROOT / "caffe_build" / "host_prefix.sh"
     if skip:
         return "skipped (--skip-debs): this pack serves gpu_check.sh --root ROOT only"
     if not script.is_file():
-        raise KitError("runner/host_prefix.sh is not there yet (TODO: its 'download DEBDIR' fetches Caffe's host "
-                       "libraries as .debs)", "add runner/host_prefix.sh, or pass --skip-debs for a pack used "
+        raise KitError("caffe_build/host_prefix.sh is not there yet (TODO: its 'download DEBDIR' fetches Caffe's host "
+                       "libraries as .debs)", "add caffe_build/host_prefix.sh, or pass --skip-debs for a pack used "
                        "only with gpu_check.sh --root ROOT")
     (pack / "debs").mkdir()
     proc = subprocess.run(["bash", str(script), "download", str(pack / "debs")], cwd=ROOT, check=False,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if proc.returncode:
         tail = (proc.stdout.strip().splitlines() or ["no output"])[-1]
-        raise KitError(f"runner/host_prefix.sh download failed ({tail})", "fix the download, then rerun with --force")
-    return "runner/host_prefix.sh download"
+        raise KitError(f"caffe_build/host_prefix.sh download failed ({tail})",
+                       "fix the download, then rerun with --force")
+    return "caffe_build/host_prefix.sh download"
 
 
 def _kit(*args: str) -> None:

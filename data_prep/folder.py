@@ -3,7 +3,7 @@
 `add_dataset(work, NAME, DIR)` reads the tree (`folder_tree`: DIR/train/<class>
 and DIR/val/<class>, or DIR/<class> with a seeded held-out val share), decodes
 every image once into `<work>/NAME/dataset/` with ImageNet's code
-(`imagenet_db.decode_phase`): `train_lmdb`, `val_lmdb` keyed `<class>/<file>`,
+(`image_store.decode_phase`): `train_lmdb`, `val_lmdb` keyed `<class>/<file>`,
 `train.txt` and `val.txt` (`KEY LABEL` lines of the stored images, the lists
 every split is cut from), `bad_images.txt` (files OpenCV cannot decode, left
 out of the LMDBs and the lists), `profile.json` (the dataset's `kitcore.profiles`
@@ -21,8 +21,8 @@ NET and the stored shape:
 - `caffenet`: 3 x 256 x 256 (IMREAD_COLOR), as ImageNet; no probe.
 
 `prepare_user_split(work, NAME, protocol)` writes `<work>/NAME/<split>/` as
-ImageNet's splits (`imagenet_lists.write_split_lists`,
-`imagenet.prepare_split_db`): split.json, lists/, data/{half}_{train,val}_lmdb
+ImageNet's splits (`image_lists.write_split_lists`,
+`store_splits.prepare_split_db`): split.json, lists/, data/{half}_{train,val}_lmdb
 relabelled 0..K-1 per half, data/{half}_mean.binaryproto, manifest.json last.
 Protocols: random (the authors' K//2 classes to A), whole (`all`), reduced
 (the first k train images of each class), natman from a groups CSV
@@ -35,10 +35,10 @@ import logging
 import re
 from pathlib import Path
 
-from data_prep import folder_tree, imagenet_db
-from data_prep.imagenet import prepare_split_db
-from data_prep.imagenet_lists import IlsvrcLists, make_split, read_image_list, write_split_lists
+from data_prep import folder_tree, image_store
+from data_prep.image_lists import ImageLists, make_split, read_image_list, write_split_lists
 from data_prep.splits import Split
+from data_prep.store_splits import prepare_split_db
 from kitcore import layout
 from kitcore.atomic import remove_path, sha256, write_json, write_text
 from kitcore.errors import KitError
@@ -46,7 +46,7 @@ from kitcore.profiles import NETS, PROFILE_FILE, PROFILES, check_seed, load_user
 
 log = logging.getLogger(__name__)
 
-CAFFENET_SHAPE = (3, imagenet_db.SIZE, imagenet_db.SIZE)
+CAFFENET_SHAPE = (3, image_store.SIZE, image_store.SIZE)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -55,7 +55,7 @@ def _check_name(name: str, net: str | None) -> None:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise KitError(f"invalid dataset name {name!r}",
                        "use letters, digits, '_', '.' and '-', starting with a letter or digit, e.g. DATASET=flowers")
-    if name in PROFILES and not PROFILES[name].extra.get("user"):
+    if name in PROFILES and not PROFILES[name].user:
         raise KitError(f"dataset name {name!r} is the kit's own", "choose another DATASET name")
     if net is not None and net not in NETS:
         raise KitError(f"unknown NET {net!r}", f"use one of: {', '.join(NETS)}")
@@ -69,7 +69,7 @@ def _fix_force(name: str, images: Path) -> str:
 
 def _reuse(wdir: Path, name: str, tree: folder_tree.Tree, net: str | None) -> bool:
     """Whether the finished store in `wdir` is this tree's (with NET unset or the same); KitError if another's."""
-    meta = imagenet_db.read_whole_meta(wdir)
+    meta = image_store.read_whole_meta(wdir)
     if meta is None or not (wdir / PROFILE_FILE).is_file():
         return False
     if meta.get("tree_sha256") != tree.sha256:
@@ -120,7 +120,7 @@ def add_dataset(work: Path, name: str, images: Path, net: str | None = None, val
     bad: list[tuple[str, str, str]] = []
     info, counts, k = {}, {}, len(tree.classes)
     for phase in folder_tree.PHASES:
-        info[phase], per_label = imagenet_db.decode_phase(wdir, phase, tree.items(phase), k, tree.roots[phase],
+        info[phase], per_label = image_store.decode_phase(wdir, phase, tree.items(phase), k, tree.roots[phase],
                                                           bad, jobs=jobs, size=(h, w), channels=c)
         counts[phase] = {tree.classes[i]: int(n) for i, n in enumerate(per_label)}
         left_out = {key for ph, key, _why in bad if ph == phase}
@@ -135,7 +135,7 @@ def add_dataset(work: Path, name: str, images: Path, net: str | None = None, val
                            "or remove the folder")
     extra = {"class_names": list(tree.classes), "source": str(tree.root), "val_fraction": tree.val_fraction}
     write_json(wdir / PROFILE_FILE, user_profile(name, net, (c, h, w), extra).record())
-    imagenet_db.finish_whole_set(wdir, bad, {
+    image_store.finish_whole_set(wdir, bad, {
         "dataset": name, "size": [h, w], "channels": c, "shape": [c, h, w], "encoded": False, "net": net,
         "images": str(tree.root), "layout": tree.layout, "val_fraction": tree.val_fraction, "seed": tree.seed,
         "tree_sha256": tree.sha256, "class_names": list(tree.classes), "lmdbs": info, "class_counts": counts,
@@ -186,7 +186,7 @@ def read_groups(path: Path, classes: tuple[str, ...], name: str) -> dict[str, st
 def _store(work: Path, name: str) -> tuple[Path, dict]:
     """The finished store of a user dataset and its dataset.json; KitError if it was not added."""
     wdir = layout.dataset_dir(work, name)
-    meta = imagenet_db.read_whole_meta(wdir)
+    meta = image_store.read_whole_meta(wdir)
     if meta is None or not (wdir / PROFILE_FILE).is_file() or "tree_sha256" not in meta:
         raise KitError(f"dataset {name!r} has not been added to {work} (no finished {wdir})",
                        f"add its images first: make dataset DATASET={name} IMAGES=DIR")
@@ -204,7 +204,7 @@ def prepare_user_split(work: Path, name: str, protocol: str, seed: int = 0, per_
                        "pass GROUPS=file.csv (--groups) of class,group lines for the natman split only")
     classes = tuple(meta["class_names"])
     entries = {p: read_image_list(wdir / f"{p}.txt", len(classes)) for p in folder_tree.PHASES}
-    lists = IlsvrcLists(folder=Path(meta["images"]), synsets=classes, entries=entries,
+    lists = ImageLists(folder=Path(meta["images"]), synsets=classes, entries=entries,
                         sha256={f"{p}.txt": meta["lmdbs"][p]["list_sha256"] for p in folder_tree.PHASES})
     kinds = None
     if protocol == "natman":

@@ -41,7 +41,7 @@ from data_prep.splits import Split, make_random_split, natman_split, whole_split
 from kitcore import layout
 from kitcore.atomic import remove_path, sha256, write_json
 from kitcore.errors import KitError
-from kitcore.profiles import profile
+from kitcore.profiles import PREPARERS, PROFILES, profile
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +60,20 @@ class DatasetSpec:
     contact_sheet: Callable[[Path, Path], Path] | None = None  # (dataset folder, png) -> png
 
 
-DATASETS: dict[str, DatasetSpec] = {
+SPECS: dict[str, DatasetSpec] = {  # the embedded preparers (kitcore.profiles.EMBEDDED) and how each builds its data
     "fa20": DatasetSpec(num_classes=len(fa20.CLASS_NAMES), kinds=fa20.KINDS, build=fa20.build_fa20, load=fa20.load_fa20,
                         contact_sheet=fa20.contact_sheet),
 }
 
 
 def dataset_spec(dataset: str) -> DatasetSpec:
-    """Return the spec of `dataset`, or raise KitError listing the valid names."""
-    if dataset not in DATASETS:
-        raise KitError(f"unknown dataset {dataset!r}", f"use one of: {', '.join(sorted(DATASETS))}")
-    return DATASETS[dataset]
+    """Return how the kit builds `dataset` (its profile's preparer), or raise KitError naming the datasets it builds."""
+    p = profile(dataset)
+    if p.preparer not in SPECS:
+        built = sorted(n for n, q in PROFILES.items() if q.preparer in SPECS)
+        raise KitError(f"the kit does not build {dataset!r} (its splits come from {PREPARERS[p.preparer]})",
+                       f"use one of: {', '.join(built)}")
+    return SPECS[p.preparer]
 
 
 def dataset_dir(work: Path, dataset: str) -> Path:

@@ -3,9 +3,10 @@
 A profile names the net template and the solver template per protocol (files
 of the kit, relative to its root), the classifier width rule, the test policy,
 the half whose mean a transfer reads, the stored image shape (the net's input
-shape is derived from it and the template's crop), the seeds rule and how its
-splits are made. `run.json` records the profile whole (`Profile.record`), so a
-run folder says every policy that made it.
+shape is derived from it and the template's crop), the seeds rule and its
+preparer: which of data_prep's entry points makes its splits (`PREPARERS`).
+`run.json` records the profile whole (`Profile.record`), so a run folder says
+every policy that made it.
 
 `PROFILES` holds the kit's two datasets; `register` adds another, refusing a
 name already taken. A user's dataset (`make dataset DATASET=NAME IMAGES=DIR`)
@@ -40,11 +41,21 @@ class Profile:
     exact_classes: bool                    # fc8 = the target half's class count (else the template's width)
     whole_val_test: bool                   # test_iter covers the target's whole val set once (else the solver's)
     transfer_mean: str = "source"          # a transfer reads the mean of its base's half ("source") or its target's
-    embedded: bool = False                 # the kit builds the data itself (grid and demo prepare its splits)
+    preparer: str = "lists"                # how its splits are made: a key of PREPARERS
     split_args: str = ""                   # make arguments every split command of this dataset needs
     protocols: tuple[str, ...] = ("random", "natman", "whole")  # protocols with a split of this dataset
     seeds: str = "random splits take any seed 0 <= s < 2**32; the paper used 0..3"
     extra: dict = field(default_factory=dict)  # further facts a user dataset records (class names, source)
+
+    @property
+    def embedded(self) -> bool:
+        """Whether the kit builds the data itself (the grid and the demo prepare its splits)."""
+        return self.preparer in EMBEDDED
+
+    @property
+    def user(self) -> bool:
+        """Whether this is a user's dataset, added by `make dataset` from class folders."""
+        return self.preparer == "folder"
 
     def solver_template(self, protocol: str) -> Path:
         """The solver template of a protocol's runs (the profile's "*" entry when it has none of its own)."""
@@ -82,6 +93,12 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {}
+PREPARERS = {  # Profile.preparer -> what makes the dataset's splits (the entry point in data_prep)
+    "fa20": "the kit builds FA-20 itself and cuts its splits from the arrays (data_prep.prepare, data_prep.fa20)",
+    "lists": "Caffe's list files and an image folder the user gives (data_prep.imagenet)",
+    "folder": "a user's class-per-folder images, added by make dataset (data_prep.folder)",
+}
+EMBEDDED = ("fa20",)  # the preparers that need nothing from the user
 
 
 def check_seed(seed) -> int:
@@ -98,6 +115,9 @@ def register(p: Profile) -> Profile:
         raise KitError(f"dataset name {p.name!r} is taken", "choose another DATASET name")
     if "*" not in p.solvers:
         raise KitError(f"profile {p.name!r} has no default solver", 'give solvers a "*" entry')
+    if p.preparer not in PREPARERS:
+        raise KitError(f"profile {p.name!r} has an unknown preparer {p.preparer!r}",
+                       f"use one of: {', '.join(PREPARERS)}")
     PROFILES[p.name] = p
     return p
 
@@ -117,7 +137,7 @@ register(Profile(
     image_shape=(1, 28, 28),
     exact_classes=True,   # the template's fc8 is sized for a half; every half gets its own count
     whole_val_test=True,  # halves differ in size (10 classes, 20 for `all`): each test covers all of val
-    embedded=True))
+    preparer="fa20"))
 
 register(Profile(
     name="imagenet",
@@ -143,18 +163,23 @@ def user_profile(name: str, net: str, image_shape: tuple[int, int, int], extra: 
     """The profile of a dataset a user adds (`make dataset DATASET=NAME IMAGES=DIR NET=...`)."""
     if net not in NETS:
         raise KitError(f"unknown NET {net!r}", f"use one of: {', '.join(NETS)}")
-    if name in PROFILES and not PROFILES[name].extra.get("user"):
+    if name in PROFILES and not PROFILES[name].user:
         raise KitError(f"dataset name {name!r} is the kit's own", "choose another DATASET name")
     template, solvers = NETS[net]
     c, h, w = image_shape
     return Profile(name=name, description=f"a user's class-per-folder dataset ({c}x{h}x{w}, NET={net})",
                    net_template=template, solvers=dict(solvers), image_shape=(c, h, w), exact_classes=True,
-                   whole_val_test=True, protocols=("random", "natman", "whole", "reduced"),
+                   whole_val_test=True, preparer="folder", protocols=("random", "natman", "whole", "reduced"),
                    extra={"user": True, "net": net, **(extra or {})})
 
 
 def from_record(record: dict) -> Profile:
     """A Profile from its record (run.json's `profile`, a user dataset's profile.json)."""
+    record = dict(record)
+    if "embedded" in record:  # a record from before profiles named their preparer: the flag says which
+        embedded = record.pop("embedded")
+        record.setdefault("preparer", "fa20" if embedded else "folder" if record.get("extra", {}).get("user")
+                          else "lists")
     return Profile(**{**record, "image_shape": tuple(record["image_shape"]), "protocols": tuple(record["protocols"])})
 
 
@@ -168,7 +193,7 @@ def load_user_profiles(work: Path) -> list[str]:
         except (OSError, ValueError) as exc:
             raise KitError(f"{path} is unreadable ({exc})", "rebuild the dataset: make dataset ... FORCE=1") from exc
         known = PROFILES.get(record.get("name"))
-        if known is not None and known.extra.get("user"):
+        if known is not None and known.user:
             del PROFILES[known.name]  # the file is the truth: a rebuilt dataset may have a new profile
         names.append(register(from_record(record)).name)
     return names

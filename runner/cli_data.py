@@ -123,7 +123,7 @@ def _split(args: argparse.Namespace) -> int:
         having = [n for n, p in PROFILES.items() if protocol in p.protocols]
         raise KitError(f"{args.command} is for ImageNet only, got --dataset {args.dataset} (no {protocol} split)",
                        f"pass {dataset_flags(having)}")
-    if dataset.extra.get("user"):
+    if dataset.user:
         return _user_split(args, protocol)
     if args.command == "split-groups":
         raise KitError(f"split-groups is for your own datasets, not {args.dataset}",

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from kitcore import layout
 from kitcore.errors import KitError
+from kitcore.profiles import profile
 from kitcore.treatments import grid_names, in_dependency_order, parse
 from runner.grid import run_specs, threads_per_job
 from runner.train import RunSpec
@@ -71,9 +72,9 @@ def _pictures(split_dir: Path, dataset: str) -> dict:
     """The dataset's contact sheet (datasets the kit builds) and the conv1 filters of the split's baseA,
     into its results folder."""
     from analysis.filters import write_filters
-    from data_prep.prepare import DATASETS
+    from data_prep.prepare import dataset_spec
     out = {}
-    builder = DATASETS.get(dataset)
+    builder = dataset_spec(dataset) if profile(dataset).embedded else None
     if builder is not None and builder.contact_sheet is not None:
         out["contact_sheet_png"] = builder.contact_sheet(layout.dataset_dir(split_dir.parent.parent, dataset),
                                                          split_dir / "results" / "contact_sheet.png")

@@ -50,7 +50,7 @@ def check_gpu() -> None:
     """Raise KitError unless Caffe can run in GPU mode on device 0 here (`caffe device_query -gpu 0`).
 
     The two ways it fails have different fixes: a CPU-only build (make caffe CUDA=1), and a
-    CUDA build on a machine without a usable GPU (runner/patches/cuda makes that one line).
+    CUDA build on a machine without a usable GPU (caffe_build/patches/cuda makes that one line).
     """
     proc = subprocess.run([tool("caffe"), "device_query", "-gpu", "0"], env=caffe_env(), capture_output=True,
                           text=True, check=False, timeout=120)

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from test_imagenet_db import read_records as records  # noqa: F401  (one reader of raw Datums for the tests)
+from test_image_store import read_records as records  # noqa: F401  (one reader of raw Datums for the tests)
 
 from kitcore.profiles import PROFILES
 

@@ -90,7 +90,7 @@ def test_tools_are_real_binaries():
 
 def _key(kit, tmp_path, **env) -> str:
     """The cache folder build_caffe.sh of the kit copy KIT would build into (CAFFE_KEY_ONLY=1)."""
-    proc = subprocess.run(["bash", str(kit / "runner" / "build_caffe.sh"), str(ROOT / ".venv")], text=True,
+    proc = subprocess.run(["bash", str(kit / "caffe_build" / "build_caffe.sh"), str(ROOT / ".venv")], text=True,
                           capture_output=True, check=False,
                           env={**os.environ, "CAFFE_KEY_ONLY": "1", "CAFFE_CACHE": str(tmp_path / "cache"), **env})
     assert proc.returncode == 0, proc.stderr
@@ -101,18 +101,18 @@ def test_a_cpu_build_is_keyed_by_its_own_files_only(tmp_path):
     """Editing the CUDA resolver, the host prefix script or the CUDA patches leaves the CPU builds' keys alone;
     editing build_caffe.sh or a CPU patch changes them."""
     kit = tmp_path / "kit"
-    shutil.copytree(ROOT / "runner", kit / "runner", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "caffe_build", kit / "caffe_build", ignore=shutil.ignore_patterns("__pycache__"))
     builds = [{"CUDA": "0", "CAFFE_OPENCV": "0"}, {"CUDA": "0", "CAFFE_OPENCV": "1"},
               {"CUDA": "0", "CAFFE_OPENCV": "0", "CAFFE_REFERENCE": "1"}]
     keys = [_key(kit, tmp_path, **b) for b in builds]
     assert len(set(keys)) == 3, keys
-    for other in ["cuda_toolkit.py", "host_prefix.sh", *(f"patches/cuda/{p.name}"
-                                                         for p in (kit / "runner" / "patches" / "cuda").glob("*"))]:
-        with open(kit / "runner" / other, "a") as f:
+    cuda_patches = [f"patches/cuda/{p.name}" for p in (kit / "caffe_build" / "patches" / "cuda").glob("*")]
+    for other in ["cuda_toolkit.py", "host_prefix.sh", *cuda_patches]:
+        with open(kit / "caffe_build" / other, "a") as f:
             f.write("\n# edited\n")
     assert [_key(kit, tmp_path, **b) for b in builds] == keys
-    first_patch = sorted((kit / "runner" / "patches").glob("*.patch"))[0]
-    for edited in [first_patch, kit / "runner" / "build_caffe.sh"]:
+    first_patch = sorted((kit / "caffe_build" / "patches" / "base").glob("*.patch"))[0]
+    for edited in [first_patch, kit / "caffe_build" / "build_caffe.sh"]:
         with open(edited, "a") as f:
             f.write("\n# edited\n")
         new = [_key(kit, tmp_path, **b) for b in builds]

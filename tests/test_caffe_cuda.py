@@ -29,7 +29,7 @@ def cuda_root() -> Path:
 
 
 def kit_cuda(root: Path) -> dict[str, str]:
-    """ROOT/.kit-cuda: what runner/cuda_toolkit.py resolved for this build."""
+    """ROOT/.kit-cuda: what caffe_build/cuda_toolkit.py resolved for this build."""
     import shlex
     return {k: shlex.split(v)[0] if v else "" for k, v in
             (ln.split("=", 1) for ln in (root / ".kit-cuda").read_text().splitlines() if "=" in ln)}
@@ -111,7 +111,7 @@ def test_make_caffe_cuda_1_wires_the_gpu_build_and_cuda_0_wires_the_cpu_one_back
     assert was in ("cpu", "cuda")
     env = {k: v for k, v in os.environ.items() if k not in ("CAFFE_ROOT", "CUDA", "CAFFE_OPENCV")}
     env["CUDA_ARCH"] = kit_cuda(cuda_root)["CUDA_ARCHS"]
-    build = [str(ROOT / "runner/build_caffe.sh"), str(VENV)]
+    build = [str(ROOT / "caffe_build/build_caffe.sh"), str(VENV)]
 
     def wire(cuda: str | None, **extra) -> subprocess.CompletedProcess:
         proc = subprocess.run(["bash", *build], capture_output=True, text=True, check=False, timeout=3600,

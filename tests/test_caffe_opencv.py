@@ -6,12 +6,12 @@
   `--encoded` (ENCODED=1) too.
 - The Data layer on PNG-encoded Datums (lossless, the cv::Mat path) with crop,
   mirror and mean_file gives the very blobs it gives on raw Datums (BVLC's
-  formula): the fix of runner/patches/opencv/03-data-transformer-cvmat-mean.patch.
+  formula): the fix of caffe_build/patches/opencv/03-data-transformer-cvmat-mean.patch.
 - `caffe train` runs on a split made with ENCODED=1 (the kit's CLI, CAFFE_ROOT
   pointing at the variant).
 
 The variant's root comes from `.venv/caffe_opencv_root` (written by
-runner/build_caffe.sh). Without it these tests fail, saying how to build it:
+caffe_build/build_caffe.sh). Without it these tests fail, saying how to build it:
 CI runs them through `make test`, which builds it.
 """
 from __future__ import annotations
@@ -27,8 +27,8 @@ import lmdb
 import numpy as np
 import pytest
 
-from data_prep.imagenet_db import build_whole_set
-from data_prep.imagenet_lists import load_lists
+from data_prep.image_lists import load_lists
+from data_prep.image_store import build_whole_set
 from data_prep.imagenet_synth import make_synthetic_ilsvrc
 from data_prep.lmdb_io import caffe_pb2, read_mean
 from kitcore.caffe_env import caffe_variant

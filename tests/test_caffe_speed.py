@@ -5,7 +5,7 @@
   fallback of Debian's 0.3.21 on a CPU it does not know) and obeys
   OPENBLAS_CORETYPE where the environment sets it.
 - Caffe's own unit tests (with their gradient checks) of every layer type the
-  kit's nets use pass with that BLAS and the speed patches (runner/caffe_unit_tests.sh).
+  kit's nets use pass with that BLAS and the speed patches (caffe_build/unit_tests.sh).
 - The FA-20 train net's forward outputs, backward diffs and parameter
   gradients from the same weights and inputs equal the reference build's
   (`make caffe-reference`: Debian's OpenBLAS, -O2, no speed patches) within
@@ -89,7 +89,7 @@ def test_openblas_picks_a_core_for_this_cpu_and_obeys_the_environment(fast_root)
 
 
 def _unit_tests(root: Path, *tests: str) -> list[str]:
-    proc = subprocess.run(["bash", str(ROOT / "runner" / "caffe_unit_tests.sh"), str(root), *tests],
+    proc = subprocess.run(["bash", str(ROOT / "caffe_build" / "unit_tests.sh"), str(root), *tests],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
     lines = proc.stdout.strip().splitlines()
@@ -113,7 +113,7 @@ def test_caffes_own_data_layer_tests_pass_in_the_opencv_variant():
 
 
 def test_a_test_binary_that_runs_no_test_fails(fast_root):
-    proc = subprocess.run(["bash", str(ROOT / "runner" / "caffe_unit_tests.sh"), str(fast_root), "test_data_layer"],
+    proc = subprocess.run(["bash", str(ROOT / "caffe_build" / "unit_tests.sh"), str(fast_root), "test_data_layer"],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 1 and "ran no test in this build" in proc.stderr, proc.stderr
 

@@ -1,4 +1,4 @@
-"""runner/cuda_toolkit.py: what `make caffe CUDA=1` builds against, and its one-line errors.
+"""caffe_build/cuda_toolkit.py: what `make caffe CUDA=1` builds against, and its one-line errors.
 
 These run in `make test` and download nothing: every case that reaches nvcc fails (or is
 answered) before the libraries are looked for. They need a real nvcc (CUDA 11.8-13.x) on
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from runner import cuda_toolkit as ct
+from caffe_build import cuda_toolkit as ct
 
 ROOT = Path(__file__).resolve().parents[1]
 NVCC = shutil.which("nvcc") or (os.environ.get("CUDA_HOME") and str(Path(os.environ["CUDA_HOME"]) / "bin/nvcc"))
@@ -25,7 +25,7 @@ def resolve(tmp_path, **env):
     """`cuda_toolkit.py resolve` as build_caffe.sh runs it: (exit code, stdout, stderr lines)."""
     full = {k: v for k, v in os.environ.items() if k not in ("CUDA_ARCH", "CUDNN", "CUDNN_HOME")}
     full.update(env)
-    proc = subprocess.run([sys.executable, str(ROOT / "runner/cuda_toolkit.py"), "resolve", str(tmp_path)],
+    proc = subprocess.run([sys.executable, str(ROOT / "caffe_build/cuda_toolkit.py"), "resolve", str(tmp_path)],
                           capture_output=True, text=True, env=full, check=False, timeout=600)
     return proc.returncode, proc.stdout, proc.stderr.strip().splitlines()
 

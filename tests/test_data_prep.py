@@ -244,9 +244,11 @@ def test_prepare_natman(tmp_path, fa20_dir, fa20_data):
 
 
 def test_prepare_bad_inputs(tmp_path):
-    with pytest.raises(KitError, match="unknown dataset") as err:
+    with pytest.raises(KitError, match="the kit does not build 'imagenet'.*Caffe's list files") as err:
         prepare_split(tmp_path, "imagenet", 0)
-    assert "fa20" in err.value.fix
+    assert err.value.fix == "use one of: fa20"
+    with pytest.raises(KitError, match="unknown dataset 'cifar'"):
+        prepare_split(tmp_path, "cifar", 0)
     with pytest.raises(KitError, match="seed"):
         prepare_split(tmp_path, "fa20", -1)
     assert not (tmp_path / "fa20").exists()

@@ -20,7 +20,7 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 MAKEFILE = (ROOT / "Makefile").read_text()
 TARGETS = set(re.findall(r"^([a-z][a-z0-9-]*):", MAKEFILE, re.M))
 # variables a make command may set: the Makefile's own, and the environment its scripts read
-SCRIPTS = "".join(p.read_text() for p in (ROOT / "runner").glob("*.sh")) + (ROOT / "bench" / "gpu_check.sh").read_text()
+SCRIPTS = "".join(p.read_text() for p in [*(ROOT / "caffe_build").glob("*.sh"), ROOT / "bench" / "gpu_check.sh"])
 CODE = re.compile(r"```[^\n]*\n(.*?)```|`([^`\n]+)`", re.S)
 STOP = {"#", "&&", ";", "||", "|", ">", "2>&1"}
 

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from data_prep import imagenet_db
+from data_prep import image_store
 from data_prep.folder import add_dataset, prepare_user_split
 from data_prep.folder_tree import read_tree
 from data_prep.verify import verify_split
@@ -49,11 +49,11 @@ def tiles(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiles")
     good = photo_tree(root / "photos")
     calls = []
-    real = imagenet_db.decode_resize
+    real = image_store.decode_resize
     groups = root / "groups.csv"
     groups.write_text("class,group\n" + "".join(f"{c},{g}\n" for c, g in GROUPS.items()))
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(imagenet_db, "decode_resize",
+        mp.setattr(image_store, "decode_resize",
                    lambda path, size=256, channels=3: calls.append(Path(path)) or real(path, size, channels))
         wdir = add_dataset(root / "work", NAME, root / "photos", val_fraction=0.25, seed=3)
         decoded = len(calls)

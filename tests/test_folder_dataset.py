@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from data_prep import fa20, imagenet_db
+from data_prep import fa20, image_store
 from data_prep.folder import add_dataset, prepare_user_split
 from data_prep.lmdb_io import read_datum_lmdb, read_mean
 from data_prep.prepare import prepare_natman, prepare_split, prepare_whole
@@ -48,9 +48,9 @@ def exported(tmp_path_factory):
         for i, (img, label) in enumerate(zip(xs, ys)):
             assert cv2.imwrite(str(root / "png" / phase / names[label] / f"{i}.png"), img)
     calls = []
-    real = imagenet_db.decode_resize
+    real = image_store.decode_resize
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(imagenet_db, "decode_resize",
+        mp.setattr(image_store, "decode_resize",
                    lambda path, size=256, channels=3: calls.append(Path(path)) or real(path, size, channels))
         wdir = add_dataset(root / "work", NAME, root / "png")
         decoded = len(calls)

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from data_prep import imagenet_db
+from data_prep import image_store
 from data_prep.folder import add_dataset, prepare_user_split
 from kitcore.errors import KitError
 
@@ -139,8 +139,8 @@ def test_bad_names_net_and_file_names(tmp_path):
 def test_a_killed_build_is_rebuilt_and_a_finished_one_reused(tmp_path, monkeypatch):
     tree = pattern_tree(tmp_path / "img", CLASSES)
     calls = []
-    real = imagenet_db.decode_resize
-    monkeypatch.setattr(imagenet_db, "decode_resize",
+    real = image_store.decode_resize
+    monkeypatch.setattr(image_store, "decode_resize",
                         lambda path, size=256, channels=3: calls.append(path) or real(path, size, channels))
     wdir = add(tmp_path, tree)
     assert len(calls) == 12

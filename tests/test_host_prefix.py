@@ -1,4 +1,4 @@
-"""runner/host_prefix.sh: Caffe's host libraries as bookworm .debs, unpacked into a prefix folder.
+"""caffe_build/host_prefix.sh: Caffe's host libraries as bookworm .debs, unpacked into a prefix folder.
 
 The download is real (apt-get download, ~38 MiB, once per session: slow); the prefix it
 unpacks must hold every header, library and protoc a Caffe build needs, so that a program
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "runner" / "host_prefix.sh"
+SCRIPT = ROOT / "caffe_build" / "host_prefix.sh"
 BUDGET = 40 * 2**20  # what may travel to the machine without apt
 ERROR_LINE = re.compile(r"^error: .+; fix: .+$")
 # the base set the script never downloads (glibc, the compiler's runtime, cc1plus's libraries)

@@ -17,9 +17,9 @@ import lmdb
 import numpy as np
 import pytest
 
+from data_prep.image_lists import load_lists
+from data_prep.image_store import build_whole_set, decode_resize, encoding_of
 from data_prep.imagenet import prepare_imagenet
-from data_prep.imagenet_db import build_whole_set, decode_resize, encoding_of
-from data_prep.imagenet_lists import load_lists
 from data_prep.imagenet_synth import make_synthetic_ilsvrc
 from data_prep.lmdb_io import caffe_pb2
 from kitcore.caffe_env import caffe_variant

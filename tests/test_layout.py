@@ -14,14 +14,14 @@ import pytest
 
 from kitcore import layout
 from kitcore.errors import KitError
-from kitcore.profiles import KIT, PROFILES, Profile, profile, register
+from kitcore.profiles import KIT, PROFILES, Profile, from_record, profile, register
 from kitcore.treatments import parse
 from runner import inputs
 from runner.train import RunSpec
 
 from conftest import ROOT
 
-PACKAGES = ("kitcore", "data_prep", "generators", "analysis", "runner")
+PACKAGES = ("kitcore", "data_prep", "generators", "analysis", "runner", "caffe_build")
 
 
 def _imports(path) -> set[str]:
@@ -55,7 +55,8 @@ def _modules(package: str):
     return files
 
 
-@pytest.mark.parametrize("package,allowed", [("kitcore", {"kitcore"}), ("data_prep", {"kitcore", "data_prep"}),
+@pytest.mark.parametrize("package,allowed", [("caffe_build", {"caffe_build"}), ("kitcore", {"kitcore"}),
+                                             ("data_prep", {"kitcore", "data_prep"}),
                                              ("generators", {"kitcore", "generators"}),
                                              ("analysis", {"kitcore", "analysis"})])
 def test_layers_import_only_downwards(package, allowed):
@@ -190,3 +191,19 @@ def test_profiles_registry():
         register(Profile(**{**fa20.record(), "image_shape": (3, 32, 32), "protocols": ("random",)}))
     with pytest.raises(KitError, match="no split of fa20"):
         fa20.check_protocol("reduced")
+
+
+def test_each_profile_names_its_preparer():
+    """The registry says how every dataset's splits are made; a record from before the field still loads."""
+    assert {n: p.preparer for n, p in PROFILES.items() if n in ("fa20", "imagenet")} == \
+        {"fa20": "fa20", "imagenet": "lists"}
+    assert profile("fa20").embedded and not profile("imagenet").embedded and not profile("imagenet").user
+    with pytest.raises(KitError, match="unknown preparer 'zip'.*") as err:
+        register(Profile(**{**profile("fa20").record(), "name": "zipped", "image_shape": (1, 28, 28),
+                            "protocols": ("random",), "preparer": "zip"}))
+    assert err.value.fix == "use one of: fa20, lists, folder" and "zipped" not in PROFILES
+    old = {k: v for k, v in profile("fa20").record().items() if k != "preparer"}
+    assert from_record({**old, "embedded": True}) == profile("fa20")
+    user = {**old, "name": "mine", "extra": {"user": True}, "embedded": False}
+    assert from_record(user).preparer == "folder" and from_record(user).user
+    assert from_record({**user, "extra": {}}).preparer == "lists"

@@ -4,7 +4,7 @@ Bit identity: a run killed with a real kill -9 of `caffe` between snapshots,
 then resumed, ends with the same weights as an uninterrupted run. Stock Caffe
 (this rc3 fork included) saves neither the Data layer's LMDB cursor nor the RNG
 states that Dropout and `mirror` draw from; the kit's Caffe patch 07
-(runner/patches/07-deterministic-resume.patch) makes both follow the iteration.
+(caffe_build/patches/base/07-deterministic-resume.patch) makes both follow the iteration.
 So this test trains the kit's own FA-20 net, Dropout and mirror included, on a
 train LMDB whose size is no multiple of the snapshot interval's records: the
 resumed run's reader starts mid-database after wrapping once.

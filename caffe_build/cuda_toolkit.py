@@ -1,7 +1,7 @@
 """Find the CUDA toolkit, cuBLAS, cuRAND and cuDNN for `make caffe CUDA=1`.
 
 Standard library only: it also runs under a GPU machine's own python3 (bench/gpu_check.sh).
-`python runner/cuda_toolkit.py resolve` prints shell assignments that runner/build_caffe.sh
+`python caffe_build/cuda_toolkit.py resolve` prints shell assignments that caffe_build/build_caffe.sh
 evals; a problem is one line `error: ...; fix: ...` on stderr and exit 1.
 
 Where each part comes from, first found wins:
@@ -275,7 +275,8 @@ def resolve(env, cache: Path, python: str) -> dict[str, str]:
 
 def main(argv: list[str]) -> int:
     if argv[:1] != ["resolve"] or len(argv) > 2:
-        print("error: usage: cuda_toolkit.py resolve [CACHE]; fix: run it from runner/build_caffe.sh", file=sys.stderr)
+        print("error: usage: cuda_toolkit.py resolve [CACHE]; fix: run it from caffe_build/build_caffe.sh",
+              file=sys.stderr)
         return 2
     cache = Path(argv[1] if len(argv) == 2 else os.path.expanduser("~/.cache/transfer-kit/caffe"))
     try:

@@ -2,16 +2,16 @@
 # Build (once, incrementally, inside the build tree) and run Caffe's own unit
 # tests of the layer types and math the kit's nets use, in a kit Caffe build.
 # They ship with the sdist and include gradient checks; the kit runs them to
-# prove that its BLAS and compiler flags (runner/patches/speed) compute what
+# prove that its BLAS and compiler flags (caffe_build/patches/speed) compute what
 # BVLC's code computes.
 #
-# Usage: runner/caffe_unit_tests.sh ROOT [TEST ...]
+# Usage: caffe_build/unit_tests.sh ROOT [TEST ...]
 #   ROOT   a finished kit build (ROOT/.kit-build-complete)
 #   TEST   test sources without .cpp (default: the list below)
 # Prints one line per binary ("test_x: N tests passed"); exits 1 on a failure
 # (its gtest output on stderr). CAFFE_TEST_FILTER= passes --gtest_filter.
 set -euo pipefail
-ROOT=${1:?usage: caffe_unit_tests.sh ROOT [TEST ...]}
+ROOT=${1:?usage: unit_tests.sh ROOT [TEST ...]}
 shift
 TESTS=("$@")
 if [ ${#TESTS[@]} -eq 0 ]; then

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from data_prep.image_lists import first_per_class, load_lists
 from data_prep.imagenet import prepare_imagenet
-from data_prep.imagenet_lists import first_per_class, load_lists
 from data_prep.imagenet_synth import make_synthetic_ilsvrc
 from kitcore.errors import KitError
 from runner.cli import main

@@ -11,10 +11,10 @@ import lmdb
 import numpy as np
 import pytest
 
-from data_prep import imagenet_db
+from data_prep import image_store
+from data_prep.image_lists import load_lists
+from data_prep.image_store import build_whole_set
 from data_prep.imagenet import prepare_imagenet
-from data_prep.imagenet_db import build_whole_set
-from data_prep.imagenet_lists import load_lists
 from data_prep.imagenet_synth import make_synthetic_ilsvrc
 from data_prep.lmdb_io import caffe_pb2, read_mean
 from kitcore.errors import KitError
@@ -47,9 +47,9 @@ def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("inet")
     images, lists = make_synthetic_ilsvrc(root / "src", bad=True)
     calls = []
-    real = imagenet_db.decode_resize
+    real = image_store.decode_resize
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(imagenet_db, "decode_resize", lambda path, size=256: calls.append(Path(path)) or real(path, size))
+        mp.setattr(image_store, "decode_resize", lambda path, size=256: calls.append(Path(path)) or real(path, size))
         sdirs = {}
         for kind, kw in KINDS:
             before = len(calls)

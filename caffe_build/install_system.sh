@@ -5,7 +5,7 @@
 # only when one is missing. With the argument `opencv` or CAFFE_OPENCV=1 also
 # OpenCV's core, imgproc and imgcodecs (for `make caffe CAFFE_OPENCV=1`; no
 # highgui/videoio, see README).
-# Usage: runner/install_system.sh [opencv]
+# Usage: caffe_build/install_system.sh [opencv]
 set -euo pipefail
 PKGS=(
   build-essential

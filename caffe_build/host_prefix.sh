@@ -5,18 +5,18 @@
 # for its headers, libraries and protoc.
 #
 # Usage:
-#   runner/host_prefix.sh download DEBDIR   (here: Debian bookworm amd64 with apt)
+#   caffe_build/host_prefix.sh download DEBDIR   (here: Debian bookworm amd64 with apt)
 #       fetches the .deb files of SEEDS below and the closure of their run-time
 #       library dependencies, minus BASE; writes DEBDIR/packages.txt
 #       (name=version) and, last, DEBDIR/.complete. A complete DEBDIR: no-op.
 #       HOST_PREFIX_ICU=1 adds libicu72 (+8.9 MiB; see SKIP).
-#   runner/host_prefix.sh unpack DEBDIR PREFIX   (there: needs dpkg-deb, objdump)
+#   caffe_build/host_prefix.sh unpack DEBDIR PREFIX   (there: needs dpkg-deb, objdump)
 #       unpacks into a temporary folder beside PREFIX, makes every symlink
 #       relative and inside it, adds OpenBLAS's alternatives links, then renames
 #       it to PREFIX and writes PREFIX/.complete. Re-running onto a complete
 #       PREFIX of the same packages.txt is a no-op; any other existing PREFIX is
 #       refused (error line), never overwritten.
-#   runner/host_prefix.sh env PREFIX
+#   caffe_build/host_prefix.sh env PREFIX
 #       prints, one a line and safe to eval, HOST_INCLUDE_DIRS and
 #       HOST_LIBRARY_DIRS (space separated: -I / -L), HOST_PROTOC,
 #       HOST_LD_LIBRARY_PATH (colon separated: for protoc and the built
@@ -98,7 +98,7 @@ wanted() {  # a runtime library package that is neither base nor skipped
 
 cmd_download() {
   local debdir=${1:-}
-  [ -n "$debdir" ] || die "download needs a folder; fix: runner/host_prefix.sh download DEBDIR"
+  [ -n "$debdir" ] || die "download needs a folder; fix: caffe_build/host_prefix.sh download DEBDIR"
   if [ -f "$debdir/.complete" ]; then
     local b; b=$(deb_bytes "$debdir") || die "$debdir/.complete is there but a .deb of packages.txt is missing; fix: rm -r $debdir and download again"
     echo "$debdir is complete: $(wc -l < "$debdir/packages.txt") packages, $(mib "$b"); nothing to do"
@@ -199,8 +199,8 @@ glibc_check() {  # newest GLIBC_ / GLIBCXX_ symbol version the prefix's ELF file
 
 cmd_unpack() {
   local debdir=${1:-} prefix=${2:-}
-  [ -n "$debdir" ] && [ -n "$prefix" ] || die "unpack needs two folders; fix: runner/host_prefix.sh unpack DEBDIR PREFIX"
-  [ -f "$debdir/.complete" ] || die "$debdir is not a finished download (no .complete); fix: runner/host_prefix.sh download $debdir (here), then copy it whole"
+  [ -n "$debdir" ] && [ -n "$prefix" ] || die "unpack needs two folders; fix: caffe_build/host_prefix.sh unpack DEBDIR PREFIX"
+  [ -f "$debdir/.complete" ] || die "$debdir is not a finished download (no .complete); fix: caffe_build/host_prefix.sh download $debdir (here), then copy it whole"
   need_tool dpkg-deb "install dpkg (it is on every Debian/Ubuntu) or unpack on a machine that has it"
   need_tool objdump "install binutils (it comes with gcc)"
   if [ -e "$prefix" ]; then
@@ -234,8 +234,8 @@ cmd_unpack() {
 
 cmd_env() {
   local prefix=${1:-}
-  [ -n "$prefix" ] || die "env needs the prefix folder; fix: runner/host_prefix.sh env PREFIX"
-  [ -f "$prefix/.complete" ] || die "$prefix is not a finished prefix (no .complete); fix: runner/host_prefix.sh unpack DEBDIR $prefix"
+  [ -n "$prefix" ] || die "env needs the prefix folder; fix: caffe_build/host_prefix.sh env PREFIX"
+  [ -f "$prefix/.complete" ] || die "$prefix is not a finished prefix (no .complete); fix: caffe_build/host_prefix.sh unpack DEBDIR $prefix"
   local p; p=$(cd "$prefix" && pwd -P)
   plain_path "$p"
   local ob="$MA/openblas-pthread"
@@ -248,8 +248,8 @@ cmd_env() {
 }
 
 case "${1:-}" in
-  download) shift; [ $# -le 1 ] || die "download takes one folder; fix: runner/host_prefix.sh download DEBDIR"; cmd_download "$@" ;;
-  unpack) shift; [ $# -le 2 ] || die "unpack takes two folders; fix: runner/host_prefix.sh unpack DEBDIR PREFIX"; cmd_unpack "$@" ;;
-  env) shift; [ $# -le 1 ] || die "env takes one folder; fix: runner/host_prefix.sh env PREFIX"; cmd_env "$@" ;;
-  *) die "unknown command '${1:-}'; fix: runner/host_prefix.sh download DEBDIR | unpack DEBDIR PREFIX | env PREFIX" ;;
+  download) shift; [ $# -le 1 ] || die "download takes one folder; fix: caffe_build/host_prefix.sh download DEBDIR"; cmd_download "$@" ;;
+  unpack) shift; [ $# -le 2 ] || die "unpack takes two folders; fix: caffe_build/host_prefix.sh unpack DEBDIR PREFIX"; cmd_unpack "$@" ;;
+  env) shift; [ $# -le 1 ] || die "env takes one folder; fix: caffe_build/host_prefix.sh env PREFIX"; cmd_env "$@" ;;
+  *) die "unknown command '${1:-}'; fix: caffe_build/host_prefix.sh download DEBDIR | unpack DEBDIR PREFIX | env PREFIX" ;;
 esac

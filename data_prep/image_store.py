@@ -1,4 +1,7 @@
-"""ImageNet LMDBs: decode every image once into a whole-set store, then derive each split's halves from it.
+"""The whole-set image store: decode every listed image once into LMDBs, then derive each split's halves from it.
+
+ImageNet's store comes from Caffe's lists (`image_lists`); a user's folder
+dataset's from its class folders (`folder`): both are read the same way.
 
 Pixels follow Caffe's `convert_imageset --resize_height=256 --resize_width=256`
 (`ReadImageToDatum`): `cv2.imread(path, IMREAD_COLOR)` (BGR), `cv2.resize` to

@@ -3,27 +3,27 @@
 # pycaffe, once, into a cache folder keyed by everything that affects the build,
 # then wire it into the kit's venv (a .pth file and links in .venv/bin).
 #
-# Usage: runner/build_caffe.sh VENV_DIR
+# Usage: caffe_build/build_caffe.sh VENV_DIR
 #   CAFFE_ROOT=/path   use an existing Caffe build instead of building one
 #   CAFFE_CACHE=/path  cache folder (default ~/.cache/transfer-kit/caffe)
 #   CAFFE_OPENCV=1     the OpenCV variant (Debian's OpenCV 4.6: core, imgproc,
-#                      imgcodecs; runner/patches/opencv/*.patch too): adds
+#                      imgcodecs; caffe_build/patches/opencv/*.patch too): adds
 #                      convert_imageset and encoded (JPEG) Datums. Its root is
 #                      also recorded in VENV/caffe_opencv_root. CAFFE_OPENCV=0:
 #                      the plain variant; unset: the variant wired now.
 #   CAFFE_WIRE=0       build (or find) the variant but leave the venv's wiring
 #                      alone; the root is printed on stdout
 #   CAFFE_REFERENCE=1  the kit's build before its speed work (Debian's OpenBLAS,
-#                      -O2, no runner/patches/speed): never wired, its root is
+#                      -O2, no caffe_build/patches/speed): never wired, its root is
 #                      recorded in VENV/caffe_reference_root; `make bench` and
 #                      the equivalence test compare the fast build with it
-#   CUDA=1             GPU Caffe (runner/patches/cuda/*.patch too): toolkit, cuBLAS,
-#                      cuRAND and cuDNN found by runner/cuda_toolkit.py (CUDA_HOME,
+#   CUDA=1             GPU Caffe (caffe_build/patches/cuda/*.patch too): toolkit, cuBLAS,
+#                      cuRAND and cuDNN found by caffe_build/cuda_toolkit.py (CUDA_HOME,
 #                      nvcc on PATH, NVIDIA's wheels; CUDA_ARCH="80 90", CUDNN=0|1,
 #                      CUDNN_HOME); ROOT/.kit-cuda records what it found. CUDA=0: the
 #                      CPU build; unset: the device of the build wired now.
 #   CAFFE_HOST_PREFIX=/p  glog, gflags, protobuf, boost, hdf5, lmdb and OpenBLAS from
-#                      a folder of unpacked .deb files (runner/host_prefix.sh), not /usr
+#                      a folder of unpacked .deb files (caffe_build/host_prefix.sh), not /usr
 #   CAFFE_PYCAFFE=0    no pycaffe (nor the venv's BLAS wheel: Debian's OpenBLAS)
 #   CAFFE_SDIST=/f     the pinned sdist from this file instead of PyPI
 #   CAFFE_KEY_ONLY=1   print the cache folder this build would have (or has) and stop
@@ -35,7 +35,7 @@
 # The fast build links the current OpenBLAS of PyPI's scipy-openblas32 wheel
 # (pinned in requirements.txt; its symbols carry a scipy_ prefix, mapped back to
 # the CBLAS names by a generated cblas.h), copied into ROOT/build/lib, and
-# applies runner/patches/speed/*.patch (-O3, vectorised layers, several images
+# applies caffe_build/patches/speed/*.patch (-O3, vectorised layers, several images
 # per convolution GEMM). Debian bookworm's OpenBLAS 0.3.21 falls back to its
 # Prescott kernels on recent Intel cores; the wheel's picks the CPU's own.
 # OPENBLAS_CORETYPE and OPENBLAS_NUM_THREADS, where set, are obeyed by both.
@@ -95,10 +95,10 @@ case "$CAFFE_REFERENCE" in
   0) SPEED=fast ;;
   *) echo "error: CAFFE_REFERENCE=$CAFFE_REFERENCE; fix: CAFFE_REFERENCE=1 or 0" >&2; exit 1 ;;
 esac
-PATCHES=("$KIT"/runner/patches/*.patch)
-[ "$SPEED" = fast ] && PATCHES+=("$KIT"/runner/patches/speed/*.patch)
-[ "$VARIANT" = opencv ] && PATCHES+=("$KIT"/runner/patches/opencv/*.patch)
-[ "$DEVICE" = cuda ] && PATCHES+=("$KIT"/runner/patches/cuda/*.patch)
+PATCHES=("$KIT"/caffe_build/patches/base/*.patch)
+[ "$SPEED" = fast ] && PATCHES+=("$KIT"/caffe_build/patches/speed/*.patch)
+[ "$VARIANT" = opencv ] && PATCHES+=("$KIT"/caffe_build/patches/opencv/*.patch)
+[ "$DEVICE" = cuda ] && PATCHES+=("$KIT"/caffe_build/patches/cuda/*.patch)
 
 die() { echo "error: $*" >&2; exit 1; }
 [ -x "$PY" ] || die "no Python venv at $VENV; fix: make venv"
@@ -156,17 +156,17 @@ PYVER=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 NPVER=none
 [ "$CAFFE_PYCAFFE" = 1 ] && NPVER=$("$PY" -c 'import numpy; print(numpy.__version__)')
 HOST_KEY=system
-KEY_FILES=("$KIT/runner/build_caffe.sh" "${PATCHES[@]}")  # the kit's files a build depends on: only those in its key
+KEY_FILES=("$KIT/caffe_build/build_caffe.sh" "${PATCHES[@]}")  # the kit's files a build depends on: only those in its key
 if [ -n "${CAFFE_HOST_PREFIX:-}" ]; then
-  HOST_ENV=$(bash "$KIT/runner/host_prefix.sh" env "$CAFFE_HOST_PREFIX") || exit 1
+  HOST_ENV=$(bash "$KIT/caffe_build/host_prefix.sh" env "$CAFFE_HOST_PREFIX") || exit 1
   eval "$HOST_ENV"
   HOST_KEY="prefix $(cd "$CAFFE_HOST_PREFIX" && pwd) $(sha256sum < "$CAFFE_HOST_PREFIX/packages.txt" 2>/dev/null | cut -c1-16)"
-  KEY_FILES+=("$KIT/runner/host_prefix.sh")
+  KEY_FILES+=("$KIT/caffe_build/host_prefix.sh")
 fi
 CUDA_KEY=none
 if [ "$DEVICE" = cuda ]; then
-  KEY_FILES+=("$KIT/runner/cuda_toolkit.py")
-  CUDA_ENV=$("$PY" "$KIT/runner/cuda_toolkit.py" resolve "$CACHE") || exit 1
+  KEY_FILES+=("$KIT/caffe_build/cuda_toolkit.py")
+  CUDA_ENV=$("$PY" "$KIT/caffe_build/cuda_toolkit.py" resolve "$CACHE") || exit 1
   eval "$CUDA_ENV"
   CUDA_KEY="cuda$CUDA_VERSION archs=$CUDA_ARCHS cudnn=${CUDNN_VERSION:-off} $CUDA_LIBS $CUDA_DIR"
 fi
@@ -216,7 +216,7 @@ cd "$WORK"
 # and are as new as caffe.proto, so make would keep them: delete them.
 rm -f include/caffe/proto/caffe.pb.h src/caffe/proto/caffe.pb.cc python/caffe/proto/caffe_pb2.py
 find python -name __pycache__ -type d -prune -exec rm -rf {} +
-# Defects 2-6: the kit's patch files (and, for CAFFE_OPENCV=1, runner/patches/opencv).
+# Defects 2-6: the kit's patch files (and, for CAFFE_OPENCV=1, caffe_build/patches/opencv).
 for p in "${PATCHES[@]}"; do
   patch -p1 -s --no-backup-if-mismatch < "$p" || die "patch $(basename "$p") does not apply"
 done
@@ -229,7 +229,7 @@ if [ "$SPEED" = fast ] && [ "$CAFFE_PYCAFFE" = 1 ]; then
   cp -r "$BLAS_INC" kit_blas/include/scipy_openblas32
   cp "$BLAS_LIBDIR/libscipy_openblas.so" kit_blas/lib/
   {
-    echo "/* Written by the kit's runner/build_caffe.sh: the CBLAS names of scipy-openblas32 $BLAS_VERSION. */"
+    echo "/* Written by the kit's caffe_build/build_caffe.sh: the CBLAS names of scipy-openblas32 $BLAS_VERSION. */"
     echo "#ifndef KIT_SCIPY_OPENBLAS_CBLAS_H_"
     echo "#define KIT_SCIPY_OPENBLAS_CBLAS_H_"
     echo "#include \"scipy_openblas32/cblas.h\""
@@ -285,7 +285,7 @@ else
   OPENCV_INC=""
 fi
 cat > Makefile.config <<CFG
-# Written by the kit's runner/build_caffe.sh (see ../shared/CAFFE_NOTES.md).
+# Written by the kit's caffe_build/build_caffe.sh (see ../shared/CAFFE_NOTES.md).
 $DEVICE_CFG
 $OPENCV_CFG
 USE_LEVELDB := 0

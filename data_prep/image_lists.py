@@ -1,4 +1,7 @@
-"""ILSVRC2012 list files: read Caffe's auxiliary lists, build the kit's splits, write per-half lists.
+"""Image lists in Caffe's format: read them, build the kit's splits, write per-half lists.
+
+ImageNet's are Caffe's ILSVRC2012 auxiliary lists; a user's folder dataset
+writes its own in the same format (`folder`).
 
 Input, a folder LISTS as Caffe's `data/ilsvrc12/get_ilsvrc_aux.sh` gives it:
 `synsets.txt` (one WordNet id per line; label i = line i), `train.txt` and
@@ -39,7 +42,7 @@ FIX_LISTS = ("LISTS must be a folder with synsets.txt, train.txt and val.txt as 
 
 
 @dataclass(frozen=True, eq=False)
-class IlsvrcLists:
+class ImageLists:
     """Parsed LISTS: synset ids in label order, (path, label) per phase, sha256 of each input file."""
 
     folder: Path
@@ -100,7 +103,7 @@ def read_image_list(path: Path, num_classes: int) -> list[tuple[str, int]]:
     return out
 
 
-def load_lists(folder: Path) -> IlsvrcLists:
+def load_lists(folder: Path) -> ImageLists:
     """Read and check LISTS/{synsets,train,val}.txt."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -110,7 +113,7 @@ def load_lists(folder: Path) -> IlsvrcLists:
     digests = {name: sha256(folder / name) for name in LIST_FILES}
     log.info("read %s: %d classes, %d train and %d val images", folder, len(synsets),
              len(entries["train"]), len(entries["val"]))
-    return IlsvrcLists(folder=folder, synsets=synsets, entries=entries, sha256=digests)
+    return ImageLists(folder=folder, synsets=synsets, entries=entries, sha256=digests)
 
 
 def first_per_class(entries: list[tuple[str, int]], per_class: int) -> list[tuple[str, int]]:
@@ -124,7 +127,7 @@ def first_per_class(entries: list[tuple[str, int]], per_class: int) -> list[tupl
     return out
 
 
-def make_split(protocol: str, lists: IlsvrcLists, seed: int | None = None, per_class: int | None = None) -> Split:
+def make_split(protocol: str, lists: ImageLists, seed: int | None = None, per_class: int | None = None) -> Split:
     """Return the Split of a protocol (random, natman, whole, reduced) for these lists (see the module docstring)."""
     name = split_name(protocol, seed, per_class)
     if protocol == "random":
@@ -137,7 +140,7 @@ def make_split(protocol: str, lists: IlsvrcLists, seed: int | None = None, per_c
     return Split(name=name, halves=whole.halves, num_classes=whole.num_classes)
 
 
-def half_lists(lists: IlsvrcLists, split: Split, per_class: int | None = None) -> dict[str, str]:
+def half_lists(lists: ImageLists, split: Split, per_class: int | None = None) -> dict[str, str]:
     """Return {'<half>_<phase>.txt': text} in the authors' format (train cut to per_class if given)."""
     out = {}
     for half, labels in split.halves.items():
@@ -149,7 +152,7 @@ def half_lists(lists: IlsvrcLists, split: Split, per_class: int | None = None) -
     return out
 
 
-def write_split_lists(sdir: Path, lists: IlsvrcLists, split: Split, per_class: int | None = None,
+def write_split_lists(sdir: Path, lists: ImageLists, split: Split, per_class: int | None = None,
                       kinds: dict[str, list[str]] | None = None, force: bool = False,
                       dataset: str = DATASET) -> dict:
     """Write `sdir`/split.json and `sdir`/lists/*.txt atomically; return split.json's content (`dataset`:
