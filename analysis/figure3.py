@@ -19,13 +19,12 @@ n = 0) or `normalized` (bottom), series as in the legend (the authors' runs
 """
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from analysis.plots import MAX_N, save_both, write_numbers
+from analysis.plots import MAX_N, caption_lines, save_both, write_numbers
 from analysis.rules import base_means, collect
 
 COLUMNS = ("panel", "series", "n", "value", "split", "treatment")
@@ -145,7 +144,7 @@ def plot_figure3(rows: list[dict], out_stem: Path, overlay: list[dict] | None = 
     if absent:
         fig.text(0.01, 0.005, "absent: " + "; ".join(a.removeprefix("figure3 ") for a in absent), fontsize=7,
                  color="grey")
-    lines = [w for part in caption.split("; ") for w in textwrap.wrap(part, 160)]  # a line a split, if it fits
+    lines = caption_lines(caption, 160, parts=True)  # a line a split, if it fits
     if lines:
         fig.text(0.01, 0.995, "\n".join(lines), fontsize=7, color="dimgrey", va="top")
     fig.tight_layout(rect=(0, 0.02, 1, 1 - 0.018 * len(lines) if lines else 1))

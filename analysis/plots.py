@@ -72,6 +72,11 @@ def _save(fig: Figure, path: Path, fmt: str, description: str = "") -> None:
         fig.savefig(tmp, format=fmt, dpi=150, metadata=meta)
 
 
+def caption_lines(caption: str, width: int, parts: bool = False) -> list[str]:
+    """A figure's caption cut into lines of at most `width` characters; with `parts`, each "; " part starts a line."""
+    return [line for part in (caption.split("; ") if parts else [caption]) for line in textwrap.wrap(part, width)]
+
+
 def save_both(fig: Figure, out_stem: Path, description: str = "") -> list[Path]:
     """Write a figure as out_stem.png and out_stem.pdf (atomically); return the two paths."""
     out_stem = Path(out_stem)
@@ -145,7 +150,7 @@ def plot_transfer(rows: list[dict], out_stem: Path, runs_dir: Path | None = None
     ax.set_title(_title(rows))
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(loc="best", fontsize=8, frameon=False)
-    lines = textwrap.wrap(caption, 130)  # several seeds' caption is wider than the figure
+    lines = caption_lines(caption, 130)  # several seeds' caption is wider than the figure
     if lines:
         fig.text(0.01, 0.005, "\n".join(lines), fontsize=7, color="dimgrey", va="bottom")
     fig.tight_layout(rect=(0, 0.03 * len(lines), 1, 1))

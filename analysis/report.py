@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import shutil
+import tempfile
 from pathlib import Path
 
 from analysis.findings import controls, to_markdown, verdicts
@@ -174,6 +175,16 @@ def authors_block(points: list[dict], img: str) -> str:
                       "", AUTHORS_END])
 
 
+def _to_docs_img(files: list[Path], docs: Path) -> list[Path]:
+    """Copy figures and their CSVs into docs/img (each atomically); return the copies' paths."""
+    copies = []
+    for src in files:
+        copies.append(Path(docs) / "img" / Path(src).name)
+        with atomic.replacing(copies[-1]) as tmp:
+            shutil.copyfile(src, tmp)
+    return copies
+
+
 def write_authors_docs(rows: list[dict], docs: Path) -> dict:
     """The authors' figures the README shows, from their imported runs (analysis.original): the reduced-data
     figure as docs/img/authors_reduced.png and .csv, and the README's block of it; return {name: path}."""
@@ -184,8 +195,9 @@ def write_authors_docs(rows: list[dict], docs: Path) -> dict:
     if not points:
         raise KitError("the authors' table holds no finished reduced-NNNN runs",
                        "pass their whole results/ folder (reduced-0001 ... reduced-1300 among the runs)")
-    png, _, csv_path = plot_reduced(authors, docs / "img" / "authors_reduced")
-    (docs / "img" / "authors_reduced.pdf").unlink()  # docs/img keeps PNG and CSV only
+    with tempfile.TemporaryDirectory() as tmp:  # drawn beside, then PNG and CSV into docs/img (no PDF there)
+        png, _, csv_path = plot_reduced(authors, Path(tmp) / "authors_reduced")
+        png, csv_path = _to_docs_img([png, csv_path], docs)
     readme = docs.parent / "README.md"
     block = authors_block(points, f"{docs.name}/img")
     return {"authors_reduced_png": png, "authors_reduced_csv": csv_path,
@@ -216,12 +228,8 @@ def write_report(records: Path, out: Path, allow_mixed: bool = False, docs: Path
                                               results_page(rows, shown, metas, outputs["absent"], ".", figure3))
     if docs is not None:
         docs = Path(docs)
-        for stem in FIGURES:
-            for ext in (".png", ".csv"):
-                src = out / f"{stem}{ext}"
-                if src.is_file():
-                    with atomic.replacing(docs / "img" / src.name) as tmp:
-                        shutil.copyfile(src, tmp)
+        _to_docs_img([src for stem in FIGURES for ext in (".png", ".csv") if (src := out / f"{stem}{ext}").is_file()],
+                     docs)
         outputs["docs_results_md"] = atomic.write_text(
             docs / "results.md", results_page(rows, shown, metas, outputs["absent"], "img", figure3))
         readme = docs.parent / "README.md"

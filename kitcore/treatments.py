@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from kitcore.errors import KitError
 from kitcore.layout import PROTOCOLS as TABLE
+from kitcore.layout import protocol_spec
 
 NUM_WEIGHT_LAYERS = 8
 HALVES = ("A", "B")
@@ -90,6 +91,7 @@ def _transfers(pairs: list[tuple[str, str]]) -> list[str]:
 
 def valid_names(protocol: str = "random") -> list[str]:
     """Every treatment name of `protocol`, bases first, then by n, frozen before fine-tuned."""
+    protocol_spec(protocol)  # an unknown protocol gets the protocol table's error
     if protocol == "random":
         return [f"base{h}" for h in HALVES] + _transfers([(s, d) for s in HALVES for d in HALVES])
     if protocol == "natman":
@@ -98,7 +100,7 @@ def valid_names(protocol: str = "random") -> list[str]:
         return ["base"] + [f"randfrozen{n}" for n in range(1, NUM_WEIGHT_LAYERS)]
     if protocol == "reduced":
         return ["base"]
-    raise KitError(f"unknown protocol {protocol!r}", f"use one of: {', '.join(PROTOCOLS)}")
+    raise KitError(f"protocol {protocol!r} has no treatments yet", "add its names to kitcore.treatments.valid_names")
 
 
 def figure2_names() -> list[str]:
