@@ -63,6 +63,10 @@ GRIDS    ?=
 # Caffe: CAFFE_OPENCV=1 builds and wires the variant with OpenCV (convert_imageset, encoded
 # Datums); CAFFE_OPENCV=0 goes back to the plain one; unset keeps the one wired now.
 CAFFE_OPENCV ?=
+# DNNL=1 runs the CPU build's Convolution, InnerProduct, Pooling, LRN and ReLU on oneDNN (the
+# default where it runs: x86-64 with SSE4.1); DNNL=0 builds and wires Caffe's own CPU layers;
+# unset keeps the engine wired now. The reference and GPU builds never use it.
+DNNL     ?=
 # GPU Caffe (make caffe CUDA=1; CUDA=0 wires the CPU build back; unset keeps the one wired now):
 # CUDA_HOME = the toolkit (else nvcc on PATH, else NVIDIA's CUDA 13 wheels from PyPI);
 # CUDA_ARCH = "80 90" (default: every architecture the toolkit builds for from sm_70);
@@ -83,7 +87,7 @@ KIT      := $(VENV)/bin/transfer-kit
 STAMP    := $(VENV)/.kit-venv-complete
 export GLOG_logtostderr := 1
 
-.PHONY: help setup system venv caffe caffe-opencv caffe-cuda caffe-reference dataset split-random split-natural split-whole split-reduced split-groups train grid status verify plots publish import-original table1 filters bench bench-import demo lint test test-cuda test-fast gpu-pack gpu-check compare-original
+.PHONY: help setup system venv caffe caffe-opencv caffe-cuda caffe-reference caffe-nodnnl dataset split-random split-natural split-whole split-reduced split-groups train grid status verify plots publish import-original table1 filters bench bench-import demo lint test test-cuda test-fast gpu-pack gpu-check compare-original
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -102,14 +106,17 @@ $(STAMP): requirements.txt setup.py
 venv: $(STAMP)  ## the Python venv with the pinned packages and the kit
 
 caffe: system venv  ## build Caffe + pycaffe once into ~/.cache and wire it in (CAFFE_ROOT=... uses yours; CAFFE_OPENCV=1: with OpenCV; CUDA=1 [CUDA_ARCH="80 90"]: for NVIDIA GPUs)
-	@CAFFE_OPENCV='$(CAFFE_OPENCV)' $(CUDA_VARS) bash caffe_build/build_caffe.sh $(VENV)
+	@CAFFE_OPENCV='$(CAFFE_OPENCV)' DNNL='$(DNNL)' $(CUDA_VARS) bash caffe_build/build_caffe.sh $(VENV)
 
 caffe-cuda: system venv  ## build GPU Caffe without wiring it in (its root: $(VENV)/caffe_cuda_root; make test-cuda uses it)
 	@CAFFE_OPENCV=0 CUDA=1 CUDA_ARCH='$(CUDA_ARCH)' CUDNN='$(CUDNN)' CAFFE_WIRE=0 bash caffe_build/build_caffe.sh $(VENV) >/dev/null
 
 caffe-opencv: venv  ## build the OpenCV variant without wiring it in (its root: $(VENV)/caffe_opencv_root; the tests use it)
 	@CAFFE_OPENCV=1 bash caffe_build/install_system.sh
-	@CAFFE_OPENCV=1 CAFFE_WIRE=0 bash caffe_build/build_caffe.sh $(VENV) >/dev/null
+	@CAFFE_OPENCV=1 DNNL='$(DNNL)' CAFFE_WIRE=0 bash caffe_build/build_caffe.sh $(VENV) >/dev/null
+
+caffe-nodnnl: system venv  ## build the fast CPU Caffe with its own layers (DNNL=0), never wired: make bench compares the oneDNN build with it
+	@CAFFE_OPENCV=0 DNNL=0 CAFFE_WIRE=0 bash caffe_build/build_caffe.sh $(VENV) >/dev/null
 
 caffe-reference: system venv  ## build the kit's Caffe as before its speed work (Debian's OpenBLAS, -O2), never wired: make bench and the tests compare with it
 	@CAFFE_OPENCV=0 CAFFE_REFERENCE=1 bash caffe_build/build_caffe.sh $(VENV) >/dev/null
@@ -161,7 +168,7 @@ table1: setup  ## print the paper's Table 1 from a results table: RESULTS=FILE.c
 filters: setup  ## conv1 filters of a model as an image grid: MODEL=X.caffemodel OUT=X.png
 	$(KIT) filters '$(MODEL)' --out '$(OUT)'
 
-bench: setup caffe-reference  ## print the kit's speed figures: (a) kit vs bare caffe, (b) frozen A7B vs baseB, (c) data prep, (d) grid, (e) Caffe vs sgemm and the reference build, (f) per-layer times, (g) checking a split before a run, (h) the report from the run records
+bench: setup caffe-reference caffe-nodnnl  ## print the kit's speed figures: (a) kit vs bare caffe, (b) frozen A7B vs baseB, (c) data prep, (d) grid, (e) Caffe vs sgemm and the reference build, (f) per-layer times, (g) checking a split before a run, (h) the report from the run records
 	$(VENV)/bin/python bench/bench_kit.py
 	$(VENV)/bin/python bench/bench_verify.py
 	$(VENV)/bin/python bench/bench_records.py

@@ -1,13 +1,16 @@
-"""`make bench` (e) and (f): the kit's Caffe against the CPU's own speed and against the build of before.
+"""`make bench` (e) and (f): the kit's Caffe against the CPU's own speed and against the builds of before.
 
-(e) the FA-20 train net (batch 32, 1 BLAS thread): `caffe time` iteration time of
-    the kit's build and of the reference build (`make caffe-reference`: the kit's
-    Caffe before its speed work, Debian's OpenBLAS, -O2), run alternately in one
-    go; each conv layer's GFLOP/s (forward + backward, from its shapes) against
-    this core's attainable sgemm rate, measured in the same run (a 2048^3
-    single-thread sgemm of the build's own BLAS, timed by bench_blas.rate); the BLAS core type each build's
-    OpenBLAS picked.
-(f) the per-layer time table (forward and backward, ms) of both builds.
+(e) the FA-20 train net (batch 32, 1 thread): `caffe time` iteration time of
+    three builds, run alternately in one go: the kit's (its CPU layers on
+    oneDNN where it runs), the same fast build with Caffe's own layers
+    (`make caffe-nodnnl`: the kit's build before oneDNN), and the reference
+    build (`make caffe-reference`: the kit's Caffe before its speed work,
+    Debian's OpenBLAS, -O2); each conv layer's GFLOP/s (forward + backward, from
+    its shapes) against this core's attainable sgemm rate, measured in the same
+    run (a 2048^3 single-thread sgemm of the builds' own BLAS, timed by
+    bench_blas.rate); the share of the iteration outside the conv layers; the
+    BLAS core type each build's OpenBLAS picked.
+(f) the per-layer time table (forward and backward, ms) of the three builds.
 Ratios are from one run on one machine; absolute times drift on shared machines.
 """
 from __future__ import annotations
@@ -43,7 +46,7 @@ def sgemm_rate(root: Path, size: int = 2048) -> float:
 
 def caffe_time(root: Path, model: Path, iterations: int) -> tuple[dict, float]:
     """`caffe time` of a net with one build: ({(layer, pass): ms}, ms per forward-backward)."""
-    env = {**os.environ, "GLOG_logtostderr": "1", "OPENBLAS_NUM_THREADS": "1"}
+    env = {**os.environ, "GLOG_logtostderr": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     env.pop("GLOG_minloglevel", None)
     out = subprocess.run([str(root / "build" / "tools" / "caffe"), "time", "-model", model.name,
                           "-iterations", str(iterations)], capture_output=True, text=True, env=env, check=False,
@@ -80,54 +83,65 @@ def conv_flops(model: Path) -> dict[str, tuple[float, float]]:
     return out
 
 
-def bench_speed(work: Path, iterations: int = 50, reps: int = 2) -> list[str]:
-    """(e) and (f) on the FA-20 baseA train net of split random0 (made in `work`)."""
-    from kitcore.caffe_env import caffe_root  # noqa: PLC0415
-    record = Path(sys.prefix) / "caffe_reference_root"
+def _build(record_name: str, make_target: str) -> Path:
+    """The root of a build the venv records (caffe_reference_root, caffe_nodnnl_root), or exit with the fix."""
+    record = Path(sys.prefix) / record_name
     if not record.is_file():
-        sys.exit("bench: (e) needs the reference build; fix: make caffe-reference (make bench builds it)")
-    fast, ref = caffe_root(), Path(record.read_text().strip())
+        sys.exit(f"bench: (e) needs the build {record} names; fix: make {make_target} (make bench builds it)")
+    return Path(record.read_text().strip())
+
+
+def bench_speed(work: Path, iterations: int = 50, reps: int = 2) -> list[str]:
+    """(e) and (f) on the FA-20 baseA train net of split random0 (made in `work`): the kit's build (its CPU
+    layers on oneDNN where it runs) against the same fast build with Caffe's own layers and the reference."""
+    from kitcore.caffe_env import caffe_root  # noqa: PLC0415
+    roots = {"kit": caffe_root(), "own": _build("caffe_nodnnl_root", "caffe-nodnnl"),
+             "reference": _build("caffe_reference_root", "caffe-reference")}
+    engine = {n: (r / ".kit-engine").read_text().strip() if (r / ".kit-engine").is_file() else "CAFFE"
+              for n, r in roots.items()}
     subprocess.run([sys.executable, "-m", "runner.cli", "split-random", "--work", str(work), "--seed", "0"],
                    cwd=ROOT, check=True, capture_output=True)
     subprocess.run([sys.executable, "-m", "runner.cli", "train", "--work", str(work), "--treatment", "baseA",
                     "--iters", "30", "--threads", "1", "--force"], cwd=ROOT, check=True, capture_output=True)
     model = work / "fa20" / "random0" / "runs" / "baseA" / "train_val.prototxt"
-    layers: dict[str, dict] = {"fast": {}, "reference": {}}
-    totals: dict[str, list[float]] = {"fast": [], "reference": []}
-    for _ in range(reps):  # alternated, so drift hits both builds alike
-        for name, root in (("reference", ref), ("fast", fast)):
-            per_layer, total = caffe_time(root, model, iterations)
+    layers: dict[str, dict] = {n: {} for n in roots}
+    totals: dict[str, list[float]] = {n: [] for n in roots}
+    for _ in range(reps):  # alternated, so drift hits every build alike
+        for name in ("reference", "own", "kit"):
+            per_layer, total = caffe_time(roots[name], model, iterations)
             totals[name].append(total)
-            for key, ms in per_layer.items():
-                layers[name].setdefault(key, []).append(ms)
+            for key, ms_ in per_layer.items():
+                layers[name].setdefault(key, []).append(ms_)
     ms = {n: {k: min(v) for k, v in d.items()} for n, d in layers.items()}
     it = {n: min(v) for n, v in totals.items()}
-    peak = {n: sgemm_rate(r) for n, r in (("fast", fast), ("reference", ref))}
+    peak = {n: sgemm_rate(roots[n]) for n in ("own", "reference")}  # the kit's BLAS is the own build's
     attainable = max(peak.values())
     out = [f"(e) FA-20 train net, batch 32, 1 thread, caffe time x {iterations} iterations, best of {reps} "
-           f"alternated runs; this core's attainable sgemm rate {attainable:.1f} GFLOP/s "
-           f"(2048^3, 1 thread: kit's BLAS {peak['fast']:.1f} [{blas_core(fast)}], "
-           f"reference's {peak['reference']:.1f} [{blas_core(ref)}])",
-           f"    iteration: kit {it['fast']:.1f} ms, reference {it['reference']:.1f} ms: "
-           f"{it['reference'] / it['fast']:.2f}x faster (goal >= 3x)",
-           "    conv layer   kit GFLOP/s (of attainable)   reference GFLOP/s (of attainable)   [goal >= 0.5]"]
+           f"alternated runs; builds: kit = the wired one ({engine['kit']} layers), own = the same fast build "
+           f"with Caffe's own layers (make caffe-nodnnl), reference = before the speed work; this core's "
+           f"attainable sgemm rate {attainable:.1f} GFLOP/s (2048^3, 1 thread: fast builds' BLAS "
+           f"{peak['own']:.1f} [{blas_core(roots['own'])}], reference's {peak['reference']:.1f} "
+           f"[{blas_core(roots['reference'])}])",
+           f"    iteration: kit {it['kit']:.1f} ms, own layers {it['own']:.1f} ms, reference {it['reference']:.1f} ms:"
+           f" kit {it['own'] / it['kit']:.2f}x faster than own layers (goal >= 2x), "
+           f"{it['reference'] / it['kit']:.2f}x faster than the reference",
+           "    conv layer   GFLOP/s (of attainable): kit   own layers   reference   [goal: kit >= 0.8]"]
     flops = conv_flops(model)
     for name, (fwd, bwd) in flops.items():
         rate = {n: (fwd + bwd) / ((ms[n][(name, "forward")] + ms[n][(name, "backward")]) * 1e6) for n in ms}
-        out.append(f"    {name:<10} {rate['fast']:8.1f} ({rate['fast'] / attainable:.2f})"
-                   f"{'':17}{rate['reference']:8.1f} ({rate['reference'] / attainable:.2f})")
+        out.append(f"    {name:<10} " + "".join(f"{rate[n]:8.1f} ({rate[n] / attainable:.2f})"
+                                                 for n in ("kit", "own", "reference")))
     total_flops = sum(f + b for f, b in flops.values())
     conv_ms = {n: sum(ms[n][(c, p)] for c in flops for p in ("forward", "backward")) for n in ms}
-    out.append(f"    all conv layers: kit {total_flops / (conv_ms['fast'] * 1e6):.1f} GFLOP/s, "
-               f"{conv_ms['fast']:.1f} of {it['fast']:.1f} ms; "
-               f"reference {total_flops / (conv_ms['reference'] * 1e6):.1f}"
-               f" GFLOP/s, {conv_ms['reference']:.1f} of {it['reference']:.1f} ms; the conv FLOPs alone at the "
-               f"attainable rate: {total_flops / (attainable * 1e6):.1f} ms")
-    out.append("(f) per-layer times, ms (kit / reference)")
-    out.append(f"    {'layer':<10} {'forward':>17} {'backward':>17}")
-    names = list(dict.fromkeys(k[0] for k in ms["fast"]))
-    for name in names:
-        cells = [f"{ms['fast'].get((name, p), 0):7.2f} / {ms['reference'].get((name, p), 0):7.2f}"
+    out.append("    all conv layers: " + "; ".join(
+        f"{n} {total_flops / (conv_ms[n] * 1e6):.1f} GFLOP/s ({total_flops / (conv_ms[n] * 1e6) / attainable:.2f}), "
+        f"{conv_ms[n]:.1f} of {it[n]:.1f} ms, outside them {100 * (1 - conv_ms[n] / it[n]):.0f}%"
+        for n in ("kit", "own", "reference")) + f"; goal: kit outside the conv layers <= 15%; the conv FLOPs "
+        f"alone at the attainable rate: {total_flops / (attainable * 1e6):.1f} ms")
+    out.append("(f) per-layer times, ms (kit / own layers / reference)")
+    out.append(f"    {'layer':<10} {'forward':>25} {'backward':>25}")
+    for name in dict.fromkeys(k[0] for k in ms["kit"]):
+        cells = [" / ".join(f"{ms[n].get((name, p), 0):6.2f}" for n in ("kit", "own", "reference"))
                  for p in ("forward", "backward")]
-        out.append(f"    {name:<10} {cells[0]:>17} {cells[1]:>17}")
+        out.append(f"    {name:<10} {cells[0]:>25} {cells[1]:>25}")
     return out

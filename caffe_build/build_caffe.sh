@@ -24,6 +24,15 @@
 #                      CPU build; unset: the device of the build wired now.
 #   CAFFE_HOST_PREFIX=/p  glog, gflags, protobuf, boost, hdf5, lmdb and OpenBLAS from
 #                      a folder of unpacked .deb files (caffe_build/host_prefix.sh), not /usr
+#   DNNL=1             the CPU layers (Convolution, InnerProduct, Pooling, LRN,
+#                      ReLU) on oneDNN: caffe_build/patches/dnnl/*.patch and the
+#                      library of the venv's onednn-cpu-gomp wheel (requirements.txt),
+#                      copied into ROOT/build/lib. DNNL=0: Caffe's own CPU code.
+#                      Unset: the engine of the build wired now (oneDNN on a fresh
+#                      venv). Only the fast CPU build with pycaffe takes it; where
+#                      oneDNN cannot run (not x86-64, no SSE4.1) it says so in one
+#                      line and builds DNNL=0. ROOT/.kit-engine: "DNNL" or "CAFFE"
+#                      (and ROOT/.kit-engine-why: the reason for CAFFE).
 #   CAFFE_PYCAFFE=0    no pycaffe (nor the venv's BLAS wheel: Debian's OpenBLAS)
 #   CAFFE_SDIST=/f     the pinned sdist from this file instead of PyPI
 #   CAFFE_KEY_ONLY=1   print the cache folder this build would have (or has) and stop
@@ -95,8 +104,41 @@ case "$CAFFE_REFERENCE" in
   0) SPEED=fast ;;
   *) echo "error: CAFFE_REFERENCE=$CAFFE_REFERENCE; fix: CAFFE_REFERENCE=1 or 0" >&2; exit 1 ;;
 esac
+if [ -z "${DNNL:-}" ]; then  # not given: keep the engine wired now (oneDNN on a fresh venv)
+  DNNL=1
+  if wired_flag .kit-engine CAFFE && ! wired_flag .kit-device cuda; then
+    DNNL=0
+    echo "keeping Caffe's own CPU layers wired into $VENV (DNNL=1 switches to oneDNN)" >&2
+  fi
+fi
+case "$DNNL" in
+  0|1) ;;
+  *) echo "error: DNNL=$DNNL; fix: DNNL=1 (oneDNN CPU layers) or DNNL=0 (Caffe's own)" >&2; exit 1 ;;
+esac
+ENGINE_WHY="DNNL=0"  # why a build runs Caffe's own CPU layers: ROOT/.kit-engine-why (the tests' skip reason)
+if [ "$SPEED" = reference ] || [ "$DEVICE" = cuda ] || [ "$CAFFE_PYCAFFE" = 0 ]; then
+  # the reference build is the kit's before its speed work; the GPU build is unchanged
+  if [ "$DNNL" = 1 ]; then
+    ENGINE_WHY="the $SPEED $DEVICE build never uses oneDNN"
+    [ "$CAFFE_PYCAFFE" = 0 ] && ENGINE_WHY="a build without pycaffe (nor the venv's oneDNN) never uses oneDNN"
+  fi
+  DNNL=0
+elif [ "$DNNL" = 1 ]; then
+  CPUINFO=${CAFFE_CPUINFO:-/proc/cpuinfo}  # the CPU description the check reads (a test gives another)
+  if [ "$(uname -m)" != x86_64 ]; then ENGINE_WHY="PyPI's oneDNN is built for x86-64, this machine is $(uname -m)"
+  elif ! grep -qw sse4_1 "$CPUINFO" 2>/dev/null; then ENGINE_WHY="this CPU lacks SSE4.1, the least oneDNN runs on"
+  else ENGINE_WHY=""
+  fi
+  if [ -n "$ENGINE_WHY" ]; then
+    echo "oneDNN cannot run here ($ENGINE_WHY): building Caffe's own CPU layers (as DNNL=0)" >&2
+    ENGINE_WHY="oneDNN cannot run here: $ENGINE_WHY"
+    DNNL=0
+  fi
+fi
+ENGINE=CAFFE; [ "$DNNL" = 1 ] && ENGINE=DNNL
 PATCHES=("$KIT"/caffe_build/patches/base/*.patch)
 [ "$SPEED" = fast ] && PATCHES+=("$KIT"/caffe_build/patches/speed/*.patch)
+[ "$DNNL" = 1 ] && PATCHES+=("$KIT"/caffe_build/patches/dnnl/*.patch)
 [ "$VARIANT" = opencv ] && PATCHES+=("$KIT"/caffe_build/patches/opencv/*.patch)
 [ "$DEVICE" = cuda ] && PATCHES+=("$KIT"/caffe_build/patches/cuda/*.patch)
 
@@ -144,6 +186,8 @@ finish() {  # DEST is built: record it, and wire it unless CAFFE_WIRE=0
     echo "$DEST" > "$VENV/caffe_cuda_root"
   elif [ "$VARIANT" = opencv ]; then
     echo "$DEST" > "$VENV/caffe_opencv_root"
+  elif [ "$ENGINE" = CAFFE ] && [ "$CAFFE_WIRE" = 0 ]; then  # make caffe-nodnnl: the fast build's own layers
+    echo "$DEST" > "$VENV/caffe_nodnnl_root"
   fi
   if [ "$CAFFE_WIRE" = 0 ]; then
     echo "$DEST"
@@ -178,7 +222,14 @@ if [ "$SPEED" = fast ] && [ "$CAFFE_PYCAFFE" = 1 ]; then
 else  # Debian's OpenBLAS: the reference build, and builds without the venv's wheel
   BLAS_KEY="debian-openblas $(dpkg-query -W -f='${Version}' libopenblas-dev 2>/dev/null)"
 fi
-KEY=$( { echo "$SDIST_SHA256 py$PYVER numpy$NPVER pycaffe=$CAFFE_PYCAFFE variant=$VARIANT speed=$SPEED blas=$BLAS_KEY device=$DEVICE $CUDA_KEY host=$HOST_KEY"
+DNNL_KEY=off
+if [ "$DNNL" = 1 ]; then
+  DNNL_VERSION=$("$PY" -c 'import importlib.metadata as m; print(m.version("onednn-cpu-gomp"))' 2>/dev/null) \
+    && [ -f "$VENV/lib/libdnnl.so.3" ] && [ -f "$VENV/include/oneapi/dnnl/dnnl.hpp" ] \
+    || die "the onednn-cpu-gomp wheels are not in $VENV; fix: make venv (they are pinned in requirements.txt), or DNNL=0"
+  DNNL_KEY="onednn-cpu-gomp-$DNNL_VERSION $(sha256sum "$VENV/lib/libdnnl.so.3" | cut -c1-16)"
+fi
+KEY=$( { echo "$SDIST_SHA256 py$PYVER numpy$NPVER pycaffe=$CAFFE_PYCAFFE variant=$VARIANT speed=$SPEED blas=$BLAS_KEY dnnl=$DNNL_KEY device=$DEVICE $CUDA_KEY host=$HOST_KEY"
          cat "${KEY_FILES[@]}"; } | sha256sum | cut -c1-16)
 DEST="$CACHE/$KEY"
 if [ "${CAFFE_KEY_ONLY:-0}" = 1 ]; then echo "$DEST"; exit 0; fi
@@ -243,6 +294,18 @@ OPENBLAS_LIB_NAME := scipy_openblas
 BLAS_INCLUDE := kit_blas/include
 BLAS_LIB := kit_blas/lib"
 fi
+DNNL_CFG=""
+if [ "$DNNL" = 1 ]; then
+  # Like kit_blas/: the wheel's headers and library inside the tree, which stays movable;
+  # caffe_build/patches/dnnl/01's Makefile copies libdnnl.so.3 next to libcaffe (build/lib).
+  mkdir -p kit_dnnl/lib kit_dnnl/include
+  cp -r "$VENV/include/oneapi" kit_dnnl/include/
+  cp "$VENV/lib/libdnnl.so.3" kit_dnnl/lib/
+  ln -s libdnnl.so.3 kit_dnnl/lib/libdnnl.so
+  DNNL_CFG="USE_DNNL := 1
+DNNL_INCLUDE := kit_dnnl/include
+DNNL_LIB := kit_dnnl/lib"
+fi
 MULTIARCH=$(gcc -print-multiarch)
 if [ "$CAFFE_PYCAFFE" = 1 ]; then
   PYINC=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
@@ -291,6 +354,7 @@ $OPENCV_CFG
 USE_LEVELDB := 0
 USE_LMDB := 1
 $BLAS_CFG
+$DNNL_CFG
 $PYTHON_CFG
 INCLUDE_DIRS := \$(PYTHON_INCLUDE) $EXTRA_INC /usr/local/include /usr/include/hdf5/serial$OPENCV_INC
 LIBRARY_DIRS := \$(PYTHON_LIB) $EXTRA_LIB /usr/local/lib /usr/lib /usr/lib/$MULTIARCH/hdf5/serial
@@ -304,7 +368,7 @@ TARGETS=(all); [ "$CAFFE_PYCAFFE" = 1 ] && TARGETS+=(pycaffe)
 if [ "$DEVICE" = cuda ]; then
   echo "building Caffe ($VARIANT, CUDA $CUDA_VERSION for sm_${CUDA_ARCHS// /, sm_}, cuDNN ${CUDNN_VERSION:-off}) into $DEST (about $CUDA_BUILD_MINUTES minutes on 2 cores; log: $WORK/build.log)" >&2
 else
-  echo "building Caffe ($VARIANT, $SPEED) into $DEST (about 8 minutes on 2 cores; log: $WORK/build.log)" >&2
+  echo "building Caffe ($VARIANT, $SPEED, $ENGINE layers) into $DEST (about 8 minutes on 2 cores; log: $WORK/build.log)" >&2
 fi
 start=$(date +%s)
 BUILD_PATH=$PATH; BUILD_LD=${LD_LIBRARY_PATH:-}
@@ -325,6 +389,8 @@ fi
 echo "$DEVICE" > .kit-device
 echo "$VARIANT" > .kit-variant
 echo "$SPEED" > .kit-speed
+echo "$ENGINE" > .kit-engine
+[ "$ENGINE" = CAFFE ] && echo "$ENGINE_WHY" > .kit-engine-why
 touch .kit-build-complete
 cd /
 if ! mv -T "$WORK" "$DEST" 2>/dev/null; then

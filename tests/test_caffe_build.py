@@ -99,7 +99,7 @@ def _key(kit, tmp_path, **env) -> str:
 
 def test_a_cpu_build_is_keyed_by_its_own_files_only(tmp_path):
     """Editing the CUDA resolver, the host prefix script or the CUDA patches leaves the CPU builds' keys alone;
-    editing build_caffe.sh or a CPU patch changes them."""
+    a oneDNN patch changes the fast builds' keys only; editing build_caffe.sh or a CPU patch changes them all."""
     kit = tmp_path / "kit"
     shutil.copytree(ROOT / "caffe_build", kit / "caffe_build", ignore=shutil.ignore_patterns("__pycache__"))
     builds = [{"CUDA": "0", "CAFFE_OPENCV": "0"}, {"CUDA": "0", "CAFFE_OPENCV": "1"},
@@ -111,6 +111,11 @@ def test_a_cpu_build_is_keyed_by_its_own_files_only(tmp_path):
         with open(kit / "caffe_build" / other, "a") as f:
             f.write("\n# edited\n")
     assert [_key(kit, tmp_path, **b) for b in builds] == keys
+    with open(sorted((kit / "caffe_build" / "patches" / "dnnl").glob("*.patch"))[-1], "a") as f:
+        f.write("\n# edited\n")  # the oneDNN layers: the fast builds' (DNNL=1 by default), not the reference's
+    new = [_key(kit, tmp_path, **b) for b in builds]
+    assert new[0] != keys[0] and new[1] != keys[1] and new[2] == keys[2], (new, keys)
+    keys = new
     first_patch = sorted((kit / "caffe_build" / "patches" / "base").glob("*.patch"))[0]
     for edited in [first_patch, kit / "caffe_build" / "build_caffe.sh"]:
         with open(edited, "a") as f:

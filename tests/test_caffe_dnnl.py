@@ -1,0 +1,115 @@
+"""The CPU build's layers on oneDNN (`make caffe`, DNNL=1 where oneDNN runs): which code each layer runs.
+
+The numbers are checked elsewhere on the same wired build: Caffe's own unit
+tests with their gradient checks (test_caffe_speed: they build
+ConvolutionLayer<float> etc. directly, which in a oneDNN build run oneDNN),
+the FA-20 net against the reference build (test_caffe_speed), a run's
+bit-identical resume after kill -9 (test_kill9, test_resume). Here: the build
+links its own copy of libdnnl, every layer of the kit's FA-20 net says
+"oneDNN" in the log, `engine: CAFFE` gets Caffe's code, oneDNN runs one thread
+as the kit's runs ask (OPENBLAS_NUM_THREADS=1), and a CPU without SSE4.1 gets
+Caffe's own layers with one line from the build.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+
+from generators.netgen import load_net, phase_net
+from kitcore.caffe_env import caffe_root
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+REFERENCE_ONLY = "Caffe's CPU code, not oneDNN (only oneDNN's reference code for this shape on this CPU)"
+LAYERS = ["conv1", "relu1", "pool1", "norm1", "conv2", "relu2", "pool2", "norm2", "conv3", "relu3", "conv4",
+          "relu4", "conv5", "relu5", "pool5", "fc6", "relu6", "fc7", "relu7", "fc8"]
+
+
+@pytest.fixture(scope="module")
+def dnnl_root() -> Path:
+    """The wired build, when it runs oneDNN; else skip with the reason its build recorded."""
+    root = caffe_root()
+    assert root is not None, "no Caffe wired into the venv; fix: make caffe"
+    engine = (root / ".kit-engine").read_text().strip() if (root / ".kit-engine").is_file() else "CAFFE"
+    if engine != "DNNL":
+        why = root / ".kit-engine-why"
+        pytest.skip(f"the wired Caffe runs its own CPU layers ({why.read_text().strip() if why.is_file() else engine})")
+    return root
+
+
+def _net(tmp_path: Path, caffe_engine: str | None = None) -> Path:
+    """The FA-20 train net on Input blobs (batch 8); `caffe_engine`: that conv layer says engine: CAFFE."""
+    net = phase_net(load_net(ROOT / "prototxt" / "fa20_caffenet.prototxt"), "TRAIN")
+    layers = [layer for layer in net.layer if layer.type != "Data"]
+    del net.layer[:]
+    inp = net.layer.add(name="data", type="Input", top=["data", "label"])
+    inp.input_param.shape.add().dim.extend([8, 1, 28, 28])
+    inp.input_param.shape.add().dim.extend([8])
+    net.layer.extend(layers)
+    for layer in net.layer:
+        if layer.name == caffe_engine:
+            layer.convolution_param.engine = layer.convolution_param.CAFFE
+    path = tmp_path / "net.prototxt"
+    path.write_text(text_format.MessageToString(net))
+    return path
+
+
+def _time(root: Path, net: Path, **env: str) -> str:
+    """The log of one `caffe time` iteration of a net (GLOG at INFO, one BLAS thread as the kit's runs), with what
+    oneDNN prints on stdout (ONEDNN_VERBOSE)."""
+    run_env = {**{k: v for k, v in os.environ.items() if k not in ("GLOG_minloglevel", "OMP_NUM_THREADS")},
+               "GLOG_logtostderr": "1", "OPENBLAS_NUM_THREADS": "1", **env}
+    proc = subprocess.run([str(root / "build" / "tools" / "caffe"), "time", "-model", str(net), "-iterations", "1"],
+                          capture_output=True, text=True, env=run_env, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def test_the_build_runs_its_own_copy_of_libdnnl(dnnl_root):
+    ldd = subprocess.run(["ldd", str(dnnl_root / "build" / "tools" / "caffe.bin")], capture_output=True, text=True,
+                         check=True, env={k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}).stdout
+    line = next(ln for ln in ldd.splitlines() if "libdnnl.so.3" in ln)
+    assert Path(line.split("=>")[1].split("(")[0].strip()).resolve() == \
+        (dnnl_root / "build" / "lib" / "libdnnl.so.3").resolve(), line
+
+
+def test_every_layer_of_the_fa20_net_runs_onednn_on_one_thread(dnnl_root, tmp_path):
+    log = _time(dnnl_root, _net(tmp_path), ONEDNN_VERBOSE="1")
+    chose = {ln.split("] Layer ")[1].split(" (")[0]: ln.split("): ", 1)[1] for ln in log.splitlines()
+             if "] Layer " in ln and "): " in ln}
+    # oneDNN 3.2 has an LRN backward kernel for AVX-512 only: elsewhere (AVX2) the LRN layers say so, once
+    lrn_ok = {"oneDNN"} if " avx512f " in Path("/proc/cpuinfo").read_text() else {"oneDNN", REFERENCE_ONLY}
+    wrong = {n: chose.get(n) for n in LAYERS if chose.get(n) not in (lrn_ok if n.startswith("norm") else {"oneDNN"})}
+    assert not wrong, wrong
+    info = [ln for ln in log.splitlines() if ln.startswith("onednn_verbose") and ",nthr:" in ln]
+    assert info and all(",nthr:1" in ln for ln in info), info  # OPENBLAS_NUM_THREADS=1: one OpenMP thread
+
+
+def test_engine_caffe_gets_caffes_own_code(dnnl_root, tmp_path):
+    log = _time(dnnl_root, _net(tmp_path, caffe_engine="conv2"))
+    assert "Layer conv2 (Convolution): Caffe's CPU code, not oneDNN (engine: CAFFE)" in log, log[-3000:]
+    assert "Layer conv3 (Convolution): oneDNN" in log
+
+
+def test_a_cpu_without_sse41_builds_caffes_own_layers(tmp_path):
+    """The build's check, on a CPU description without SSE4.1: one line, and the key of DNNL=0."""
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse sse2 ssse3\n")
+    keys, cases = {}, {"old cpu": {"CAFFE_CPUINFO": str(cpuinfo)}, "dnnl=0": {"DNNL": "0"}, "dnnl=1": {"DNNL": "1"}}
+    for name, env in cases.items():
+        proc = subprocess.run(["bash", str(ROOT / "caffe_build" / "build_caffe.sh"), str(ROOT / ".venv")], text=True,
+                              capture_output=True, check=False,
+                              env={**os.environ, "CAFFE_KEY_ONLY": "1", "CAFFE_OPENCV": "0", "CUDA": "0",
+                                   "CAFFE_CACHE": str(tmp_path / "cache"), **env})
+        assert proc.returncode == 0, proc.stderr
+        keys[name] = proc.stdout.strip()
+        if name == "old cpu":
+            assert proc.stderr.strip().splitlines() == [
+                "oneDNN cannot run here (this CPU lacks SSE4.1, the least oneDNN runs on): "
+                "building Caffe's own CPU layers (as DNNL=0)"], proc.stderr
+    assert keys["old cpu"] == keys["dnnl=0"] != keys["dnnl=1"], keys
