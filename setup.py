@@ -22,7 +22,7 @@ setup(
     packages=["kitcore", "data_prep", "generators", "runner", "analysis", "caffe_build"],
     package_data={"runner": ["slurm.toml"],
                   "caffe_build": ["*.sh", *(f"patches/{purpose}/*.patch"
-                                            for purpose in ("base", "speed", "opencv", "cuda"))]},
+                                            for purpose in ("base", "speed", "dnnl", "opencv", "cuda"))]},
     install_requires=direct_requirements(),
     entry_points={"console_scripts": ["transfer-kit=runner.cli:main"]},
 )
