@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from kitcore.caffe_log import parse_log  # noqa: E402  (after the thread settings)
 
-from bench_speed import bench_speed  # noqa: E402  (bench/ is the script's folder)
+from bench_speed import bench_caffenet, bench_speed  # noqa: E402  (bench/ is the script's folder)
 
 
 def _cli(*args: str, cwd: Path = ROOT) -> float:
@@ -258,7 +258,7 @@ def main() -> int:
                          ("b", lambda: bench_frozen(root / "b", args.caffenet_batch, args.steps)),
                          ("c", lambda: bench_prep(root / "c", args.per_class)),
                          ("d", lambda: bench_grid(root / "d", args.grid_iters)),
-                         ("e", lambda: bench_speed(root / "e"))):
+                         ("e", lambda: bench_speed(root / "e") + bench_caffenet(root / "e-caffenet"))):
             if part in parts:
                 t0 = time.perf_counter()
                 for line in fn():

@@ -44,9 +44,10 @@ def sgemm_rate(root: Path, size: int = 2048) -> float:
     return rate(_blas(root)[0], size, size, size)
 
 
-def caffe_time(root: Path, model: Path, iterations: int) -> tuple[dict, float]:
+def caffe_time(root: Path, model: Path, iterations: int, threads: int = 1) -> tuple[dict, float]:
     """`caffe time` of a net with one build: ({(layer, pass): ms}, ms per forward-backward)."""
-    env = {**os.environ, "GLOG_logtostderr": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "GLOG_logtostderr": "1", "OPENBLAS_NUM_THREADS": str(threads),
+           "OMP_NUM_THREADS": str(threads)}
     env.pop("GLOG_minloglevel", None)
     out = subprocess.run([str(root / "build" / "tools" / "caffe"), "time", "-model", model.name,
                           "-iterations", str(iterations)], capture_output=True, text=True, env=env, check=False,
@@ -145,3 +146,37 @@ def bench_speed(work: Path, iterations: int = 50, reps: int = 2) -> list[str]:
                  for p in ("forward", "backward")]
         out.append(f"    {name:<10} {cells[0]:>25} {cells[1]:>25}")
     return out
+
+
+def caffenet_input_net(out: Path, batch: int) -> Path:
+    """The paper's CaffeNet train net (prototxt/caffenet.prototxt, TRAIN phase) on Input blobs, batch x 3 x 227^2."""
+    from google.protobuf import text_format  # noqa: PLC0415
+
+    from generators.netgen import load_net, phase_net  # noqa: PLC0415
+    net = phase_net(load_net(ROOT / "prototxt" / "caffenet.prototxt"), "TRAIN")
+    layers = [layer for layer in net.layer if layer.type != "Data"]
+    del net.layer[:]
+    inp = net.layer.add(name="data", type="Input", top=["data", "label"])
+    inp.input_param.shape.add().dim.extend([batch, 3, 227, 227])
+    inp.input_param.shape.add().dim.extend([batch])
+    net.layer.extend(layers)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "caffenet.prototxt").write_text(text_format.MessageToString(net))
+    return out / "caffenet.prototxt"
+
+
+def bench_caffenet(work: Path, batch: int = 256, threads: int = 2, iterations: int = 2, reps: int = 2) -> list[str]:
+    """(e) the paper's CaffeNet iteration (batch 256, 227 crop) on `threads` threads: the kit's build against the
+    same build with Caffe's own layers, alternated: what a CPU-only user of the paper protocol pays."""
+    from kitcore.caffe_env import caffe_root  # noqa: PLC0415
+    roots = {"kit": caffe_root(), "own": _build("caffe_nodnnl_root", "caffe-nodnnl")}
+    model = caffenet_input_net(work, batch)
+    totals: dict[str, list[float]] = {n: [] for n in roots}
+    for _ in range(reps):
+        for name in ("own", "kit"):
+            totals[name].append(caffe_time(roots[name], model, iterations, threads)[1])
+    it = {n: min(v) / 1000 for n, v in totals.items()}
+    return [f"(e) the paper's CaffeNet train net, batch {batch}, 227 crop, {threads} threads, caffe time x {iterations}"
+            f" iterations, best of {reps} alternated runs: kit {it['kit']:.2f} s, own layers {it['own']:.2f} s per "
+            f"iteration ({it['own'] / it['kit']:.2f}x); the paper's 450,000 iterations would take "
+            f"{450000 * it['kit'] / 86400:.0f} days here (own layers: {450000 * it['own'] / 86400:.0f})"]

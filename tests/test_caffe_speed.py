@@ -13,8 +13,9 @@
   + ATOL. Other BLAS kernels sum in another order (and with FMA), and the LRN
   computes s^-0.75 from square roots instead of pow(); each is a few ulp per
   operation, which the backward pass through 8 layers grows to 7.5e-7 of a
-  blob's largest value (measured on an AMD EPYC, AVX2: conv5's weight
-  gradient), 13x inside RTOL.
+  blob's largest value (Caffe's own layers, AMD EPYC, AVX2: conv5's weight
+  gradient), 13x inside RTOL; with the layers on oneDNN (its own kernels and
+  summation order) 1.75e-6 (AMD EPYC Zen 5, AVX-512: conv1's weight gradient).
 """
 from __future__ import annotations
 
