@@ -152,14 +152,8 @@ def caffenet_input_net(out: Path, batch: int) -> Path:
     """The paper's CaffeNet train net (prototxt/caffenet.prototxt, TRAIN phase) on Input blobs, batch x 3 x 227^2."""
     from google.protobuf import text_format  # noqa: PLC0415
 
-    from generators.netgen import load_net, phase_net  # noqa: PLC0415
-    net = phase_net(load_net(ROOT / "prototxt" / "caffenet.prototxt"), "TRAIN")
-    layers = [layer for layer in net.layer if layer.type != "Data"]
-    del net.layer[:]
-    inp = net.layer.add(name="data", type="Input", top=["data", "label"])
-    inp.input_param.shape.add().dim.extend([batch, 3, 227, 227])
-    inp.input_param.shape.add().dim.extend([batch])
-    net.layer.extend(layers)
+    from generators.netgen import input_net, load_net  # noqa: PLC0415
+    net = input_net(load_net(ROOT / "prototxt" / "caffenet.prototxt"), batch, (3, 227, 227))
     out.mkdir(parents=True, exist_ok=True)
     (out / "caffenet.prototxt").write_text(text_format.MessageToString(net))
     return out / "caffenet.prototxt"

@@ -138,6 +138,19 @@ def _rule_matches(rule, phase_value: int) -> bool:
     return not rule.HasField("phase") or rule.phase == phase_value
 
 
+def input_net(template, batch: int, image_shape: tuple[int, ...]):
+    """A template's TRAIN net on Input blobs: its Data layers replaced by one Input layer giving `data`
+    (batch x image_shape) and `label` (batch), for `caffe time` and pycaffe checks without an LMDB."""
+    net = phase_net(template, "TRAIN")
+    layers = [layer for layer in net.layer if layer.type != "Data"]
+    del net.layer[:]
+    inp = net.layer.add(name="data", type="Input", top=["data", "label"])
+    inp.input_param.shape.add().dim.extend([batch, *image_shape])
+    inp.input_param.shape.add().dim.extend([batch])
+    net.layer.extend(layers)
+    return net
+
+
 def phase_net(net, phase: str):
     """The net Caffe builds for `phase` ('TRAIN' or 'TEST'): layers filtered by their include/exclude phase."""
     value = pb2().Phase.Value(phase)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from google.protobuf import text_format
 
-from generators.netgen import load_net, phase_net
+from generators.netgen import input_net, load_net
 from kitcore.caffe_env import caffe_root
 
 from conftest import ROOT
@@ -44,13 +44,7 @@ def dnnl_root() -> Path:
 
 def _net(tmp_path: Path, caffe_engine: str | None = None) -> Path:
     """The FA-20 train net on Input blobs (batch 8); `caffe_engine`: that conv layer says engine: CAFFE."""
-    net = phase_net(load_net(ROOT / "prototxt" / "fa20_caffenet.prototxt"), "TRAIN")
-    layers = [layer for layer in net.layer if layer.type != "Data"]
-    del net.layer[:]
-    inp = net.layer.add(name="data", type="Input", top=["data", "label"])
-    inp.input_param.shape.add().dim.extend([8, 1, 28, 28])
-    inp.input_param.shape.add().dim.extend([8])
-    net.layer.extend(layers)
+    net = input_net(load_net(ROOT / "prototxt" / "fa20_caffenet.prototxt"), 8, (1, 28, 28))
     for layer in net.layer:
         if layer.name == caffe_engine:
             layer.convolution_param.engine = layer.convolution_param.CAFFE

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
-from generators.netgen import load_net, phase_net
+from generators.netgen import input_net, load_net
 from kitcore.caffe_env import caffe_root, pb2
 
 from conftest import ROOT
@@ -121,13 +121,7 @@ def test_a_test_binary_that_runs_no_test_fails(fast_root):
 
 def _input_net(tmp_path: Path) -> Path:
     """The FA-20 train net on Input blobs (batch 32): the template's TRAIN phase without its Data layer."""
-    net = phase_net(load_net(ROOT / "prototxt" / "fa20_caffenet.prototxt"), "TRAIN")
-    layers = [layer for layer in net.layer if layer.type != "Data"]
-    del net.layer[:]
-    inp = net.layer.add(name="data", type="Input", top=["data", "label"])
-    inp.input_param.shape.add().dim.extend([32, 1, 28, 28])
-    inp.input_param.shape.add().dim.extend([32])
-    net.layer.extend(layers)
+    net = input_net(load_net(ROOT / "prototxt" / "fa20_caffenet.prototxt"), 32, (1, 28, 28))
     net.force_backward = True  # the data diff too: conv1's backward to its bottom is checked as well
     path = tmp_path / "net.prototxt"
     path.write_text(text_format.MessageToString(net))
