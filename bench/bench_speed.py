@@ -95,11 +95,10 @@ def _build(record_name: str, make_target: str) -> Path:
 def bench_speed(work: Path, iterations: int = 50, reps: int = 2) -> list[str]:
     """(e) and (f) on the FA-20 baseA train net of split random0 (made in `work`): the kit's build (its CPU
     layers on oneDNN where it runs) against the same fast build with Caffe's own layers and the reference."""
-    from kitcore.caffe_env import caffe_root  # noqa: PLC0415
+    from kitcore.caffe_env import caffe_engine, caffe_root  # noqa: PLC0415
     roots = {"kit": caffe_root(), "own": _build("caffe_nodnnl_root", "caffe-nodnnl"),
              "reference": _build("caffe_reference_root", "caffe-reference")}
-    engine = {n: (r / ".kit-engine").read_text().strip() if (r / ".kit-engine").is_file() else "CAFFE"
-              for n, r in roots.items()}
+    engine = {n: caffe_engine(r) for n, r in roots.items()}
     subprocess.run([sys.executable, "-m", "runner.cli", "split-random", "--work", str(work), "--seed", "0"],
                    cwd=ROOT, check=True, capture_output=True)
     subprocess.run([sys.executable, "-m", "runner.cli", "train", "--work", str(work), "--treatment", "baseA",

@@ -46,7 +46,7 @@ def _use_caffe_root() -> None:
             sys.path.insert(0, python)
 
 
-__all__ = ["pb2", "tool", "import_caffe", "caffe_env", "caffe_version", "caffe_root", "caffe_variant",
+__all__ = ["pb2", "tool", "import_caffe", "caffe_env", "caffe_version", "caffe_root", "caffe_variant", "caffe_engine",
            "require_opencv"]
 OPENCV_FIX = "make caffe CAFFE_OPENCV=1"
 
@@ -119,6 +119,14 @@ def caffe_variant(root: Path | None = None) -> str:
     for lib in sorted((Path(root) / "build" / "lib").glob("libcaffe.so*")):
         return "opencv" if b"libopencv_imgcodecs" in lib.read_bytes() else "plain"
     return "plain"
+
+
+def caffe_engine(root: Path | None = None) -> str:
+    """'DNNL' (CPU layers on oneDNN) or 'CAFFE' (Caffe's own) for a Caffe build (ROOT/.kit-engine; a build not
+    made by the kit, or none: 'CAFFE')."""
+    root = root if root is not None else caffe_root()
+    marker = Path(root) / ".kit-engine" if root is not None else None
+    return (marker.read_text().strip() or "CAFFE") if marker is not None and marker.is_file() else "CAFFE"
 
 
 def require_opencv(what: str) -> None:

@@ -24,7 +24,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from kitcore.caffe_env import caffe_root, tool
+from kitcore.caffe_env import caffe_engine, caffe_root, tool
 
 _LDD_LINE = re.compile(r"^\s*(\S*openblas\S*)\s+=>\s+(\S+)")
 
@@ -66,7 +66,7 @@ def build_record() -> dict:
             "variant": _read_marker(root, ".kit-variant", "plain"),
             "speed": _read_marker(root, ".kit-speed", "unknown"),
             "device": _read_marker(root, ".kit-device", "cpu"),
-            "engine": _read_marker(root, ".kit-engine", "CAFFE"),
+            "engine": caffe_engine(root),
             "binary": binary, "blas": blas_record(os.path.realpath(binary))}
 
 

@@ -88,13 +88,18 @@ def test_tools_are_real_binaries():
             assert f.read(4) == b"\x7fELF", name
 
 
-def _key(kit, tmp_path, **env) -> str:
-    """The cache folder build_caffe.sh of the kit copy KIT would build into (CAFFE_KEY_ONLY=1)."""
+def _key_run(kit, tmp_path, **env) -> subprocess.CompletedProcess:
+    """build_caffe.sh of the kit copy KIT with CAFFE_KEY_ONLY=1: stdout is the cache folder it would build into."""
     proc = subprocess.run(["bash", str(kit / "caffe_build" / "build_caffe.sh"), str(ROOT / ".venv")], text=True,
                           capture_output=True, check=False,
                           env={**os.environ, "CAFFE_KEY_ONLY": "1", "CAFFE_CACHE": str(tmp_path / "cache"), **env})
     assert proc.returncode == 0, proc.stderr
-    return proc.stdout.strip()
+    return proc
+
+
+def _key(kit, tmp_path, **env) -> str:
+    """The cache folder build_caffe.sh of the kit copy KIT would build into (CAFFE_KEY_ONLY=1)."""
+    return _key_run(kit, tmp_path, **env).stdout.strip()
 
 
 def test_a_cpu_build_is_keyed_by_its_own_files_only(tmp_path):
@@ -123,3 +128,17 @@ def test_a_cpu_build_is_keyed_by_its_own_files_only(tmp_path):
         new = [_key(kit, tmp_path, **b) for b in builds]
         assert all(n != k for n, k in zip(new, keys)), edited
         keys = new
+
+
+def test_a_cpu_without_sse41_builds_caffes_own_layers(tmp_path):
+    """The build's oneDNN check, on a CPU description without SSE4.1: one line, and the key of DNNL=0."""
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse sse2 ssse3\n")
+    plain = {"CAFFE_OPENCV": "0", "CUDA": "0"}
+    old = _key_run(ROOT, tmp_path, **plain, CAFFE_CPUINFO=str(cpuinfo))
+    assert old.stderr.strip().splitlines() == [
+        "oneDNN cannot run here (this CPU lacks SSE4.1, the least oneDNN runs on): "
+        "building Caffe's own CPU layers (as DNNL=0)"], old.stderr
+    keys = {"old cpu": old.stdout.strip(), "dnnl=0": _key(ROOT, tmp_path, **plain, DNNL="0"),
+            "dnnl=1": _key(ROOT, tmp_path, **plain, DNNL="1")}
+    assert keys["old cpu"] == keys["dnnl=0"] != keys["dnnl=1"], keys

@@ -7,8 +7,8 @@ the FA-20 net against the reference build (test_caffe_speed), a run's
 bit-identical resume after kill -9 (test_kill9, test_resume). Here: the build
 links its own copy of libdnnl, every layer of the kit's FA-20 net says
 "oneDNN" in the log, `engine: CAFFE` gets Caffe's code, oneDNN runs one thread
-as the kit's runs ask (OPENBLAS_NUM_THREADS=1), and a CPU without SSE4.1 gets
-Caffe's own layers with one line from the build.
+as the kit's runs ask (OPENBLAS_NUM_THREADS=1). A CPU without SSE4.1 getting
+Caffe's own layers is a build-key test (test_caffe_build).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import pytest
 from google.protobuf import text_format
 
 from generators.netgen import input_net, load_net
-from kitcore.caffe_env import caffe_root
+from kitcore.caffe_env import caffe_engine, caffe_root
 
 from conftest import ROOT
 
@@ -35,7 +35,7 @@ def dnnl_root() -> Path:
     """The wired build, when it runs oneDNN; else skip with the reason its build recorded."""
     root = caffe_root()
     assert root is not None, "no Caffe wired into the venv; fix: make caffe"
-    engine = (root / ".kit-engine").read_text().strip() if (root / ".kit-engine").is_file() else "CAFFE"
+    engine = caffe_engine(root)
     if engine != "DNNL":
         why = root / ".kit-engine-why"
         pytest.skip(f"the wired Caffe runs its own CPU layers ({why.read_text().strip() if why.is_file() else engine})")
@@ -89,21 +89,3 @@ def test_engine_caffe_gets_caffes_own_code(dnnl_root, tmp_path):
     assert "Layer conv2 (Convolution): Caffe's CPU code, not oneDNN (engine: CAFFE)" in log, log[-3000:]
     assert "Layer conv3 (Convolution): oneDNN" in log
 
-
-def test_a_cpu_without_sse41_builds_caffes_own_layers(tmp_path):
-    """The build's check, on a CPU description without SSE4.1: one line, and the key of DNNL=0."""
-    cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse sse2 ssse3\n")
-    keys, cases = {}, {"old cpu": {"CAFFE_CPUINFO": str(cpuinfo)}, "dnnl=0": {"DNNL": "0"}, "dnnl=1": {"DNNL": "1"}}
-    for name, env in cases.items():
-        proc = subprocess.run(["bash", str(ROOT / "caffe_build" / "build_caffe.sh"), str(ROOT / ".venv")], text=True,
-                              capture_output=True, check=False,
-                              env={**os.environ, "CAFFE_KEY_ONLY": "1", "CAFFE_OPENCV": "0", "CUDA": "0",
-                                   "CAFFE_CACHE": str(tmp_path / "cache"), **env})
-        assert proc.returncode == 0, proc.stderr
-        keys[name] = proc.stdout.strip()
-        if name == "old cpu":
-            assert proc.stderr.strip().splitlines() == [
-                "oneDNN cannot run here (this CPU lacks SSE4.1, the least oneDNN runs on): "
-                "building Caffe's own CPU layers (as DNNL=0)"], proc.stderr
-    assert keys["old cpu"] == keys["dnnl=0"] != keys["dnnl=1"], keys
