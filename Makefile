@@ -87,7 +87,7 @@ KIT      := $(VENV)/bin/transfer-kit
 STAMP    := $(VENV)/.kit-venv-complete
 export GLOG_logtostderr := 1
 
-.PHONY: help setup system venv caffe caffe-opencv caffe-cuda caffe-reference caffe-nodnnl dataset split-random split-natural split-whole split-reduced split-groups train grid status verify plots publish import-original table1 filters bench bench-import demo lint test test-cuda test-fast gpu-pack gpu-check compare-original
+.PHONY: help setup system venv caffe caffe-opencv caffe-cuda caffe-reference caffe-nodnnl dataset split-random split-natural split-whole split-reduced split-small split-groups train grid status verify plots publish import-original table1 filters bench bench-import demo lint test test-cuda test-fast gpu-pack gpu-check compare-original
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -140,6 +140,9 @@ split-whole: setup  ## all classes as one half 'all' (random frozen weights): DA
 
 split-reduced: setup  ## ImageNet, first PERCLASS train images of every class: PERCLASS=k LISTS=dir [IMAGES=dir]
 	$(KIT) split-reduced --work $(WORK) $(DATASET_IF_GIVEN) $(if $(PERCLASS),--per-class '$(PERCLASS)') $(LIST_ARGS) $(if $(FORCE),--force)
+
+split-small: setup  ## a small target: SEED's random halves, B's train set cut to its first PERCLASS images per class: DATASET=fa20 SEED=0 PERCLASS=k
+	$(KIT) split-small --work $(WORK) --dataset $(DATASET) --seed $(SEED) $(if $(PERCLASS),--per-class '$(PERCLASS)') $(if $(FORCE),--force) $(LIST_ARGS)
 
 train: setup  ## train one treatment: TREATMENT=A3B+ DATASET=fa20 SEED=0 [PROTOCOL=random] [MODE=gpu] [PERCLASS=k]
 	$(KIT) train --work $(WORK) --dataset $(DATASET) --seed $(SEED) --protocol $(PROTOCOL) --treatment '$(TREATMENT)' --$(MODE) $(if $(ITERS),--iters $(ITERS)) $(if $(PERCLASS),--per-class '$(PERCLASS)') $(if $(FORCE),--force)

@@ -57,7 +57,7 @@ def _at(groups: dict, group: str, n: int) -> float:
     return _mean(groups[group].get(n, []))
 
 
-def _split_measures(groups: dict) -> dict[str, float]:
+def split_measures(groups: dict) -> dict[str, float]:
     """Every measure (percentage points) of one random split's pooled groups."""
     base = _mean(groups["base"].get(0, []))
     pp = 100.0
@@ -116,7 +116,7 @@ def findings(rows: list[dict]) -> tuple[list[int], list[dict]]:
     """(seeds, one dict per measure with its label, per-seed values, mean and sd)."""
     groups = seed_groups(rows)
     seeds = sorted(groups)
-    per_seed = {s: _split_measures(groups[s]) for s in seeds}
+    per_seed = {s: split_measures(groups[s]) for s in seeds}
     out = [{"key": key, "finding": number, "label": label, **_spread([per_seed[s][key] for s in seeds])}
            for key, number, label in MEASURES]
     for label, value in _figure3_controls(rows):
@@ -139,9 +139,10 @@ def _num(value) -> float:
     return math.nan if value is None else float(value)
 
 
-def _seed_controls(rows: list[dict]) -> dict[str, float]:
-    """Every control measure of one random split's usable rows (nan where its runs are missing)."""
-    rows = [r for r in rows if usable(r)]
+def seed_controls(rows: list[dict], keep=usable) -> dict[str, float]:
+    """Every control measure of one split's rows that `keep` keeps (a random split's usable rows; nan where its
+    runs are missing)."""
+    rows = [r for r in rows if keep(r)]
     bases = {t: [r for r in rows if r.get("kind") == "base" and r.get("target") == t] for t in "AB"}
 
     def b1b(finetuned: bool) -> float:
@@ -167,7 +168,7 @@ def controls(rows: list[dict]) -> tuple[list[int], list[dict], list[str]]:
     """(seeds, one dict per control measure with its label, per-seed values, mean and sd, the verdict lines)."""
     rows_of = by_seed(rows)
     seeds = sorted(rows_of)
-    per_seed = {s: _seed_controls(rows_of[s]) for s in seeds}
+    per_seed = {s: seed_controls(rows_of[s]) for s in seeds}
     measures = [{"key": key, "control": c, "label": label, **_spread([per_seed[s][key] for s in seeds])}
                 for key, c, label in CONTROLS]
 

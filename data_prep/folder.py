@@ -215,8 +215,9 @@ def prepare_user_split(work: Path, name: str, protocol: str, seed: int = 0, per_
                               "B": [i for i, c in enumerate(classes) if of[c] != first]})
         kinds = {h: [of[classes[i]] for i in cs] for h, cs in split.halves.items()}
     else:
-        seed = check_seed(seed) if protocol == "random" else None
-        k = layout.check_per_class(per_class) if protocol == "reduced" else None
+        variables = layout.protocol_spec(protocol).variables
+        seed = check_seed(seed) if "seed" in variables else None
+        k = layout.check_per_class(per_class, protocol) if "per_class" in variables else None
         split = make_split(protocol, lists, seed=seed, per_class=k)
     for half, labels in split.halves.items():
         if not any(lab in labels for _key, lab in entries["val"]):
@@ -224,7 +225,7 @@ def prepare_user_split(work: Path, name: str, protocol: str, seed: int = 0, per_
                            f"{', '.join(classes[i] for i in labels)})", "add val images of these classes "
                            f"(DIR/val/<class>/) and rerun make dataset DATASET={name} FORCE=1, or choose other groups")
     sdir = layout.split_dir(work, name, split.name)
-    write_split_lists(sdir, lists, split, per_class=per_class if protocol == "reduced" else None, kinds=kinds,
+    write_split_lists(sdir, lists, split, per_class=per_class, kinds=kinds,
                       force=force, dataset=name)
     prepare_split_db(sdir, wdir, force=force)
     log.info("split %s of %s ready in %s", split.name, name, sdir)

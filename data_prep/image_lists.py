@@ -17,7 +17,10 @@ classes in input order, relabelled 0..K-1 in ascending original label
 - `reduced<k>`: one half `all` (every class, labels unchanged) whose train
   list keeps the first k lines of each class in list order (the authors used
   k = 1, 2, 5, ..., 1300); val unchanged;
+- `small<s>k<k>`: random<s>'s halves, B's train list cut to the first k lines
+  of each class in list order (A and the val lists as random<s>'s);
 - `all`: every class, every image (the 1000-class base net).
+Which halves a protocol cuts is kitcore.layout's `cut_halves`.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from pathlib import Path
 from data_prep.splits import Split, apply_split_to_list, make_random_split, whole_split
 from kitcore.atomic import sha256, write_json, write_text
 from kitcore.errors import KitError
-from kitcore.layout import split_name
+from kitcore.layout import cut_halves, protocol_spec, split_name, split_protocol
 
 log = logging.getLogger(__name__)
 
@@ -127,11 +130,25 @@ def first_per_class(entries: list[tuple[str, int]], per_class: int) -> list[tupl
     return out
 
 
+def uncut_per_class(lists: ImageLists, split: Split, half: str) -> list[int]:
+    """[fewest, most] train images of a class of `half` before any cut (what a split's full k is)."""
+    counts: dict[int, int] = {}
+    labels = set(split.halves[half])
+    for _path, label in lists.entries["train"]:
+        if label in labels:
+            counts[label] = counts.get(label, 0) + 1
+    return [min(counts.values(), default=0), max(counts.values(), default=0)]
+
+
 def make_split(protocol: str, lists: ImageLists, seed: int | None = None, per_class: int | None = None) -> Split:
-    """Return the Split of a protocol (random, natman, whole, reduced) for these lists (see the module docstring)."""
+    """Return the Split of a protocol (random, natman, whole, reduced, small) for these lists (see the module
+    docstring)."""
     name = split_name(protocol, seed, per_class)
     if protocol == "random":
         return make_random_split(lists.num_classes, seed)
+    if protocol == "small":
+        random = make_random_split(lists.num_classes, seed)
+        return Split(name=name, halves=random.halves, num_classes=random.num_classes, seed=random.seed)
     if protocol == "natman":
         from data_prep.natman import natural_manmade_split
         from data_prep.wordnet import load_wordnet
@@ -141,12 +158,14 @@ def make_split(protocol: str, lists: ImageLists, seed: int | None = None, per_cl
 
 
 def half_lists(lists: ImageLists, split: Split, per_class: int | None = None) -> dict[str, str]:
-    """Return {'<half>_<phase>.txt': text} in the authors' format (train cut to per_class if given)."""
+    """Return {'<half>_<phase>.txt': text} in the authors' format (with per_class, the train lists of the halves
+    the split's protocol cuts keep their first per_class lines of each class)."""
     out = {}
+    cut = cut_halves(split_protocol(split.name)[0], split.halves) if per_class is not None else []
     for half, labels in split.halves.items():
         for phase in PHASES:
             entries = lists.entries[phase]
-            if phase == "train" and per_class is not None:
+            if phase == "train" and half in cut:
                 entries = first_per_class(entries, per_class)
             out[f"{half}_{phase}.txt"] = apply_split_to_list([f"{p} {lab}" for p, lab in entries], labels)
     return out
@@ -158,6 +177,8 @@ def write_split_lists(sdir: Path, lists: ImageLists, split: Split, per_class: in
     """Write `sdir`/split.json and `sdir`/lists/*.txt atomically; return split.json's content (`dataset`:
     ImageNet, or a user's folder dataset whose lists name its class folders as `synsets`)."""
     sdir = Path(sdir)
+    protocol = split_protocol(split.name)[0]
+    per_class = per_class if "per_class" in protocol_spec(protocol).variables else None  # k of reduced, small
     texts = half_lists(lists, split, per_class)
     old = {name: (sdir / "lists" / name) for name in texts}
     changed = [n for n, p in old.items() if p.is_file() and p.read_text() != texts[n]]
@@ -166,7 +187,10 @@ def write_split_lists(sdir: Path, lists: ImageLists, split: Split, per_class: in
                        "pass --force (FORCE=1) to rewrite the lists and rebuild the split's LMDBs")
     for name, text in texts.items():
         write_text(sdir / "lists" / name, text)
+    cut = cut_halves(protocol, split.halves) if per_class is not None else []
     meta = {**split.to_dict(), "dataset": dataset, "per_class": per_class,
+            **({"cut_halves": cut, "uncut_per_class": {h: uncut_per_class(lists, split, h) for h in cut}}
+               if cut else {}),
             "class_names": {h: [lists.synsets[c] for c in cs] for h, cs in split.halves.items()},
             "idxmap": {h: {str(o): n for o, n in split.idxmap(h).items()} for h in split.halves},
             "source_lists_sha256": lists.sha256,

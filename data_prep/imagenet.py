@@ -56,7 +56,7 @@ def prepare_imagenet(work: Path, lists_dir: Path, protocol: str, seed: int | Non
     lists = load_lists(lists_dir)
     split = make_split(protocol, lists, seed=seed, per_class=per_class)
     sdir = imagenet_split_dir(work, split.name)
-    write_split_lists(sdir, lists, split, per_class=per_class if protocol == "reduced" else None,
+    write_split_lists(sdir, lists, split, per_class=per_class,
                       kinds=_kinds(lists, split), force=force)
     if images is None:
         log.info("lists of %s written to %s; pass IMAGES (--images) to build its LMDBs and means",

@@ -9,6 +9,8 @@ work/fa20/random<seed>/       split.json, manifest.json, data/
 work/fa20/natman/             the same with halves A (natural: the 10 animals) and
                               B (man-made: the 10 Fashion-MNIST classes)
 work/fa20/all/                the same with one half 'all' (all 20 classes)
+work/fa20/small<seed>k<k>/    random<seed>'s halves; B's train LMDB holds the first k
+                              images of each class (in FA-20's order), the rest as random<seed>
 ```
 Labels are re-indexed 0..K-1 within each half, in ascending original-label
 order (`splits.idxmap`). Images are stored as (N, 1, 28, 28). Means come from
@@ -132,16 +134,42 @@ def _check_same(sdir: Path, manifest: dict, dataset: str, split: Split, content:
                        f"delete {sdir} or rebuild it with force")
 
 
-def _half_arrays(x: np.ndarray, y: np.ndarray, split: Split, half: str) -> tuple[np.ndarray, np.ndarray]:
-    """Select one half's images as (N,1,H,W) and relabel them 0..K-1 (ascending original label)."""
+def _first_per_class(y: np.ndarray, keep: np.ndarray, per_class: int, split: Split, half: str) -> np.ndarray:
+    """`keep` less all but the first per_class images of each class (in the arrays' order); KitError when a
+    class of the half has fewer."""
+    counts = {int(c): int(n) for c, n in zip(*np.unique(y[keep], return_counts=True))}
+    if min(counts.values()) < per_class:
+        fewest = min(counts, key=counts.get)
+        raise KitError(f"half {half} of {split.name}: class {fewest} has {counts[fewest]} train images, "
+                       f"fewer than k = {per_class}", f"pass PERCLASS={min(counts.values())} or less")
+    rank = np.zeros(len(y), np.int64)
+    for c in counts:
+        where = np.flatnonzero(y == c)
+        rank[where] = np.arange(len(where))
+    return keep & (rank < per_class)
+
+
+def _half_mask(y: np.ndarray, split: Split, half: str, per_class: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(which images are the half's, their new labels 0..K-1 by original label); with per_class, only the first
+    per_class images of each class."""
     mapping = split.idxmap(half)
     lookup = np.full(split.num_classes, -1, np.int64)
     lookup[list(mapping)] = list(mapping.values())
     keep = lookup[y] >= 0
+    if per_class is not None:
+        keep = _first_per_class(y, keep, per_class, split, half)
+    return keep, lookup
+
+
+def _half_arrays(x: np.ndarray, y: np.ndarray, split: Split, half: str,
+                 per_class: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Select one half's images as (N,1,H,W) and relabel them 0..K-1 (ascending original label); with
+    per_class, only the first per_class images of each class, in the arrays' order."""
+    keep, lookup = _half_mask(y, split, half, per_class)
     return np.ascontiguousarray(x[keep][:, None]), lookup[y[keep]]
 
 
-def _prepare(work: Path, dataset: str, split: Split, force: bool) -> Path:
+def _prepare(work: Path, dataset: str, split: Split, force: bool, per_class: int | None = None) -> Path:
     """Build (or reuse) the LMDBs, means and manifest of `split`; return its folder."""
     spec = dataset_spec(dataset)
     ddir, sdir = dataset_dir(work, dataset), split_dir(work, dataset, split.name)
@@ -154,11 +182,18 @@ def _prepare(work: Path, dataset: str, split: Split, force: bool) -> Path:
             log.info("split %s of %s already prepared in %s (manifest.json present): nothing to do",
                      split.name, dataset, sdir)
             return sdir
-    remove_path(sdir / "manifest.json")  # from here on the folder is unfinished
     t0 = time.monotonic()
     data = spec.load(ddir)
     names = list(data.class_names)
-    extra = {"dataset": dataset,
+    cut = layout.cut_halves(layout.split_protocol(split.name)[0], split.halves)
+    uncut = {}
+    for half in cut:  # a k above a class's images fails before the folder is touched
+        _half_mask(data.train_y, split, half, per_class)
+        counts = np.unique(data.train_y[_half_mask(data.train_y, split, half)[0]], return_counts=True)[1]
+        uncut[half] = [int(counts.min()), int(counts.max())]
+    remove_path(sdir / "manifest.json")  # from here on the folder is unfinished
+    cut_facts = {"per_class": per_class, "cut_halves": cut, "uncut_per_class": uncut} if cut else {}
+    extra = {"dataset": dataset, **cut_facts,
              "class_names": {h: [names[c] for c in cs] for h, cs in split.halves.items()},
              "idxmap": {h: {str(o): n for o, n in split.idxmap(h).items()} for h in split.halves}}
     if hasattr(data, "kinds"):
@@ -169,7 +204,7 @@ def _prepare(work: Path, dataset: str, split: Split, force: bool) -> Path:
     for h_index, half in enumerate(split.halves):
         for phase, (x, y) in phases.items():
             rel = f"data/{half}_{phase}_lmdb"
-            images, labels = _half_arrays(x, y, split, half)
+            images, labels = _half_arrays(x, y, split, half, per_class if phase == "train" and half in cut else None)
             seed = shuffle_seed(split.name if split.seed is None else split.seed, h_index, phase)
             entry = write_datum_lmdb(sdir / rel, images, labels, seed, force=True)
             files[rel] = {"half": half, "phase": phase, **entry}
@@ -207,14 +242,29 @@ def prepare_natman(work: Path, dataset: str, force: bool = False) -> Path:
     return _prepare(Path(work), dataset, natman_split(spec.kinds), force)
 
 
-def prepare_for(work: Path, dataset: str, protocol: str, seed: int = 0, force: bool = False) -> Path:
-    """Prepare the split a protocol trains on (random: random<seed>, natman, whole: all); return it."""
+def prepare_small(work: Path, dataset: str, seed: int, per_class: int, force: bool = False) -> Path:
+    """Prepare split small<seed>k<k> of `dataset`: random<seed>'s halves, B's train set cut to its first k
+    images per class (A and the val sets as random<seed>'s, shuffled alike); return it."""
+    spec = dataset_spec(dataset)
+    k = layout.check_per_class(per_class, "small")
+    random = make_random_split(spec.num_classes, seed)
+    split = Split(name=layout.split_name("small", seed, k), halves=random.halves, num_classes=random.num_classes,
+                  seed=random.seed)
+    return _prepare(Path(work), dataset, split, force, per_class=k)
+
+
+def prepare_for(work: Path, dataset: str, protocol: str, seed: int = 0, force: bool = False,
+                per_class: int | None = None) -> Path:
+    """Prepare the split a protocol trains on (random: random<seed>, natman, whole: all, small: small<seed>k<k>);
+    return it."""
     profile(dataset).check_protocol(protocol)
     if protocol == "random":
         return prepare_split(work, dataset, seed, force=force)
+    if protocol == "small":
+        return prepare_small(work, dataset, seed, per_class, force=force)
     if protocol == "natman":
         return prepare_natman(work, dataset, force=force)
     if protocol == "whole":
         return prepare_whole(work, dataset, force=force)
     raise KitError(f"protocol {protocol!r} has no split of {dataset}",
-                   "use --protocol random, natman or whole (reduced is for ImageNet: make split-reduced)")
+                   "use --protocol random, natman, whole or small (reduced is for ImageNet: make split-reduced)")

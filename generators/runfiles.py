@@ -7,18 +7,28 @@ profile (kitcore.profiles) supplies the templates, the classifier width rule,
 the test policy and the half whose mean a transfer reads; netgen.make_treatment
 decides freezing and renaming; `make_init` writes the init model (surgery) of
 the kinds in STARTS_FROM_INIT.
+
+A run whose target half keeps only its first k train images per class (the
+small protocol's runs on B, kitcore.layout's `cut`) trains for the iterations
+that solvers/small_iters.toml gives its solver template and k (`cut_iters`):
+the row of the smallest k listed at or above it, the template's own schedule
+above them all, rescaled as `--iters` rescales it.
 """
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from generators import netgen
 from generators.surgery import random_init, transplant
-from kitcore.profiles import Profile
+from kitcore.errors import KitError
+from kitcore.layout import check_per_class, cut_halves
+from kitcore.profiles import KIT, Profile
 from kitcore.treatments import Treatment
 
 STARTS_FROM_INIT = ("transfer", "random-weights")  # kinds whose run starts from init.caffemodel
+CUT_SCHEDULE = KIT / "solvers" / "small_iters.toml"  # iterations per k of the runs on a half cut to k per class
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,27 @@ def data_spec(profile: Profile, t: Treatment, data_root: str) -> netgen.DataSpec
                            mean_file=f"{root}{mean_half}_mean.binaryproto")
 
 
+def read_schedule(path: Path = CUT_SCHEDULE) -> dict[str, dict[int, int]]:
+    """solver template file name -> {k: iterations} of the runs on a half cut to k train images per class."""
+    try:
+        table = tomllib.loads(Path(path).read_text())
+        return {solver: {int(k): int(v) for k, v in rows.items()} for solver, rows in table.items()}
+    except (OSError, tomllib.TOMLDecodeError, ValueError, AttributeError) as exc:
+        raise KitError(f"{path} is not a table of solver -> k = iterations ({exc})",
+                       "restore it from git: git checkout solvers/small_iters.toml") from exc
+
+
+def cut_iters(profile: Profile, t: Treatment, per_class: int | None) -> int | None:
+    """The iterations of a run whose target half its protocol cuts to `per_class` train images per class
+    (None: not such a run, or no row below the template's own schedule; see the module docstring)."""
+    if not cut_halves(t.protocol, [t.target]):
+        return None
+    k = check_per_class(per_class, t.protocol)
+    rows = read_schedule().get(profile.solver_template(t.protocol).name, {})
+    above = [listed for listed in rows if listed >= k]
+    return rows[min(above)] if above else None
+
+
 def _whole_val_test_iter(net, val_records: int | None) -> int:
     """Test batches covering `val_records` once, at the TEST Data layer's batch size."""
     if not val_records:
@@ -54,11 +85,12 @@ def _whole_val_test_iter(net, val_records: int | None) -> int:
 
 def run_files(profile: Profile, t: Treatment, num_classes: int, seed: int, data_root: str, *,
               iters: int | None = None, batch: int | None = None, test_iter: int | None = None,
-              val_records: int | None = None, snapshot: int | None = None) -> RunFiles:
+              val_records: int | None = None, snapshot: int | None = None, per_class: int | None = None) -> RunFiles:
     """The train_val net and solver of treatment `t` on a split with `num_classes` target classes.
 
     seed: the split seed; the solver (and the surgery's fillers) use seed + 1.
-    iters rescales the solver's schedule; batch replaces the template's train and
+    iters rescales the solver's schedule (default: cut_iters of `per_class`, the
+    split's k, for a run on a cut half); batch replaces the template's train and
     val batch; test_iter replaces the profile's test policy; val_records (the
     target's val LMDB size) is needed when the profile tests on the whole val set.
     """
@@ -66,6 +98,7 @@ def run_files(profile: Profile, t: Treatment, num_classes: int, seed: int, data_
                                 num_classes, batch_train=batch, batch_val=batch, exact_classes=profile.exact_classes)
     if test_iter is None and profile.whole_val_test:
         test_iter = _whole_val_test_iter(net, val_records)
+    iters = iters or cut_iters(profile, t, per_class)
     solver = netgen.make_solver(netgen.load_solver(profile.solver_template(t.protocol)), "train_val.prototxt",
                                 random_seed=seed + 1, iters=iters, test_iter=test_iter, snapshot=snapshot)
     return RunFiles(net=net, solver=solver, seed=seed + 1, kind=t.kind)

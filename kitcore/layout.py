@@ -7,7 +7,8 @@
 ```
 The protocol table, PROTOCOLS, says how a protocol's split folder is
 named (random -> `random<seed>`, natman -> `natman`, whole -> `all`, reduced ->
-`reduced<k>`), read back (split_protocol) and made (its make target); the
+`reduced<k>`, small -> `small<seed>k<k>`), which halves keep only their first
+k train images per class (`cut`), read back (split_protocol) and made (its make target); the
 dataset's store is `<work>/<dataset>/dataset` (dataset_dir). A run is finished when its
 result.json names a model that is there (and, checked, has the recorded
 sha256): `is_finished` is the one answer every part of the kit uses.
@@ -30,19 +31,21 @@ from kitcore.profiles import check_seed, profile
 class Protocol:
     """One row of the protocol table: how its split folder is named, what picks one, the target making it."""
 
-    name: str            # random, natman, whole, reduced
-    folder: str          # the split folder's name; `{}` stands for the variable
-    variable: str | None  # "seed", "per_class" or None (the protocol has one split)
+    name: str            # random, natman, whole, reduced, small
+    folder: str          # the split folder's name; `{seed}`, `{per_class}` stand for its variables
+    variables: tuple[str, ...]  # of "seed", "per_class", in folder order (none: the protocol has one split)
     target: str          # the make target that makes its split
+    cut: tuple[str, ...] = ()  # the halves whose train set keeps its first k images per class ("*": every half)
 
 
 PROTOCOLS = {p.name: p for p in (
-    Protocol("random", "random{}", "seed", "split-random"),
-    Protocol("natman", "natman", None, "split-natural"),
-    Protocol("whole", "all", None, "split-whole"),
-    Protocol("reduced", "reduced{}", "per_class", "split-reduced"),
+    Protocol("random", "random{seed}", ("seed",), "split-random"),
+    Protocol("natman", "natman", (), "split-natural"),
+    Protocol("whole", "all", (), "split-whole"),
+    Protocol("reduced", "reduced{per_class}", ("per_class",), "split-reduced", cut=("*",)),
+    Protocol("small", "small{seed}k{per_class}", ("seed", "per_class"), "split-small", cut=("B",)),
 )}
-_VARIABLE = {"seed": r"(0|[1-9]\d*)", "per_class": r"([1-9]\d*)"}  # what a folder name's `{}` may be
+_VARIABLE = {"seed": r"(?P<seed>0|[1-9]\d*)", "per_class": r"(?P<per_class>[1-9]\d*)"}  # a folder name's variables
 DATASET_STORE = "dataset"  # <work>/<dataset>/dataset: a dataset's whole-set store (its LMDBs, list, profile)
 AUTHORS_PER_CLASS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 750, 1000, 1300)  # the authors' reduced-volume k
 
@@ -55,39 +58,47 @@ def protocol_spec(protocol: str) -> Protocol:
         raise KitError(f"unknown protocol {protocol!r}", f"use one of: {', '.join(PROTOCOLS)}") from None
 
 
-def check_per_class(per_class) -> int:
+def check_per_class(per_class, protocol: str = "reduced") -> int:
     """Return a valid images-per-class count (a positive int), else raise KitError."""
     if per_class is None:
-        raise KitError("the reduced protocol needs k, the train images per class",
-                       "pass --per-class k (PERCLASS=k), as made by make split-reduced")
+        raise KitError(f"the {protocol} protocol needs k, the train images per class",
+                       f"pass --per-class k (PERCLASS=k), as made by make {protocol_spec(protocol).target}")
     if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
         raise KitError(f"invalid images per class {per_class!r}",
                        f"pass a positive integer, e.g. PERCLASS=10 (the authors used {AUTHORS_PER_CLASS})")
     return per_class
 
 
+def cut_halves(protocol: str, halves) -> list[str]:
+    """The halves (of `halves`) whose train set a protocol cuts to its first k images per class."""
+    cut = protocol_spec(protocol).cut
+    return [h for h in halves if "*" in cut or h in cut]
+
+
 def split_name(protocol: str, seed: int | None = 0, per_class: int | None = None) -> str:
-    """The split folder a protocol's runs train on (random: its seed's; reduced: its k's)."""
+    """The split folder a protocol's runs train on (random: its seed's; reduced: its k's; small: both)."""
     spec = protocol_spec(protocol)
-    if spec.variable == "seed":
-        return spec.folder.format(check_seed(seed))
-    if spec.variable == "per_class":
-        return spec.folder.format(check_per_class(per_class))
-    return spec.folder
+    values = {}
+    if "seed" in spec.variables:
+        values["seed"] = check_seed(seed)
+    if "per_class" in spec.variables:
+        values["per_class"] = check_per_class(per_class, protocol)
+    return spec.folder.format(**values)
 
 
 def split_protocol(name: str) -> tuple[str, int, int | None]:
     """(protocol, seed, per_class) of a split folder name: the inverse of split_name."""
     for spec in PROTOCOLS.values():
-        head, _, tail = spec.folder.partition("{}")
-        if spec.variable is None:
-            if name == spec.folder:
-                return spec.name, 0, None
-        elif m := re.fullmatch(re.escape(head) + _VARIABLE[spec.variable] + re.escape(tail), name):
-            value = int(m.group(1))
-            return (spec.name, value, None) if spec.variable == "seed" else (spec.name, 0, value)
+        pattern = re.escape(spec.folder)
+        for variable in spec.variables:
+            pattern = pattern.replace(re.escape("{" + variable + "}"), _VARIABLE[variable])
+        if m := re.fullmatch(pattern, name):
+            values = m.groupdict()
+            per_class = values.get("per_class")
+            return spec.name, int(values.get("seed") or 0), None if per_class is None else int(per_class)
     raise KitError(f"unknown split name {name!r}",
-                   "pass random<seed>, natman, all or reduced<k>, or --protocol P --seed S --per-class K instead")
+                   "pass random<seed>, natman, all, reduced<k> or small<seed>k<k>, "
+                   "or --protocol P --seed S --per-class K instead")
 
 
 def split_seed(name: str) -> int | None:
@@ -139,7 +150,7 @@ def train_command(treatment: str, dataset: str, protocol: str, seed: int, per_cl
                   force: bool = False) -> str:
     """The make command that trains `treatment` on the same split as the run that needs it."""
     words = [f"make train TREATMENT={treatment}", f"DATASET={dataset}", f"PROTOCOL={protocol}", f"SEED={seed}"]
-    if protocol == "reduced":
+    if "per_class" in protocol_spec(protocol).variables:
         words.append(f"PERCLASS={per_class or 'k'}")
     return " ".join(words + (["FORCE=1"] if force else []))
 
@@ -147,10 +158,11 @@ def train_command(treatment: str, dataset: str, protocol: str, seed: int, per_cl
 def split_command(dataset: str, protocol: str, seed: int = 0, per_class: int | None = None,
                   force: bool = False) -> str:
     """The make command that makes (force: rebuilds) the split a protocol trains on."""
-    words = [f"make {protocol_spec(protocol).target}", f"DATASET={dataset}"]
-    if protocol == "random":
+    spec = protocol_spec(protocol)
+    words = [f"make {spec.target}", f"DATASET={dataset}"]
+    if "seed" in spec.variables:
         words.append(f"SEED={seed}")
-    if protocol == "reduced":
+    if "per_class" in spec.variables:
         words.append(f"PERCLASS={per_class or 'k'}")
     extra = profile(dataset).split_args
     return " ".join(words + ([extra] if extra else []) + (["FORCE=1"] if force else []))

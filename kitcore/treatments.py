@@ -13,6 +13,7 @@ Protocols (the split a protocol trains on is chosen by the runner):
 | natman   | natman            | baseA, baseB, AnB, BnA, AnB+, BnA+ (A natural, B man-made) |
 | whole    | all               | base (all classes), randfrozen{n} (n in 1..7)          |
 | reduced  | reduced{k}        | base (all classes, k training images per class)        |
+| small    | small{s}k{k}      | baseA (all of A), baseB, BnB, BnB+, AnB, AnB+ (B: its first k train images per class) |
 
 `randfrozen{n}` is the authors' `nolearn_1_{n}`: the first n layers stay at
 their random (seeded filler) initialisation and are frozen; the net trains on
@@ -30,7 +31,7 @@ from kitcore.layout import protocol_spec
 NUM_WEIGHT_LAYERS = 8
 HALVES = ("A", "B")
 ALL = "all"  # the one 'half' of the whole-dataset and reduced splits
-PROTOCOLS = tuple(TABLE)  # kitcore.layout's protocol table: random, natman, whole, reduced
+PROTOCOLS = tuple(TABLE)  # kitcore.layout's protocol table: random, natman, whole, reduced, small
 
 _BASE = re.compile(r"^base(?P<target>[AB])$")
 _TRANSFER = re.compile(r"^(?P<source>[AB])(?P<n>[1-7])(?P<target>[AB])(?P<plus>\+?)$")
@@ -100,6 +101,8 @@ def valid_names(protocol: str = "random") -> list[str]:
         return ["base"] + [f"randfrozen{n}" for n in range(1, NUM_WEIGHT_LAYERS)]
     if protocol == "reduced":
         return ["base"]
+    if protocol == "small":
+        return figure2_names()
     raise KitError(f"protocol {protocol!r} has no treatments yet", "add its names to kitcore.treatments.valid_names")
 
 
@@ -113,8 +116,9 @@ def figure2_names() -> list[str]:
 
 def grid_names(protocol: str) -> list[str]:
     """The runs of one split's grid in the paper's experiment (a unit of `make demo` and of the published records):
-    random: Figure 2's 30; natman: the bases and the frozen AnB, BnA of Figure 3; whole: base and randfrozen1..7."""
-    if protocol == "random":
+    random and small: Figure 2's 30; natman: the bases and the frozen AnB, BnA of Figure 3; whole: base and
+    randfrozen1..7."""
+    if protocol in ("random", "small"):
         return figure2_names()
     if protocol == "natman":
         return [f"base{h}" for h in HALVES] + [f"{s}{n}{d}" for n in range(1, NUM_WEIGHT_LAYERS)
@@ -127,12 +131,12 @@ def _match(name: str, protocol: str) -> Treatment | None:
         return Treatment(name=name, target=ALL, protocol=protocol)
     if protocol == "whole" and (m := _RANDFROZEN.match(name)):
         return Treatment(name=name, target=ALL, n=int(m["n"]), random_weights=True, protocol=protocol)
-    if protocol not in ("random", "natman"):
+    if protocol not in ("random", "natman", "small"):
         return None
     if m := _BASE.match(name):
         return Treatment(name=name, target=m["target"], protocol=protocol)
     if m := _TRANSFER.match(name):
-        if protocol == "natman" and m["source"] == m["target"]:
+        if (protocol == "natman" and m["source"] == m["target"]) or (protocol == "small" and m["target"] != "B"):
             return None
         return Treatment(name=name, target=m["target"], source=m["source"], n=int(m["n"]),
                          finetune=m["plus"] == "+", protocol=protocol)
@@ -149,7 +153,7 @@ def parse(name: str, protocol: str = "random") -> Treatment:
     raise KitError(f"invalid treatment {name!r} for protocol {protocol}",
                    f"use one of {len(names)} names, e.g. {shown}{', ...' if len(names) > 6 else ''} "
                    f"(random: baseA, baseB or XnY / XnY+ with X, Y in A, B and n in 1..7; "
-                   f"whole: base, randfrozen1..7; reduced: base)")
+                   f"whole: base, randfrozen1..7; reduced: base; small: baseA, baseB, XnB, XnB+)")
 
 
 def in_dependency_order(treatments: list[Treatment]) -> list[Treatment]:

@@ -1,7 +1,8 @@
 """transfer-kit: re-run "How transferable are features in deep neural networks?" in real Caffe.
 
 Subcommands (most mirror a Makefile target):
-  data      dataset, split-random, split-natural, split-whole, split-reduced, split-groups (runner/cli_data.py)
+  data      dataset, split-random, split-natural, split-whole, split-reduced, split-small,
+            split-groups (runner/cli_data.py)
   verify    verify: check a prepared split's files against its manifest.json (runner/cli_verify.py)
   runs      train, grid, status, demo, plots, publish (runner/cli_runs.py)
   analysis  import-original, figures, table1, findings, filters (analysis/commands.py)

@@ -1,5 +1,5 @@
 """The data subcommands of transfer-kit: dataset, split-random, split-natural, split-whole, split-reduced,
-split-groups.
+split-small, split-groups.
 
 An embedded dataset (its profile's `embedded`: FA-20) is built by the kit and
 its splits come from data_prep.prepare; a user's dataset (`dataset --dataset
@@ -82,6 +82,15 @@ def add_parsers(sub, fmt) -> None:
                         "(default: none; required)")
     _list_options(p, lists_only=True)
     p.set_defaults(handler=_split)
+    p = subcommand(sub, "split-small", fmt,
+                   "a small target: random split SEED's halves, half B's train set cut to its first k images per "
+                   "class (A, and both val sets, as the random split's)")
+    add_common(p)
+    p.add_argument("--per-class", type=positive_int, default=None,
+                   help="train images per class of half B, k (default: none; required)")
+    p.add_argument("--force", action="store_true", help="rebuild the split's LMDBs and means")
+    _list_options(p)
+    p.set_defaults(handler=_split)
     p = subcommand(sub, "split-groups", fmt, "your dataset's dissimilar split: two groups of classes from a CSV "
                    "of class,group lines (the first group in sorted order is A), as the paper's natural/man-made")
     add_common(p, seed=False)
@@ -134,7 +143,8 @@ def _split(args: argparse.Namespace) -> int:
             raise KitError(f"{_list_options_given(args)} for {listed}, not {args.dataset}",
                            f"pass {dataset_flags(dataset_names(embedded=False))}, or leave them out")
         from data_prep.prepare import prepare_for
-        sdir = prepare_for(args.work, args.dataset, protocol, getattr(args, "seed", 0), force=args.force)
+        sdir = prepare_for(args.work, args.dataset, protocol, getattr(args, "seed", 0), force=args.force,
+                           per_class=getattr(args, "per_class", None))
         print(f"split ready: {sdir}")
         return 0
     if args.lists is None:

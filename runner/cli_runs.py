@@ -19,10 +19,11 @@ from runner.cli_common import add_common, add_mode_options, dataset_flags, datas
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
-    """Options of a run beyond its treatment: the reduced protocol's k, and the toy-size settings."""
+    """Options of a run beyond its treatment: the reduced and small protocols' k, and the toy-size settings."""
     p.add_argument("--per-class", type=positive_int, default=None,
-                   help="protocol reduced: k, the train images per class of split reduced{k} (make split-reduced) "
-                        "(default: none; the reduced protocol needs it)")
+                   help="protocols reduced and small: k, the train images per class of split reduced{k} (make "
+                        "split-reduced) or of half B of small{seed}k{k} (make split-small) (default: none; "
+                        "those protocols need it)")
     p.add_argument("--batch", type=positive_int, default=None,
                    help="train and val batch instead of the net template's, for toy runs of the paper's CaffeNet "
                         "(default: the template's)")
@@ -152,7 +153,7 @@ def _grid(args: argparse.Namespace) -> int:
     grid.treatments(args.protocol, only)  # an unknown protocol or treatment fails before any work
     if profile(args.dataset).embedded:  # the kit makes the split itself (a no-op when done)
         from data_prep.prepare import prepare_for
-        prepare_for(args.work, args.dataset, args.protocol, args.seed)
+        prepare_for(args.work, args.dataset, args.protocol, args.seed, per_class=args.per_class)
     if args.engine == "slurm":
         from runner import slurm
         from runner.train import RunSpec

@@ -12,7 +12,10 @@ A unit is published only when every one of its runs is finished
 (kitcore.layout.is_finished, model hash checked), its score is the one its log
 gives and its loss never became NaN; every run of it must share one Caffe build
 key and one protocol key (kitcore.provenance), and so must the records already
-in the folder unless `allow_mixed`. The unit is written under a temporary name
+in the folder unless `allow_mixed`. A protocol that cuts a half to k images
+per class (small: B) trains the runs on that half for k's own iterations
+(solvers/small_iters.toml): their protocol key is one, the other half's
+another, and the records of other k's beside them need only share the build. The unit is written under a temporary name
 and renamed into place, so a killed publish leaves nothing that looks
 published. A unit already there with the same content is left as it is; one
 with other content is an error: finished records are never overwritten.
@@ -96,8 +99,11 @@ def unit(work: Path, dataset: str, split: str) -> tuple[Path, dict[str, dict]]:
         raise KitError(f"{sdir}: {len(waiting)} of its {len(metas) + len(waiting)} runs are not finished "
                        f"({', '.join(waiting[:6])}{more}); a split's grid is published whole",
                        f"finish the grid first: make grid DATASET={dataset} PROTOCOL={protocol} SEED={seed}")
-    keys = {keys_of(m) for m in metas.values()}
-    if len(keys) > 1:
+    groups: dict[bool, set] = {}  # runs on a cut half, and the others: one (build, protocol) pair each
+    for m in metas.values():
+        groups.setdefault(bool(layout.cut_halves(protocol, [m.get("target")])), set()).add(keys_of(m))
+    keys = set().union(*groups.values())
+    if any(len(k) > 1 for k in groups.values()) or len({build for build, _ in keys}) > 1:
         raise KitError(f"{sdir}: its runs come from {len(keys)} builds or protocols ({sorted(keys)})",
                        "redo the odd runs on one build (FORCE=1), then publish")
     return sdir, metas
@@ -129,11 +135,14 @@ def publish_unit(work: Path, dataset: str, split: str, records: Path, allow_mixe
     """Publish one split's grid into records/<split>; return one line saying what was done."""
     sdir, metas = unit(work, dataset, split)
     records = Path(records)
-    ours = keys_of(next(iter(metas.values())))
-    others = published_keys(records) - {ours}
+    ours = {keys_of(m) for m in metas.values()}
+    others = published_keys(records) - ours
+    if layout.protocol_spec(layout.split_protocol(split)[0]).cut:  # each k its own iterations: builds must agree
+        others = {key for key in others if key[0] not in {build for build, _ in ours}}
     if others and not allow_mixed:
         raise KitError(f"{records} holds records of another build or protocol ({sorted(others)}; "
-                       f"these runs: {ours})", "publish into another folder (RECORDS=dir), or pass --allow-mixed "
+                       f"these runs: {sorted(ours)})",
+                       "publish into another folder (RECORDS=dir), or pass --allow-mixed "
                        "(MIXED=1) to keep both (the analysis then refuses to pool them unless told)")
     files: dict[str, dict[str, bytes]] = {"": {"split.json": (sdir / "split.json").read_bytes()}}
     for name in metas:

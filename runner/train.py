@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from generators import netgen
-from generators.runfiles import STARTS_FROM_INIT, make_init, run_files
+from generators.runfiles import STARTS_FROM_INIT, cut_iters, make_init, run_files
 from kitcore import atomic, layout, provenance
 from kitcore.caffe_env import caffe_version, tool
 from kitcore.caffe_log import parse_log, score
@@ -52,7 +52,7 @@ class RunSpec:
     iters: int | None = None
     threads: int | None = None
     gpu: bool = False
-    per_class: int | None = None  # protocol reduced: k train images per class (split reduced{k})
+    per_class: int | None = None  # protocols reduced, small: k train images per class (reduced{k}, small{s}k{k})
     batch: int | None = None  # train and val batch instead of the template's (toy runs of the paper's net)
     test_iter: int | None = None  # test batches per test instead of the profile's policy
 
@@ -88,11 +88,15 @@ class RunSpec:
                                     force=force)
 
 
+def iters_of(spec: RunSpec) -> int | None:
+    """The iteration budget a run overrides its solver template's with: its `iters`, else the schedule of a run
+    on a half cut to k images per class (generators.runfiles.cut_iters); None: the template's."""
+    return spec.iters or cut_iters(spec.profile, spec.treatment, spec.per_class)
+
+
 def budget(spec: RunSpec) -> int:
-    """Iterations of one run: its `iters`, or its solver template's max_iter."""
-    if spec.iters:
-        return spec.iters
-    return netgen.load_solver(spec.profile.solver_template(spec.treatment.protocol)).max_iter
+    """Iterations of one run: iters_of, or its solver template's max_iter."""
+    return iters_of(spec) or netgen.load_solver(spec.profile.solver_template(spec.treatment.protocol)).max_iter
 
 
 def _write_once(path: Path, text: str) -> None:
@@ -109,7 +113,7 @@ def prepare(spec: RunSpec, found: inputs.RunInputs) -> dict:
     """Write the run folder's prototxt, init model and run.json from checked inputs; return run.json's content."""
     t, run, prof = spec.treatment, spec.run_dir, spec.profile
     (run / "snapshots").mkdir(parents=True, exist_ok=True)
-    files = run_files(prof, t, found.num_classes, spec.seed, "../../data", iters=spec.iters, batch=spec.batch,
+    files = run_files(prof, t, found.num_classes, spec.seed, "../../data", iters=iters_of(spec), batch=spec.batch,
                       test_iter=spec.test_iter, val_records=found.val_records)
     _write_once(run / "train_val.prototxt", netgen.to_text(files.net))
     _write_once(run / "solver.prototxt", netgen.to_text(files.solver))
@@ -137,7 +141,7 @@ def prepare(spec: RunSpec, found: inputs.RunInputs) -> dict:
               "per_class": spec.per_class, "profile": prof.record(),
               "protocol_files": provenance.protocol_record(
                   prof.net_template_path(), prof.solver_template(t.protocol), KIT,
-                  iters=spec.iters, batch=spec.batch, test_iter=spec.test_iter),
+                  iters=iters_of(spec), batch=spec.batch, test_iter=spec.test_iter),
               "build": provenance.build_record(), "host": provenance.host_record(), "git_dirty": _git_dirty()}
     atomic.write_json(run / "run.json", record)
     return record

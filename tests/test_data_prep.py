@@ -18,7 +18,7 @@ import pytest
 
 from data_prep import fa20
 from data_prep.lmdb_io import is_complete_lmdb, read_datum_lmdb, read_mean
-from data_prep.prepare import prepare_for, prepare_natman, prepare_split, prepare_whole, read_manifest
+from data_prep.prepare import prepare_for, prepare_natman, prepare_small, prepare_split, prepare_whole, read_manifest
 from data_prep.splits import Split, make_random_split, natman_split
 from kitcore.errors import KitError
 
@@ -241,6 +241,30 @@ def test_prepare_natman(tmp_path, fa20_dir, fa20_data):
     assert np.bincount(y).tolist() == [800] * 10
     with pytest.raises(KitError, match="protocol 'reduced' has no split"):
         prepare_for(work, "fa20", "reduced")
+
+
+def test_prepare_small_cuts_only_b_train(tmp_path, split0, fa20_dir, fa20_data):
+    """small0k5: random0's A and val LMDBs byte for byte; B's train the first 5 images of each class."""
+    work = _work_with_dataset(tmp_path, fa20_dir)
+    sdir = prepare_small(work, "fa20", 0, 5)
+    assert sdir == work / "fa20" / "small0k5" and prepare_for(work, "fa20", "small", 0, per_class=5) == sdir
+    man, full = read_manifest(sdir), read_manifest(split0)
+    for rel in ("data/A_train_lmdb", "data/A_val_lmdb", "data/B_val_lmdb", "data/A_mean.binaryproto"):
+        assert man["files"][rel]["sha256"] == full["files"][rel]["sha256"], rel
+    entry = man["files"]["data/B_train_lmdb"]
+    assert entry["records"] == 50 and entry["label_counts"] == {str(i): 5 for i in range(10)}
+    x, y = read_datum_lmdb(sdir / "data" / "B_train_lmdb")
+    for new, orig in enumerate(make_random_split(20, 0).halves["B"]):
+        first = fa20_data.train_x[fa20_data.train_y == orig][:5]
+        assert sorted(img.tobytes() for img in x[y == new, 0]) == sorted(img.tobytes() for img in first)
+    sj = json.loads((sdir / "split.json").read_text())
+    assert sj["per_class"] == 5 and sj["cut_halves"] == ["B"] and sj["seed"] == 0
+    assert sj["uncut_per_class"] == {"B": [800, 800]}
+    assert "per_class" not in json.loads((split0 / "split.json").read_text())
+    with pytest.raises(KitError, match="fewer than k = 801.*PERCLASS=800 or less"):
+        prepare_small(work, "fa20", 0, 801)
+    with pytest.raises(KitError, match="small protocol needs k"):
+        prepare_for(work, "fa20", "small", 0)
 
 
 def test_prepare_bad_inputs(tmp_path):

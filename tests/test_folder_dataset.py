@@ -20,7 +20,7 @@ import pytest
 from data_prep import fa20, image_store
 from data_prep.folder import add_dataset, prepare_user_split
 from data_prep.lmdb_io import read_datum_lmdb, read_mean
-from data_prep.prepare import prepare_natman, prepare_split, prepare_whole
+from data_prep.prepare import prepare_natman, prepare_small, prepare_split, prepare_whole
 from data_prep.verify import verify_split
 from kitcore.profiles import PROFILE_FILE, load_user_profiles, profile
 
@@ -46,7 +46,7 @@ def exported(tmp_path_factory):
         for n in names:
             (root / "png" / phase / n).mkdir(parents=True)
         for i, (img, label) in enumerate(zip(xs, ys)):
-            assert cv2.imwrite(str(root / "png" / phase / names[label] / f"{i}.png"), img)
+            assert cv2.imwrite(str(root / "png" / phase / names[label] / f"{i:05d}.png"), img)  # FA-20's order
     calls = []
     real = image_store.decode_resize
     with pytest.MonkeyPatch.context() as mp:
@@ -59,11 +59,12 @@ def exported(tmp_path_factory):
                                   for n, k in zip(names, data.kinds)))
         user = {"random0": prepare_user_split(root / "work", NAME, "random", seed=0),
                 "all": prepare_user_split(root / "work", NAME, "whole"),
-                "natman": prepare_user_split(root / "work", NAME, "natman", groups=groups)}
+                "natman": prepare_user_split(root / "work", NAME, "natman", groups=groups),
+                "small0k5": prepare_user_split(root / "work", NAME, "small", seed=0, per_class=5)}
         assert add_dataset(root / "work", NAME, root / "png") == wdir  # a finished store is reused
         split_decodes = len(calls) - decoded
     ref = {"random0": prepare_split(root / "ref", "fa20", 0), "all": prepare_whole(root / "ref", "fa20"),
-           "natman": prepare_natman(root / "ref", "fa20")}
+           "natman": prepare_natman(root / "ref", "fa20"), "small0k5": prepare_small(root / "ref", "fa20", 0, 5)}
     return {"root": root, "data": data, "names": names, "wdir": wdir, "user": user, "ref": ref,
             "decoded": decoded, "split_decodes": split_decodes}
 
@@ -95,7 +96,7 @@ def _multiset(path: Path) -> Counter:
     return Counter((int(lab), img.tobytes()) for img, lab in zip(images, labels))
 
 
-@pytest.mark.parametrize("split", ["random0", "all", "natman"])
+@pytest.mark.parametrize("split", ["random0", "all", "natman", "small0k5"])
 def test_split_lmdbs_equal_the_embedded_fa20s(exported, split):
     sdir, rdir = exported["user"][split], exported["ref"][split]
     assert sdir == exported["root"] / "work" / NAME / split

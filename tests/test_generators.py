@@ -51,6 +51,7 @@ def test_other_protocols():
                                                           for s, d in (("A", "B"), ("B", "A"))]
     assert valid_names("whole") == ["base"] + [f"randfrozen{n}" for n in range(1, 8)]
     assert valid_names("reduced") == ["base"]
+    assert valid_names("small") == figure2_names() and parse("A3B+", "small").protocol == "small"
     for protocol in PROTOCOLS:
         assert all(parse(n, protocol).name == n and parse(n, protocol).protocol == protocol
                    for n in valid_names(protocol))
@@ -60,7 +61,8 @@ def test_other_protocols():
     assert not any(r.copied(i) for i in range(1, 9)), "random weights copy nothing"
     assert parse("base", "whole").kind == "base" and parse("base", "reduced").target == "all"
     for name, protocol in [("A3A", "natman"), ("base", "random"), ("randfrozen3", "random"),
-                           ("randfrozen8", "whole"), ("randfrozen0", "whole"), ("baseA", "whole"), ("A1B", "reduced")]:
+                           ("randfrozen8", "whole"), ("randfrozen0", "whole"), ("baseA", "whole"), ("A1B", "reduced"),
+                           ("B1A", "small"), ("A2A+", "small")]:
         with pytest.raises(KitError, match=f"invalid treatment.*{protocol}"):
             parse(name, protocol)
 
@@ -139,6 +141,30 @@ def test_solver_budget_scales_the_schedule():
     assert (s.net, s.random_seed, s.max_iter) == ("train_val.prototxt", 3, tpl.max_iter * 2)
     assert s.stepsize == tpl.stepsize * 2 and s.test_interval == tpl.test_interval * 2
     assert (s.momentum, s.weight_decay) == pytest.approx((0.9, 0.0005)) and s.lr_policy == "step"
+
+
+def test_a_cut_half_trains_for_its_schedule(tmp_path):
+    """solvers/small_iters.toml: the row of the smallest k at or above the run's; above them all, the
+    template's own; a run on an uncut half (baseA of small) is never rescaled."""
+    from generators.runfiles import cut_iters, read_schedule, run_files
+    from kitcore.profiles import profile
+    rows = read_schedule()["fa20_solver.prototxt"]
+    fa20, tpl = profile("fa20"), netgen.load_solver(SOLVER)
+    smallest, largest = min(rows), max(rows)
+    assert cut_iters(fa20, parse("B3B", "small"), smallest) == rows[smallest]
+    assert cut_iters(fa20, parse("baseB", "small"), 1) == rows[smallest]
+    assert cut_iters(fa20, parse("baseB", "small"), largest + 1) is None
+    assert cut_iters(fa20, parse("baseA", "small"), smallest) is None
+    assert cut_iters(fa20, parse("B3B", "random"), smallest) is None
+    files = run_files(fa20, parse("A3B+", "small"), 10, 0, "d", val_records=2000, per_class=smallest)
+    assert files.solver.max_iter == rows[smallest] != tpl.max_iter
+    assert files.solver.stepsize == round(tpl.stepsize * rows[smallest] / tpl.max_iter)
+    with pytest.raises(KitError, match="small protocol needs k"):
+        cut_iters(fa20, parse("baseB", "small"), None)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[fa20_solver.prototxt]\nfive = 'x'\n")
+    with pytest.raises(KitError, match="is not a table of solver -> k = iterations"):
+        read_schedule(bad)
 
 
 def test_deploy_has_no_data_or_loss():

@@ -78,6 +78,27 @@ def test_split_reduced_first_k_per_class_in_list_order(tmp_path):
     assert first_per_class([("a", 0), ("b", 1), ("c", 0), ("d", 0)], 2) == [("a", 0), ("b", 1), ("c", 0)]
 
 
+def test_split_small_cuts_only_b_train_list(tmp_path):
+    _images, lists = make_synthetic_ilsvrc(tmp_path / "src", train_per_class=5, val_per_class=1)
+    sdir = prepare_imagenet(tmp_path / "work", lists, "small", seed=1, per_class=2)
+    full = prepare_imagenet(tmp_path / "work", lists, "random", seed=1)
+    assert sdir.name == "small1k2"
+    for name in ("A_train.txt", "A_val.txt", "B_val.txt"):
+        assert (sdir / "lists" / name).read_text() == (full / "lists" / name).read_text(), name
+    b_full = (full / "lists" / "B_train.txt").read_text().splitlines()
+    b_small = (sdir / "lists" / "B_train.txt").read_text().splitlines()
+    expected, seen = [], {}
+    for line in b_full:
+        label = line.split()[1]
+        seen[label] = seen.get(label, 0) + 1
+        if seen[label] <= 2:
+            expected.append(line)
+    assert b_small == expected and len(b_small) == 2 * len(seen)
+    meta = json.loads((sdir / "split.json").read_text())
+    assert (meta["per_class"], meta["cut_halves"], meta["uncut_per_class"]) == (2, ["B"], {"B": [5, 5]})
+    assert meta["halves"] == json.loads((full / "split.json").read_text())["halves"]
+
+
 def test_changed_lists_after_the_lmdbs_need_force(tmp_path):
     images, lists = make_synthetic_ilsvrc(tmp_path / "src", train_per_class=2, val_per_class=1)
     sdir = prepare_imagenet(tmp_path / "work", lists, "random", seed=1, images=images)

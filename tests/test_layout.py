@@ -110,18 +110,23 @@ def test_importing_the_generators_needs_no_pycaffe():
 
 
 def test_split_names_per_protocol():
-    assert [layout.split_name(p, 3, 5) for p in ("random", "natman", "whole", "reduced")] == \
-        ["random3", "natman", "all", "reduced5"]
+    assert [layout.split_name(p, 3, 5) for p in ("random", "natman", "whole", "reduced", "small")] == \
+        ["random3", "natman", "all", "reduced5", "small3k5"]
     with pytest.raises(KitError, match="needs k"):
         layout.split_name("reduced", 0, None)
+    with pytest.raises(KitError, match="small protocol needs k.*make split-small"):
+        layout.split_name("small", 0, None)
+    assert layout.split_protocol("small12k25") == ("small", 12, 25) and layout.split_seed("small1k5") is None
+    assert layout.cut_halves("small", ["A", "B"]) == ["B"] and layout.cut_halves("reduced", ["all"]) == ["all"]
+    assert layout.cut_halves("random", ["A", "B"]) == []
     assert layout.split_seed("random12") == 12 and layout.split_seed("natman") is None
     assert layout.split_seed("random1x") is None and layout.split_seed("random01") is None  # not split_name's
     with pytest.raises(KitError, match="invalid images per class 0"):
         layout.split_name("reduced", 0, 0)
     with pytest.raises(KitError, match="invalid split seed -1"):
         layout.split_name("random", -1)
-    with pytest.raises(KitError, match="unknown protocol 'small'.*random, natman, whole, reduced"):
-        layout.split_name("small")
+    with pytest.raises(KitError, match="unknown protocol 'tiny'.*random, natman, whole, reduced, small"):
+        layout.split_name("tiny")
 
 
 def test_the_protocol_table_names_folders_and_targets(tmp_path):
@@ -129,13 +134,14 @@ def test_the_protocol_table_names_folders_and_targets(tmp_path):
     makefile = (KIT / "Makefile").read_text()
     for spec in layout.PROTOCOLS.values():
         name = layout.split_name(spec.name, 7, 9)
-        assert layout.split_protocol(name) == (spec.name, 7 if spec.variable == "seed" else 0,
-                                               9 if spec.variable == "per_class" else None)
+        assert layout.split_protocol(name) == (spec.name, 7 if "seed" in spec.variables else 0,
+                                               9 if "per_class" in spec.variables else None)
         assert f"\n{spec.target}:" in makefile, spec.target
         assert layout.split_command("fa20", spec.name, 7, 9).startswith(f"make {spec.target} DATASET=fa20")
     assert layout.dataset_dir(tmp_path, "mine") == tmp_path / "mine" / "dataset"
-    with pytest.raises(KitError, match="unknown split name 'reduced0'"):
-        layout.split_protocol("reduced0")
+    for bad in ("reduced0", "small1", "small1k0", "small01k5", "small1k5x"):
+        with pytest.raises(KitError, match=f"unknown split name '{bad}'"):
+            layout.split_protocol(bad)
 
 
 @pytest.mark.parametrize("protocol,treatment,base,extra", [
@@ -157,6 +163,9 @@ def test_fix_commands_carry_every_variable_of_the_split():
         "make split-reduced DATASET=imagenet PERCLASS=25 LISTS=dir IMAGES=dir"
     assert layout.split_command("fa20", "random", 3, force=True) == "make split-random DATASET=fa20 SEED=3 FORCE=1"
     assert layout.split_command("fa20", "natman") == "make split-natural DATASET=fa20"
+    assert layout.split_command("fa20", "small", 2, 10) == "make split-small DATASET=fa20 SEED=2 PERCLASS=10"
+    assert layout.train_command("A3B+", "fa20", "small", 2, 10) == \
+        "make train TREATMENT=A3B+ DATASET=fa20 PROTOCOL=small SEED=2 PERCLASS=10"
 
 
 def test_is_finished_is_one_answer(tmp_path):
