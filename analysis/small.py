@@ -44,7 +44,7 @@ from kitcore.layout import split_protocol
 
 SMALL_RECORDS = "small"  # <records>/small/<split>/<treatment>/: the small-target grids' run records
 MEASURES = ("over_base", "over_self", "dip", "dip_n", "anb7", "baseB", "plateau_B", "plateau_A", "b1b", "b1bplus",
-            "after_step")
+            "after_step", "run_seconds")  # run_seconds: the sum of the split's run wall times (what its grid costs)
 COLUMNS = ("k", "seed", "split", "runs", *MEASURES)
 LABELS = {"over_base": "AnB+ - baseB (mean over n = 1..7)", "over_self": "AnB+ - BnB+ (mean over n = 1..7)",
           "dip": "lowest BnB - baseB over n = 2..6", "anb7": "A7B - baseB"}
@@ -82,8 +82,10 @@ def _point(rows: list[dict]) -> dict:
     pairs = [(statistics.fmean(groups["AnB+"][n]) - statistics.fmean(groups["BnB+"][n])) * 100
              for n in range(1, 8) if groups["AnB+"].get(n) and groups["BnB+"].get(n)]
     c = seed_controls(good, keep=scored)
+    seconds = [float(r["wall_seconds"]) for r in rows if r.get("wall_seconds") not in (None, "")]
     return {"over_base": m["anbplus"], "over_self": statistics.fmean(pairs) if pairs else math.nan,
-            "dip": m["dip"], "dip_n": m["dip_n"], "anb7": m["anb7"], **c}
+            "dip": m["dip"], "dip_n": m["dip_n"], "anb7": m["anb7"], **c,
+            "run_seconds": sum(seconds) if seconds else math.nan}
 
 
 def points(rows: list[dict], k_full: int | None = None) -> list[dict]:
@@ -161,28 +163,33 @@ def to_markdown(pts: list[dict], k_full: int | None) -> str:
     full = f"; k = {k_full} is the full protocol's random splits" if k_full else ""
     out = ["**Where transfer pays: a small target** (percentage points, mean ± sd over seeds; half B cut to its "
            f"first k train images per class, half A and the val sets whole{full})", "",
-           "| k | seeds | baseB, % | AnB+ - baseB | AnB+ - BnB+ | dip: lowest BnB - baseB (n) | A7B - baseB |",
-           "|---|---|---|---|---|---|---|"]
+           "| k | seeds | baseB, % | AnB+ - baseB | AnB+ - BnB+ | dip: lowest BnB - baseB (n) | A7B - baseB "
+           "| a grid's runs, min |", "|---|---|---|---|---|---|---|---|"]
     for r in ks:
         dip_n = "" if math.isnan(r["dip_n"]) else f" ({r['dip_n']:.0f})"
         out.append(f"| {r['k']} | {len(r['seeds'])} | {r['baseB']:.2f} | {_fmt(r['over_base'], r['over_base_sd'])} "
                    f"| {_fmt(r['over_self'], r['over_self_sd'])} | {_fmt(r['dip'], r['dip_sd'])}{dip_n} "
-                   f"| {_fmt(r['anb7'], r['anb7_sd'])} |")
-    out += ["", f"Verdicts per k (a mean beyond ±{TOLERANCE_PP:g} pp shows it; controls as above, per k):", "",
+                   f"| {_fmt(r['anb7'], r['anb7_sd'])} | {r['run_seconds'] / 60:.1f} |")
+    out += ["", "A grid's runs: the sum of its 30 runs' wall times (each run on one core; two grids side by side "
+            "on 2 cores take about that long for both), mean over the seeds.", "",
+            f"Verdicts per k (a mean beyond ±{TOLERANCE_PP:g} pp shows it; controls as above, per k):", "",
             *(f"- {line}" for line in verdict_lines(ks))]
     return "\n".join(out) + "\n"
 
 
 def summary(pts: list[dict]) -> str:
-    """One line of what the points show: the boosts at the smallest and the largest k."""
+    """One line of what the points show: each measure's mean at every k."""
     ks = per_k(pts)
-    lo, hi = ks[0], ks[-1]
-    return (f"AnB+ - baseB {_fmt(lo['over_base'])} pp at k = {lo['k']}, {_fmt(hi['over_base'])} pp at k = "
-            f"{hi['k']}; AnB+ - BnB+ {_fmt(lo['over_self'])} and {_fmt(hi['over_self'])} pp (means over "
-            f"{min(len(r['seeds']) for r in ks)}-{max(len(r['seeds']) for r in ks)} seeds per k)")
+
+    def by_k(key: str) -> str:
+        return ", ".join(f"{_fmt(r[key])} (k = {r['k']})" for r in ks)
+    seeds = sorted({len(r["seeds"]) for r in ks})
+    return (f"AnB+ - baseB {by_k('over_base')} pp; AnB+ - BnB+ {by_k('over_self')} pp; lowest BnB - baseB "
+            f"{by_k('dip')} pp (means over {seeds[0]}{'' if len(seeds) == 1 else f'-{seeds[-1]}'} seeds per k)")
 
 
-def _panel(ax, pts: list[dict], keys: tuple[str, ...], colours: tuple[str, ...], title: str) -> None:
+def _panel(ax, pts: list[dict], keys: tuple[str, ...], colours: tuple[str, ...], title: str,
+           k_full: int | None) -> None:
     ks = per_k(pts)
     xs = [r["k"] for r in ks]
     for key, colour in zip(keys, colours):
@@ -192,7 +199,7 @@ def _panel(ax, pts: list[dict], keys: tuple[str, ...], colours: tuple[str, ...],
                     color=colour, marker="o", capsize=3, linewidth=1.2, label=LABELS[key], zorder=4)
     ax.axhline(0, color="grey", linewidth=0.8, linestyle=":")
     ax.set_xscale("log")
-    ax.set_xticks(xs, [str(k) for k in xs], fontsize=8)
+    ax.set_xticks(xs, [f"{k}\n(full)" if k == k_full else str(k) for k in xs], fontsize=8)
     ax.minorticks_off()
     ax.set_xlabel("Train images per class of the target half B (k, log axis)")
     ax.set_ylabel("Percentage points")
@@ -212,8 +219,12 @@ def write_small(rows: list[dict], out_dir: Path, k_full: int | None = None) -> d
     fig = Figure(figsize=(11, 4.6))
     left, right = fig.subplots(1, 2)
     _panel(left, pts, ("over_base", "over_self"), ("tab:red", "tab:purple"),
-           "Fine-tuned transfer AnB+: the boost (Table 1's)")
-    _panel(right, pts, ("dip", "anb7"), ("tab:blue", "tab:green"), "Frozen: co-adaptation (BnB) and the AnB drop")
+           "Fine-tuned transfer AnB+: the boost (Table 1's)", k_full)
+    _panel(right, pts, ("dip", "anb7"), ("tab:blue", "tab:green"), "Frozen: co-adaptation (BnB) and the AnB drop",
+           k_full)
+    datasets = ", ".join(sorted({str(r.get("dataset")) for r in rows if point_of(r, k_full)}))
+    fig.suptitle(f"{datasets}: transfer to a small target (half B cut to its first k train images per class)",
+                 fontsize=11)
     line = summary(pts) + ". Points: seeds; lines: means, bars: sd over seeds."
     fig.text(0.01, 0.005, line, fontsize=7, color="dimgrey", va="bottom", wrap=True)
     fig.tight_layout(rect=(0, 0.05, 1, 1))

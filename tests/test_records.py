@@ -1,6 +1,7 @@
 """The committed run records (results/) are the evidence of every reported number, and the report matches them.
 
-- every published run's score is the one its gzipped log gives (the mean of its 10 best tests);
+- every published run's score is the one its gzipped log gives (the mean of its 10 best tests), the small-target
+  grids' under results/fa20/small too, each a whole unit trained for its k's iterations;
 - the records stay small (100 KB a run, 15 MB in all), and git holds no binary but docs/img and the records' logs;
 - `make plots RECORDS=results/fa20 DOCS=1`, run again from the records alone, gives docs/results.md, the
   README's results block and every figure's CSV in docs/img exactly as committed: the report cannot drift
@@ -16,6 +17,7 @@ import pytest
 
 from analysis.records import record_dirs
 from analysis.report import FIGURES, RESULTS_BEGIN, RESULTS_END, write_report
+from analysis.small import SMALL_RECORDS
 from kitcore.caffe_log import parse_log
 from kitcore.caffe_log import score as log_score
 from kitcore.runlog import log_segments
@@ -23,6 +25,8 @@ from kitcore.runlog import log_segments
 from conftest import ROOT
 
 RECORDS = ROOT / "results" / "fa20"
+SMALL = RECORDS / SMALL_RECORDS  # the small-target grids' records (analysis.small), one level down
+EVERY = record_dirs(RECORDS) + record_dirs(SMALL)
 RUN_LIMIT = 100_000
 TOTAL_LIMIT = 15_000_000
 
@@ -31,7 +35,7 @@ def test_the_records_are_there():
     assert len(record_dirs(RECORDS)) >= 30, f"{RECORDS} holds no published grid"
 
 
-@pytest.mark.parametrize("run", record_dirs(RECORDS), ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("run", EVERY, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_a_records_score_is_its_logs(run):
     result = json.loads((run / "result.json").read_text())
     parsed = parse_log(log_segments(run))
@@ -42,7 +46,7 @@ def test_a_records_score_is_its_logs(run):
 
 def test_the_records_are_small():
     root = ROOT / "results"
-    for run in record_dirs(RECORDS):
+    for run in EVERY:
         size = sum(p.stat().st_size for p in run.iterdir())
         assert size <= RUN_LIMIT, f"{run}: {size} bytes"
     assert sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) <= TOTAL_LIMIT
@@ -60,6 +64,22 @@ def test_git_holds_no_binary_but_figures_and_logs():
             assert name.startswith("docs/img/") or (name.startswith("results/") and name.endswith(".log.gz")), name
         if name.startswith("results/"):
             assert name.endswith((".log.gz", "run.json", "result.json", "split.json")), name
+
+
+def test_the_small_grids_are_whole_units_of_the_schedule():
+    """Each published small split: Figure 2's 30 runs; baseA with the full protocol's iterations, the runs on
+    B with solvers/small_iters.toml's for its k (what generators.runfiles.cut_iters gives)."""
+    from generators.runfiles import cut_iters
+    from kitcore.profiles import profile
+    from kitcore.treatments import grid_names, parse
+    for split in sorted({run.parent for run in record_dirs(SMALL)}):
+        runs = {p.name: json.loads((p / "run.json").read_text()) for p in split.iterdir() if p.is_dir()}
+        assert sorted(runs) == sorted(grid_names("small")), split.name
+        for name, meta in runs.items():
+            want = cut_iters(profile("fa20"), parse(name, "small"), meta["per_class"])
+            assert meta["protocol_files"]["overrides"]["iters"] == want, f"{split.name}/{name}"
+        assert runs["baseA"]["max_iter"] == 3000
+        assert json.loads((split / "split.json").read_text())["cut_halves"] == ["B"]
 
 
 def test_the_report_is_what_the_records_give(tmp_path):

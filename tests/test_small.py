@@ -13,7 +13,7 @@ from kitcore.errors import KitError
 
 def _row(split, kind, score, source=None, target="B", n=0, finetuned=False, **extra):
     return {"dataset": "fa20", "split": split, "treatment": "x", "kind": kind, "source": source, "target": target,
-            "n": n, "finetuned": finetuned, "score": score, "finished": True, **extra}
+            "n": n, "finetuned": finetuned, "score": score, "finished": True, "wall_seconds": 2.0, **extra}
 
 
 def _grid(split: str, base: float, boost: float, dip: float) -> list[dict]:
@@ -52,11 +52,11 @@ def test_per_k_means_sd_and_verdicts():
     assert k5["over_base"] == pytest.approx(5.0) and k5["over_base_sd"] == pytest.approx(math.sqrt(2))
     assert k5["controls"] == {"a": True, "b": True, "c": True}
     text = to_markdown(points(ROWS, 800), 800)
-    assert "| 5 | 2 | 51.00 | +5.00 ± 1.41 | +5.00 ± 1.41 | -2.00 ± 1.41 (3) | -5.00 ± 0.00 |" in text
+    assert "| 5 | 2 | 51.00 | +5.00 ± 1.41 | +5.00 ± 1.41 | -2.00 ± 1.41 (3) | -5.00 ± 0.00 | 1.0 |" in text
     assert ("- k = 5 (seeds 0, 1): boost over baseB shown (+5.00 ± 1.41 pp), over BnB+ shown (+5.00 ± 1.41 pp); "
             "co-adaptation dip shown (-2.00 ± 1.41 pp)") in text
     assert "- k = 800 (seeds 0, 1): boost over baseB not shown (+0.10 ± 0.14 pp)" in text
-    assert summary(points(ROWS, 800)).startswith("AnB+ - baseB +5.00 pp at k = 5, +0.10 pp at k = 800")
+    assert summary(points(ROWS, 800)).startswith("AnB+ - baseB +5.00 (k = 5), +0.10 (k = 800) pp; AnB+ - BnB+ ")
 
 
 def test_a_control_off_at_one_k_says_where():
