@@ -226,7 +226,9 @@ def write_small(rows: list[dict], out_dir: Path, k_full: int | None = None) -> d
     fig.suptitle(f"{datasets}: transfer to a small target (half B cut to its first k train images per class)",
                  fontsize=11)
     line = summary(pts) + ". Points: seeds; lines: means, bars: sd over seeds."
-    fig.text(0.01, 0.005, line, fontsize=7, color="dimgrey", va="bottom", wrap=True)
+    full = f"; k = {k_full} (full): the full protocol's random splits" if k_full else ""
+    fig.text(0.01, 0.005, f"Points: seeds; lines: means, bars: sd over seeds{full}; the numbers: small.csv.",
+             fontsize=7, color="dimgrey", va="bottom")
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     from analysis.plots import save_both, write_numbers  # noqa: PLC0415  (matplotlib)
     png, pdf = save_both(fig, out_dir / "small", line)
