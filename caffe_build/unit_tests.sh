@@ -16,12 +16,13 @@ shift
 TESTS=("$@")
 if [ ${#TESTS[@]} -eq 0 ]; then
   # Convolution, InnerProduct, Pooling (max), LRN, ReLU and Dropout (neuron),
-  # SoftmaxWithLoss, Accuracy, im2col, the BLAS wrappers. The Data layer's
+  # SoftmaxWithLoss, Accuracy, im2col, the BLAS wrappers, SyncedMemory (with the
+  # oneDNN layouts it may hold, on a oneDNN build). The Data layer's
   # tests (test_data_layer) are compiled only with OpenCV: run them on the
   # OpenCV variant (make caffe-opencv), which has the same BLAS and patches.
   TESTS=(test_convolution_layer test_inner_product_layer test_pooling_layer test_lrn_layer
          test_neuron_layer test_maxpool_dropout_layers test_softmax_with_loss_layer
-         test_accuracy_layer test_im2col_layer test_math_functions)
+         test_accuracy_layer test_im2col_layer test_math_functions test_syncedmem)
 fi
 die() { echo "error: $*" >&2; exit 1; }
 [ -f "$ROOT/.kit-build-complete" ] || die "$ROOT is not a finished kit Caffe build; fix: make caffe"

@@ -89,3 +89,21 @@ def test_engine_caffe_gets_caffes_own_code(dnnl_root, tmp_path):
     assert "Layer conv2 (Convolution): Caffe's CPU code, not oneDNN (engine: CAFFE)" in log, log[-3000:]
     assert "Layer conv3 (Convolution): oneDNN" in log
 
+
+
+def _reordered_shapes(log: str) -> list[str]:
+    """The shapes of the batch's tensors (8 x ...) that oneDNN reordered, one per reorder it ran."""
+    return [ln.split(",")[-2] for ln in log.splitlines()
+            if ln.startswith("onednn_verbose,exec,") and ",reorder," in ln and ln.split(",")[-2].startswith("8x")]
+
+
+def test_activations_travel_between_onednn_layers_with_no_reorder(dnnl_root, tmp_path):
+    # A oneDNN layer leaves its output in its primitive's blocked layout (SyncedMemory::layout()), and the next
+    # one reads it there. conv3 -> relu3 -> conv4 -> relu4 -> conv5 (8x96x7x7) is convolutions only, on any CPU.
+    shapes = _reordered_shapes(_time(dnnl_root, _net(tmp_path), ONEDNN_VERBOSE="1"))
+    assert "8x96x7x7" not in shapes, shapes
+    if " avx512f " not in Path("/proc/cpuinfo").read_text():
+        return  # AVX2: oneDNN's pooling and LRN may take another block than its convolutions
+    # AVX-512: pooling and LRN take the convolutions' nChw16c too. What is left is fc6's plain input: pool5's
+    # output back into Caffe's layout, and fc6's diff into pool5's layout.
+    assert set(shapes) == {"8x64x3x3"}, shapes

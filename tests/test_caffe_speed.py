@@ -100,7 +100,7 @@ def _unit_tests(root: Path, *tests: str) -> list[str]:
 
 
 def test_caffes_own_layer_tests_pass(fast_root):
-    assert len(_unit_tests(fast_root)) == 10
+    assert len(_unit_tests(fast_root)) == 11
 
 
 def test_caffes_own_data_layer_tests_pass_in_the_opencv_variant():
