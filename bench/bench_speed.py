@@ -9,7 +9,8 @@
     its shapes) against this core's attainable sgemm rate, measured in the same
     run (a 2048^3 single-thread sgemm of the builds' own BLAS, timed by
     bench_blas.rate); the share of the iteration outside the conv layers; the
-    BLAS core type each build's OpenBLAS picked.
+    BLAS core type each build's OpenBLAS picked; the kit's build on 2 threads against 1 (a run alone on the
+    machine, `make train`, takes every core).
 (f) the per-layer time table (forward and backward, ms) of the three builds.
 Ratios are from one run on one machine; absolute times drift on shared machines.
 """
@@ -112,6 +113,7 @@ def bench_speed(work: Path, iterations: int = 50, reps: int = 2) -> list[str]:
             totals[name].append(total)
             for key, ms_ in per_layer.items():
                 layers[name].setdefault(key, []).append(ms_)
+    two = min(caffe_time(roots["kit"], model, iterations, threads=2)[1] for _ in range(reps))
     ms = {n: {k: min(v) for k, v in d.items()} for n, d in layers.items()}
     it = {n: min(v) for n, v in totals.items()}
     peak = {n: sgemm_rate(roots[n]) for n in ("own", "reference")}  # the kit's BLAS is the own build's
@@ -125,6 +127,8 @@ def bench_speed(work: Path, iterations: int = 50, reps: int = 2) -> list[str]:
            f"    iteration: kit {it['kit']:.1f} ms, own layers {it['own']:.1f} ms, reference {it['reference']:.1f} ms:"
            f" kit {it['own'] / it['kit']:.2f}x faster than own layers (goal >= 2x), "
            f"{it['reference'] / it['kit']:.2f}x faster than the reference",
+           f"    the kit's build on 2 threads (one run using both cores, as `make train` does): {two:.1f} ms, "
+           f"{it['kit'] / two:.2f}x its 1-thread iteration",
            "    conv layer   GFLOP/s (of attainable): kit   own layers   reference   [goal: kit >= 0.8]"]
     flops = conv_flops(model)
     for name, (fwd, bwd) in flops.items():

@@ -67,11 +67,18 @@ def tool(name: str) -> str:
 
 
 def caffe_env(threads: int | None = None) -> dict:
-    """Environment for running a Caffe tool: glog to stderr, optional BLAS thread count."""
+    """Environment for running a Caffe tool: glog to stderr, `threads` (None: every core) for its layers.
+
+    Caffe's own layers compute with OpenBLAS threads; a oneDNN build's with oneDNN's OpenMP threads, and
+    there OpenBLAS (the solver's updates) gets one: two thread pools of more than one thread each spin
+    against each other, and a 2-thread FA-20 run took 5x as long as a 1-thread one (docs/caffe.md)."""
     env = dict(os.environ)
     env["GLOG_logtostderr"] = "1"
     env.pop("GLOG_minloglevel", None)
-    if threads:
+    if caffe_engine() == "DNNL":
+        env["OMP_NUM_THREADS"] = str(threads or len(os.sched_getaffinity(0)))
+        env["OPENBLAS_NUM_THREADS"] = "1"
+    elif threads:
         env["OPENBLAS_NUM_THREADS"] = str(threads)
         env["OMP_NUM_THREADS"] = str(threads)
     return env

@@ -107,3 +107,21 @@ def test_activations_travel_between_onednn_layers_with_no_reorder(dnnl_root, tmp
     # AVX-512: pooling and LRN take the convolutions' nChw16c too. What is left is fc6's plain input: pool5's
     # output back into Caffe's layout, and fc6's diff into pool5's layout.
     assert set(shapes) == {"8x64x3x3"}, shapes
+
+
+@pytest.mark.parametrize("engine", ["DNNL", "CAFFE"])
+@pytest.mark.parametrize("threads", [1, 2, None])
+def test_a_runs_threads_go_to_the_engines_pool(tmp_path, monkeypatch, engine, threads):
+    # oneDNN's OpenMP threads get the run's threads and OpenBLAS one (two multi-thread pools spin against each
+    # other); Caffe's own layers get them as OpenBLAS threads
+    from kitcore.caffe_env import caffe_env  # noqa: PLC0415
+    (tmp_path / ".kit-engine").write_text(engine + "\n")
+    monkeypatch.setenv("CAFFE_ROOT", str(tmp_path))
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "7")
+    env = caffe_env(threads)
+    if engine == "DNNL":
+        assert env["OPENBLAS_NUM_THREADS"] == "1"
+        assert env["OMP_NUM_THREADS"] == str(threads or len(os.sched_getaffinity(0)))
+    else:
+        assert env["OPENBLAS_NUM_THREADS"] == str(threads or 7)
+
