@@ -24,7 +24,7 @@ PERCLASS ?=
 RUNS     ?=
 JOBS     ?= 1
 # The grid (make grid / make status): PROTOCOL = random, natman, ...; JOBS = local
-# runs at a time (BLAS threads: cores // JOBS); ENGINE = local or slurm;
+# runs at a time (compute threads: cores // JOBS); ENGINE = local or slurm;
 # TREATMENTS = comma-separated subset; MODE = cpu or gpu (Caffe's mode);
 # SLURM_CONFIG = TOML file overriding runner/slurm.toml.
 PROTOCOL ?= random

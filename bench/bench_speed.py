@@ -46,10 +46,10 @@ def sgemm_rate(root: Path, size: int = 2048) -> float:
 
 
 def caffe_time(root: Path, model: Path, iterations: int, threads: int = 1) -> tuple[dict, float]:
-    """`caffe time` of a net with one build: ({(layer, pass): ms}, ms per forward-backward)."""
-    env = {**os.environ, "GLOG_logtostderr": "1", "OPENBLAS_NUM_THREADS": str(threads),
-           "OMP_NUM_THREADS": str(threads)}
-    env.pop("GLOG_minloglevel", None)
+    """`caffe time` of a net with one build on `threads` threads, as the kit runs it (kitcore's caffe_env):
+    ({(layer, pass): ms}, ms per forward-backward)."""
+    from kitcore.caffe_env import caffe_env  # noqa: PLC0415
+    env = caffe_env(threads, root)
     out = subprocess.run([str(root / "build" / "tools" / "caffe"), "time", "-model", model.name,
                           "-iterations", str(iterations)], capture_output=True, text=True, env=env, check=False,
                          cwd=model.parent)  # the run folder: the net's data paths are relative to it

@@ -66,8 +66,9 @@ def tool(name: str) -> str:
     raise KitError(f"the Caffe tool {name!r} was not found", "run: make caffe (or set CAFFE_ROOT)")
 
 
-def caffe_env(threads: int | None = None) -> dict:
-    """Environment for running a Caffe tool: glog to stderr, `threads` (None: every core) for its layers.
+def caffe_env(threads: int | None = None, root: Path | None = None) -> dict:
+    """Environment for running a Caffe tool of build `root` (None: the kit's): glog to stderr, `threads`
+    (None: every core) for its layers.
 
     Caffe's own layers compute with OpenBLAS threads; a oneDNN build's with oneDNN's OpenMP threads, and
     there OpenBLAS (the solver's updates) gets one: two thread pools of more than one thread each spin
@@ -75,7 +76,7 @@ def caffe_env(threads: int | None = None) -> dict:
     env = dict(os.environ)
     env["GLOG_logtostderr"] = "1"
     env.pop("GLOG_minloglevel", None)
-    if caffe_engine() == "DNNL":
+    if caffe_engine(root) == "DNNL":
         env["OMP_NUM_THREADS"] = str(threads or len(os.sched_getaffinity(0)))
         env["OPENBLAS_NUM_THREADS"] = "1"
     elif threads:

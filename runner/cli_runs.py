@@ -49,7 +49,8 @@ def add_parsers(sub, fmt) -> None:
     add_common(p)
     p.add_argument("--treatment", required=True, help="treatment name, e.g. baseA, A3B, A3B+ (required)")
     p.add_argument("--iters", type=positive_int, default=None, help="iteration budget (default: the solver's max_iter)")
-    p.add_argument("--threads", type=positive_int, default=None, help="BLAS threads for Caffe (default: all cores)")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="Caffe's compute threads (oneDNN's, or BLAS's without it) (default: all cores)")
     p.add_argument("--force", action="store_true", help="redo a finished run (the old one is moved aside)")
     add_mode_options(p)
     p.add_argument("--protocol", default="random", help="protocol the treatment belongs to (random, natman, ...)")
@@ -60,7 +61,7 @@ def add_parsers(sub, fmt) -> None:
     _grid_options(p)
     p.add_argument("--iters", type=positive_int, default=None,
                    help="iteration budget per run (default: the solver's max_iter)")
-    p.add_argument("--jobs", type=positive_int, default=1, help="local runs at a time (BLAS threads: cores // jobs)")
+    p.add_argument("--jobs", type=positive_int, default=1, help="local runs at a time (compute threads: cores // jobs)")
     p.add_argument("--engine", choices=("local", "slurm"), default="local", help="run here, or submit with sbatch")
     p.add_argument("--slurm-config", type=Path, default=None,
                    help="TOML file overriding runner/slurm.toml (partition, time, cpus, gpus, ...) "

@@ -11,7 +11,7 @@ for (`grids`; `make demo` runs the random split only, GRIDS=all every grid):
 Bases go first, so that both cores stay busy from the start; then
 analysis.results.analyze_split writes the figures and Table 1 of the first
 seed's split from every split's runs. The runs go through runner.grid.run_specs
-(`jobs` at a time, cores // jobs BLAS threads each, skip finished, resume
+(`jobs` at a time, cores // jobs compute threads each, skip finished, resume
 unfinished, one summary line per run with the ETA).
 """
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """The grid of one split: every treatment of a protocol, bases first, then each transfer after its base.
 
 `run_grid` trains locally with `jobs` runs at a time, each caffe limited to
-cores // jobs BLAS threads. Finished runs are skipped, unfinished ones resume
-(runner.train). Each run ends with one summary line (treatment, status,
-score, wall time) on stderr; while it works, tqdm bars on stderr show the grid
-(in iterations, with its ETA) and every running caffe, read live from its log.
+cores // jobs compute threads (oneDNN's, or BLAS's on a build without it).
+Finished runs are skipped, unfinished ones resume (runner.train). Each run
+ends with one summary line (treatment, status, score, wall time) on stderr;
+while it works, tqdm bars on stderr show the grid (in iterations, with its
+ETA) and every running caffe, read live from its log.
 Bars are drawn when stderr is a terminal or TRANSFER_KIT_PROGRESS=1.
 The state of a grid's runs (`transfer-kit status`) is runner.status's, which
 reads run folders (runner.runstate) and Slurm's queue (runner.slurm).
@@ -114,7 +115,7 @@ def run_grid(work: Path, dataset: str, seed: int, names: list[str] | None = None
 
 
 def threads_per_job(jobs: int) -> int:
-    """BLAS threads of each of `jobs` concurrent runs: the cores this process may use, divided evenly."""
+    """Compute threads of each of `jobs` concurrent runs: the cores this process may use, divided evenly."""
     return max(1, len(os.sched_getaffinity(0)) // jobs)
 
 

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m runner.resume RUN`: train or resume the caffe run in a folder; one-line errors."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("run", type=Path, help="folder with solver.prototxt and train_val.prototxt")
-    parser.add_argument("--threads", type=int, default=None, help="BLAS threads for caffe")
+    parser.add_argument("--threads", type=int, default=None, help="Caffe's compute threads (default: all cores)")
     parser.add_argument("--weights", default=None, help="model to start from when there is no snapshot")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)

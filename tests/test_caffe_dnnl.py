@@ -116,12 +116,17 @@ def test_a_runs_threads_go_to_the_engines_pool(tmp_path, monkeypatch, engine, th
     # other); Caffe's own layers get them as OpenBLAS threads
     from kitcore.caffe_env import caffe_env  # noqa: PLC0415
     (tmp_path / ".kit-engine").write_text(engine + "\n")
-    monkeypatch.setenv("CAFFE_ROOT", str(tmp_path))
+    other = tmp_path / "other"  # a build of the other engine: `root` (as make bench times three builds) wins
+    other.mkdir()
+    (other / ".kit-engine").write_text({"DNNL": "CAFFE", "CAFFE": "DNNL"}[engine] + "\n")
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "7")
-    env = caffe_env(threads)
-    if engine == "DNNL":
-        assert env["OPENBLAS_NUM_THREADS"] == "1"
-        assert env["OMP_NUM_THREADS"] == str(threads or len(os.sched_getaffinity(0)))
-    else:
-        assert env["OPENBLAS_NUM_THREADS"] == str(threads or 7)
+    monkeypatch.setenv("CAFFE_ROOT", str(tmp_path))
+    wired = caffe_env(threads)
+    monkeypatch.setenv("CAFFE_ROOT", str(other))
+    for env in (wired, caffe_env(threads, root=tmp_path)):
+        if engine == "DNNL":
+            assert env["OPENBLAS_NUM_THREADS"] == "1"
+            assert env["OMP_NUM_THREADS"] == str(threads or len(os.sched_getaffinity(0)))
+        else:
+            assert env["OPENBLAS_NUM_THREADS"] == str(threads or 7)
 
