@@ -188,8 +188,9 @@ def _prepare(work: Path, dataset: str, split: Split, force: bool, per_class: int
     cut = layout.cut_halves(layout.split_protocol(split.name)[0], split.halves)
     uncut = {}
     for half in cut:  # a k above a class's images fails before the folder is touched
-        _half_mask(data.train_y, split, half, per_class)
-        counts = np.unique(data.train_y[_half_mask(data.train_y, split, half)[0]], return_counts=True)[1]
+        keep = _half_mask(data.train_y, split, half)[0]
+        _first_per_class(data.train_y, keep, per_class, split, half)
+        counts = np.unique(data.train_y[keep], return_counts=True)[1]
         uncut[half] = [int(counts.min()), int(counts.max())]
     remove_path(sdir / "manifest.json")  # from here on the folder is unfinished
     cut_facts = {"per_class": per_class, "cut_halves": cut, "uncut_per_class": uncut} if cut else {}
