@@ -72,7 +72,8 @@ def caffe_env(threads: int | None = None, root: Path | None = None) -> dict:
 
     Caffe's own layers compute with OpenBLAS threads; a oneDNN build's with oneDNN's OpenMP threads, and
     there OpenBLAS (the solver's updates) gets one: two thread pools of more than one thread each spin
-    against each other, and a 2-thread FA-20 run took 5x as long as a 1-thread one (docs/caffe.md)."""
+    against each other, and a 2-thread FA-20 run took 5x as long as a 1-thread one (docs/caffe.md). The
+    oneDNN build also keeps OpenBLAS at one thread by itself (its patch 10)."""
     env = dict(os.environ)
     env["GLOG_logtostderr"] = "1"
     env.pop("GLOG_minloglevel", None)

@@ -7,7 +7,8 @@ the FA-20 net against the reference build (test_caffe_speed), a run's
 bit-identical resume after kill -9 (test_kill9, test_resume). Here: the build
 links its own copy of libdnnl, every layer of the kit's FA-20 net says
 "oneDNN" in the log, `engine: CAFFE` gets Caffe's code, oneDNN runs one thread
-as the kit's runs ask (OPENBLAS_NUM_THREADS=1). A CPU without SSE4.1 getting
+as the kit's runs ask (OPENBLAS_NUM_THREADS=1), OpenBLAS keeps one thread
+beside oneDNN's however `caffe` is called. A CPU without SSE4.1 getting
 Caffe's own layers is a build-key test (test_caffe_build).
 """
 from __future__ import annotations
@@ -89,6 +90,22 @@ def test_engine_caffe_gets_caffes_own_code(dnnl_root, tmp_path):
     assert "Layer conv2 (Convolution): Caffe's CPU code, not oneDNN (engine: CAFFE)" in log, log[-3000:]
     assert "Layer conv3 (Convolution): oneDNN" in log
 
+
+@pytest.mark.parametrize("env", [{}, {"OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"},
+                                 {"OPENBLAS_NUM_THREADS": "3"}])
+def test_openblas_keeps_one_thread_beside_onednns_however_caffe_is_called(dnnl_root, tmp_path, env):
+    # `caffe` called by hand, with or without thread settings: OpenBLAS's pool would spin against oneDNN's OpenMP
+    # threads, so the build keeps it at one (patch 10); oneDNN takes OMP_NUM_THREADS, else OPENBLAS_NUM_THREADS,
+    # else one thread per core
+    run_env = {**{k: v for k, v in os.environ.items()
+                  if k not in ("GLOG_minloglevel", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
+               "GLOG_logtostderr": "1", **env}
+    proc = subprocess.run([str(dnnl_root / "build" / "tools" / "caffe"), "time", "-model", str(_net(tmp_path)),
+                           "-iterations", "1"], capture_output=True, text=True, env=run_env, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    onednn = env.get("OMP_NUM_THREADS") or env.get("OPENBLAS_NUM_THREADS") or str(len(os.sched_getaffinity(0)))
+    lines = [ln.split("] ", 1)[1] for ln in proc.stderr.splitlines() if "] oneDNN threads: " in ln]
+    assert lines == [f"oneDNN threads: {onednn}; OpenBLAS threads: 1 (one beside oneDNN's)"], lines
 
 
 def _reordered_shapes(log: str) -> list[str]:
