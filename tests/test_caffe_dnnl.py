@@ -54,11 +54,12 @@ def _net(tmp_path: Path, caffe_engine: str | None = None) -> Path:
     return path
 
 
-def _time(root: Path, net: Path, **env: str) -> str:
-    """The log of one `caffe time` iteration of a net (GLOG at INFO, one BLAS thread as the kit's runs), with what
-    oneDNN prints on stdout (ONEDNN_VERBOSE)."""
+def _time(root: Path, net: Path, **env: str | None) -> str:
+    """The log of one `caffe time` iteration of a net (GLOG at INFO, one BLAS thread as the kit's runs; `env` adds
+    variables, None unsets one), with what oneDNN prints on stdout (ONEDNN_VERBOSE)."""
     run_env = {**{k: v for k, v in os.environ.items() if k not in ("GLOG_minloglevel", "OMP_NUM_THREADS")},
                "GLOG_logtostderr": "1", "OPENBLAS_NUM_THREADS": "1", **env}
+    run_env = {k: v for k, v in run_env.items() if v is not None}
     proc = subprocess.run([str(root / "build" / "tools" / "caffe"), "time", "-model", str(net), "-iterations", "1"],
                           capture_output=True, text=True, env=run_env, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -91,20 +92,15 @@ def test_engine_caffe_gets_caffes_own_code(dnnl_root, tmp_path):
     assert "Layer conv3 (Convolution): oneDNN" in log
 
 
-@pytest.mark.parametrize("env", [{}, {"OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"},
+@pytest.mark.parametrize("env", [{"OPENBLAS_NUM_THREADS": None}, {"OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"},
                                  {"OPENBLAS_NUM_THREADS": "3"}])
 def test_openblas_keeps_one_thread_beside_onednns_however_caffe_is_called(dnnl_root, tmp_path, env):
     # `caffe` called by hand, with or without thread settings: OpenBLAS's pool would spin against oneDNN's OpenMP
     # threads, so the build keeps it at one (patch 10); oneDNN takes OMP_NUM_THREADS, else OPENBLAS_NUM_THREADS,
     # else one thread per core
-    run_env = {**{k: v for k, v in os.environ.items()
-                  if k not in ("GLOG_minloglevel", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
-               "GLOG_logtostderr": "1", **env}
-    proc = subprocess.run([str(dnnl_root / "build" / "tools" / "caffe"), "time", "-model", str(_net(tmp_path)),
-                           "-iterations", "1"], capture_output=True, text=True, env=run_env, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = _time(dnnl_root, _net(tmp_path), **env)
     onednn = env.get("OMP_NUM_THREADS") or env.get("OPENBLAS_NUM_THREADS") or str(len(os.sched_getaffinity(0)))
-    lines = [ln.split("] ", 1)[1] for ln in proc.stderr.splitlines() if "] oneDNN threads: " in ln]
+    lines = [ln.split("] ", 1)[1] for ln in log.splitlines() if "] oneDNN threads: " in ln]
     assert lines == [f"oneDNN threads: {onednn}; OpenBLAS threads: 1 (one beside oneDNN's)"], lines
 
 
