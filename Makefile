@@ -27,6 +27,12 @@ JOBS     ?= 1
 # runs at a time (compute threads: cores // JOBS); ENGINE = local or slurm;
 # TREATMENTS = comma-separated subset; MODE = cpu or gpu (Caffe's mode);
 # SLURM_CONFIG = TOML file overriding runner/slurm.toml.
+# Replicates (docs/runs.md): REPEAT = r of make train (r >= 1: runs/<treatment>.r<r>, solver
+# seed + 1000 * r, the same data, iterations and r = 0 base); REPEATS = R of make grid / status
+# (each treatment's r = 0..R-1; default 1); make publish REPEATS=1 publishes the splits'
+# replicate runs into RECORDS/repeats/<split>/ instead of their grids.
+REPEAT   ?=
+REPEATS  ?=
 PROTOCOL ?= random
 ENGINE   ?= local
 TREATMENTS ?=
@@ -50,7 +56,7 @@ RECORDS  ?=
 DOCS     ?=
 SPLITS   ?=
 MIXED    ?=
-GRID_ARGS = --work $(WORK) --dataset $(DATASET) --seed $(SEED) --protocol $(PROTOCOL) $(if $(TREATMENTS),--treatments '$(TREATMENTS)') $(if $(PERCLASS),--per-class '$(PERCLASS)')
+GRID_ARGS = --work $(WORK) --dataset $(DATASET) --seed $(SEED) --protocol $(PROTOCOL) $(if $(TREATMENTS),--treatments '$(TREATMENTS)') $(if $(PERCLASS),--per-class '$(PERCLASS)') $(if $(REPEATS),--repeats '$(REPEATS)')
 # Your own images (make dataset DATASET=NAME IMAGES=DIR): NET = small (the CPU-scale net at the
 # images' size; the default for 64 px or less) or caffenet (the paper's); VAL_FRACTION = share of
 # each class held out as val when DIR has no train/ and val/; GROUPS = class,group CSV of split-groups.
@@ -87,7 +93,7 @@ KIT      := $(VENV)/bin/transfer-kit
 STAMP    := $(VENV)/.kit-venv-complete
 export GLOG_logtostderr := 1
 
-.PHONY: help setup system venv caffe caffe-opencv caffe-cuda caffe-reference caffe-nodnnl dataset split-random split-natural split-whole split-reduced split-small split-groups train grid status verify plots publish import-original table1 filters bench bench-import demo lint test test-cuda test-fast gpu-pack gpu-check compare-original
+.PHONY: help setup system venv caffe caffe-opencv caffe-cuda caffe-reference caffe-nodnnl dataset split-random split-natural split-whole split-reduced split-small split-groups train grid status verify plots publish publish-evidence import-original table1 filters bench bench-import demo lint test test-cuda test-fast gpu-pack gpu-check compare-original
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -144,13 +150,13 @@ split-reduced: setup  ## ImageNet, first PERCLASS train images of every class: P
 split-small: setup  ## a small target: SEED's random halves, B's train set cut to its first PERCLASS images per class: DATASET=fa20 SEED=0 PERCLASS=k
 	$(KIT) split-small --work $(WORK) --dataset $(DATASET) --seed $(SEED) $(if $(PERCLASS),--per-class '$(PERCLASS)') $(if $(FORCE),--force) $(LIST_ARGS)
 
-train: setup  ## train one treatment: TREATMENT=A3B+ DATASET=fa20 SEED=0 [PROTOCOL=random] [MODE=gpu] [PERCLASS=k]
-	$(KIT) train --work $(WORK) --dataset $(DATASET) --seed $(SEED) --protocol $(PROTOCOL) --treatment '$(TREATMENT)' --$(MODE) $(if $(ITERS),--iters $(ITERS)) $(if $(PERCLASS),--per-class '$(PERCLASS)') $(if $(FORCE),--force)
+train: setup  ## train one treatment: TREATMENT=A3B+ DATASET=fa20 SEED=0 [PROTOCOL=random] [MODE=gpu] [PERCLASS=k] [REPEAT=r: replicate r]
+	$(KIT) train --work $(WORK) --dataset $(DATASET) --seed $(SEED) --protocol $(PROTOCOL) --treatment '$(TREATMENT)' --$(MODE) $(if $(ITERS),--iters $(ITERS)) $(if $(PERCLASS),--per-class '$(PERCLASS)') $(if $(REPEAT),--repeat '$(REPEAT)') $(if $(FORCE),--force)
 
-grid: setup  ## every treatment of a protocol, bases first: PROTOCOL=random DATASET=fa20 SEED=0 [JOBS=2] [ENGINE=slurm]
+grid: setup  ## every treatment of a protocol, bases first: PROTOCOL=random DATASET=fa20 SEED=0 [JOBS=2] [ENGINE=slurm] [REPEATS=R: r = 0..R-1 of each]
 	$(KIT) grid $(GRID_ARGS) --jobs $(JOBS) --engine $(ENGINE) --$(MODE) $(if $(ITERS),--iters $(ITERS)) $(if $(SLURM_CONFIG),--slurm-config '$(SLURM_CONFIG)')
 
-status: setup  ## the state of every run of a grid (and its Slurm jobs): PROTOCOL=random DATASET=fa20 SEED=0 [PERCLASS=k]
+status: setup  ## the state of every run of a grid (and its Slurm jobs): PROTOCOL=random DATASET=fa20 SEED=0 [PERCLASS=k] [REPEATS=R]
 	$(KIT) status $(GRID_ARGS)
 
 verify: setup  ## check a prepared split's LMDBs, means and manifest: DATASET=fa20 PROTOCOL=random SEED=0 [PERCLASS=k] [FULL=1: every record]
@@ -159,8 +165,11 @@ verify: setup  ## check a prepared split's LMDBs, means and manifest: DATASET=fa
 plots: $(if $(RECORDS),venv,setup)  ## results table, Figures 2 and 3, Table 1, curves from the runs' logs [ORIGINAL=authors.csv]; RECORDS=results/fa20: from the published records alone [OUT=dir] [DOCS=1: into docs/ and the README]
 	$(KIT) plots --work $(WORK) --dataset $(DATASET) --seed $(SEED) $(if $(ORIGINAL),--original '$(ORIGINAL)') $(if $(RECORDS),--records '$(RECORDS)' $(if $(OUT),--out '$(OUT)') $(if $(filter 1,$(DOCS)),--docs docs) $(if $(filter 1,$(MIXED)),--allow-mixed))
 
-publish: venv  ## publish WORK's finished grids (each split's every run) as run records into RECORDS=results/DATASET [SPLITS=random0,natman] [MIXED=1]
-	$(KIT) publish --work $(WORK) --dataset $(DATASET) $(if $(RECORDS),--records '$(RECORDS)') $(if $(SPLITS),--splits '$(SPLITS)') $(if $(filter 1,$(MIXED)),--allow-mixed)
+publish: venv  ## publish WORK's finished grids (each split's every run) as run records into RECORDS=results/DATASET [SPLITS=random0,natman] [MIXED=1] [REPEATS=1: the replicate runs instead, into RECORDS/repeats/]
+	$(KIT) publish --work $(WORK) --dataset $(DATASET) $(if $(RECORDS),--records '$(RECORDS)') $(if $(SPLITS),--splits '$(SPLITS)') $(if $(filter 1,$(MIXED)),--allow-mixed) $(if $(REPEATS),--repeats)
+
+publish-evidence: venv  ## publish retrained published runs that ended in their records' models (evidence that this build trains the same nets): RUNS=small0k5/baseB,... [WORK=dir] [RECORDS=results/DATASET]
+	$(KIT) publish-evidence --work $(WORK) --dataset $(DATASET) --runs '$(RUNS)' $(if $(RECORDS),--records '$(RECORDS)')
 
 import-original: venv  ## the authors' results/ folder as a results table: RESULTS_DIR=DIR [OUT=FILE.csv] [DOCS=1: their reduced-data figure into docs/ and the README]
 	$(KIT) import-original '$(RESULTS_DIR)' --out '$(or $(OUT),$(WORK)/original/results.csv)' --curves '$(WORK)/original/curves' $(if $(filter 1,$(DOCS)),--docs docs)

@@ -15,7 +15,8 @@ A piece with no runs is drawn as absent and named in the returned list.
 Every point drawn is written beside the picture as `<stem>.csv` (COLUMNS):
 panel `natman` or `random` (top; a base point is its split's base mean, at
 n = 0) or `normalized` (bottom), series as in the legend (the authors' runs
-`authors' ...`), n, value, and the run's split and treatment.
+`authors' ...`), n, value, and the run's split and treatment (a replicate's
+run folder name, `A3B.r2`: rules.run_label).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from analysis.plots import MAX_N, caption_lines, save_both, write_numbers
-from analysis.rules import base_means, collect
+from analysis.rules import base_means, collect, run_label
 
 COLUMNS = ("panel", "series", "n", "value", "split", "treatment")
 # piece: (label, colour, marker)
@@ -83,7 +84,7 @@ def _top_panel(ax, rows: list[dict], bases: dict, piece: str, hollow: bool) -> l
     for i, target in enumerate(targets):
         c = colour if piece == "random" else shades[i % len(shades)]
         mine = [r for r in rows if str(r.get("target")) == target]
-        pts = [(int(r["n"]), float(r["score"]), r.get("split"), r.get("treatment")) for r in mine]
+        pts = [(int(r["n"]), float(r["score"]), r.get("split"), run_label(r)) for r in mine]
         pts += [(0, bases[k], k[0], "base mean") for k in sorted({(str(r["split"]), target) for r in mine})
                 if k in bases]
         who = "authors' " if hollow else ""
@@ -95,7 +96,7 @@ def _normalized(pieces: dict[str, list[dict]], bases: dict) -> dict[str, list[tu
     out = {}
     for piece, rows in pieces.items():
         out[piece] = sorted(((int(r["n"]), float(r["score"]) - bases[(str(r["split"]), str(r["target"]))],
-                              r.get("split"), r.get("treatment"))
+                              r.get("split"), run_label(r))
                              for r in rows if (str(r["split"]), str(r["target"])) in bases), key=lambda p: p[:2])
     return out
 

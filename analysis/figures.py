@@ -30,16 +30,19 @@ from matplotlib.figure import Figure
 
 from analysis.figure3 import plot_figure3
 from analysis.findings import findings, verdicts, write_findings
-from analysis.plots import GROUPS, MAX_N, class_caption, plot_transfer, save_both, write_numbers
+from analysis.intervals import interval
+from analysis.plots import GROUPS, MAX_N, caption_lines, class_caption, plot_transfer, save_both, write_numbers
 from analysis.reduced import plot_reduced, reduced_points
-from analysis.rules import baseline, pooled_groups, usable
+from analysis.rules import baseline, pooled_groups, seed_groups, usable
 from analysis.table1 import write_table1
 from kitcore.errors import KitError
 
 log = logging.getLogger(__name__)
 
-BOTTOM_COLUMNS = ("group", "n", "mean", "runs")  # group as in the legend; the base row at n = 0
-ANCHORS = {1: "AnB", 2: "BnB", 3: "AnB", 4: "BnB+", 5: "AnB+"}  # finding: the line its number sits on
+BOTTOM_COLUMNS = ("group", "n", "mean", "runs", "seeds", "lo", "hi")  # group as in the legend; the base at n = 0;
+# mean: of the seeds' means; lo, hi: its 95% interval over the seeds (analysis.intervals; blank for one seed)
+SHIFT = {"BnB": -0.12, "BnB+": -0.04, "AnB": 0.04, "AnB+": 0.12}  # x offsets of the groups' points and bars
+ANCHORS = {2: "BnB", 3: "BnB+", 4: "AnB", 5: "AnB+"}  # finding: the line its number sits on
 
 
 def random_split_rows(rows: list[dict]) -> list[dict]:
@@ -47,25 +50,26 @@ def random_split_rows(rows: list[dict]) -> list[dict]:
     return [r for r in rows if usable(r)]
 
 
-def _means(rows: list[dict]) -> dict[str, tuple[list[int], list[float], list[int]]]:
-    """(layers, mean scores, runs) of each paper group (analysis.rules.pooled_groups); the base at n = 0 is
+def _means(rows: list[dict]) -> dict[str, tuple[list[int], list[float], list[int], list]]:
+    """(layers, means, runs, Intervals) of each paper group (analysis.rules.pooled_groups): per layer the mean
+    over the seeds of each seed's mean, and its 95% interval over the seeds; the base at n = 0 is
     rules.baseline (the mean over splits of each split's base mean) and its number of runs."""
     out = {}
+    per_seed = seed_groups(rows).values()
     for group, by_n in pooled_groups(rows).items():
         ns = sorted(by_n)
         if ns:
-            out[group] = (ns, [float(np.mean(by_n[n])) for n in ns], [len(by_n[n]) for n in ns])
+            ivs = [interval([float(np.mean(g[group][n])) for g in per_seed if g[group].get(n)]) for n in ns]
+            out[group] = (ns, [i.mean for i in ivs], [len(by_n[n]) for n in ns], ivs)
     if "base" in out:
-        value, runs = baseline(rows)
-        out["base"] = ([0], [value], [runs])
+        _, runs = baseline(rows)
+        out["base"] = ([0], out["base"][1], [runs], out["base"][3])
     return out
 
 
 def _anchor(finding: int, ns: list[int], ys: list[float]) -> tuple[int, float]:
-    """Where on its line a finding's number goes: n <= 2, the BnB dip, the AnB+ top, else the last layer."""
-    if finding == 1:
-        i = max([j for j, n in enumerate(ns) if n <= 2] or [0])
-    elif finding == 2:
+    """Where on its line a finding's number goes: the BnB dip, the AnB+ top, else the last layer."""
+    if finding == 2:
         inside = [j for j, n in enumerate(ns) if 2 <= n <= 6] or list(range(len(ns)))
         i = min(inside, key=lambda j: ys[j])
     elif finding == 5:
@@ -92,8 +96,9 @@ def notes(rows: list[dict]) -> list[str]:
     """The lines printed under Figure 2 (bottom): a heading, then each finding's verdict as in findings.md."""
     seeds = findings(rows)[0]
     over = f"seed{'s' if len(seeds) != 1 else ''} {', '.join(map(str, seeds))}"
-    head = f"What these runs show (findings.md; means over {over}; baseB: base nets of the target halves):"
-    return [head] + [v["text"] for v in verdicts(rows)]
+    head = (f"What these runs show (findings.md; means and 95% intervals over {over}; baseB: base nets of the "
+            "target halves; numbered as the paper's Section 4.1):")
+    return caption_lines(head, 125) + [line for v in verdicts(rows) for line in caption_lines(v["short"], 125)]
 
 
 def plot_figure2_bottom(rows: list[dict], out_stem: Path, overlay: list[dict] | None = None,
@@ -104,37 +109,45 @@ def plot_figure2_bottom(rows: list[dict], out_stem: Path, overlay: list[dict] | 
     if not means:
         raise KitError("no finished runs on a random split for Figure 2",
                        "train some first: make train TREATMENT=baseA")
-    fig = Figure(figsize=(7.5, 5.6))
-    ax = fig.add_axes((0.1, 0.3, 0.86, 0.62))
+    fig = Figure(figsize=(7.5, 6.4))
+    ax = fig.add_axes((0.1, 0.36, 0.86, 0.57))
     records = []
-    for group, (ns, ys, runs) in means.items():
+    for group, (ns, ys, runs, ivs) in means.items():
         label, colour, marker, _ = GROUPS[group]
+        bars = [[0 if np.isnan(i.lo) else i.mean - i.lo for i in ivs], [0 if np.isnan(i.hi) else i.hi - i.mean
+                                                                         for i in ivs]]
         if group == "base":
             ax.axhline(ys[0], color="black", linestyle=":", linewidth=1)
-            ax.plot([0], ys, marker="o", color="black", markerfacecolor="white", markersize=8, label=label)
-        else:
-            ax.plot(ns, ys, color=colour, marker=marker, markersize=7, linewidth=1.8, label=label)
-        records += [{"group": label, "n": n, "mean": y, "runs": k} for n, y, k in zip(ns, ys, runs)]
-    for group, (ns, ys, runs) in (_means(overlay) if overlay else {}).items():
+            ax.errorbar([0], ys, yerr=bars, marker="o", color="black", markerfacecolor="white", markersize=8,
+                        capsize=3, label=label)
+        else:  # each group's bars a little aside, so that they do not hide each other
+            ax.errorbar(np.array(ns) + SHIFT.get(group, 0), ys, yerr=bars, color=colour, marker=marker, markersize=7,
+                        linewidth=1.8, capsize=3, label=label)
+        records += [{"group": label, "n": n, "mean": y, "runs": k, "seeds": i.n, "lo": i.lo, "hi": i.hi}
+                    for n, y, k, i in zip(ns, ys, runs, ivs)]
+    for group, (ns, ys, runs, _) in (_means(overlay) if overlay else {}).items():
         label, colour, marker, _ = GROUPS[group]
         ax.plot(ns, ys, color=colour, marker=marker, markerfacecolor="none", linestyle="--", linewidth=0.9,
                 markersize=7, label=f"authors' {label}")
-        records += [{"group": f"authors' {label}", "n": n, "mean": y, "runs": k} for n, y, k in zip(ns, ys, runs)]
+        records += [{"group": f"authors' {label}", "n": n, "mean": y, "runs": k, "seeds": 1, "lo": math.nan,
+                     "hi": math.nan} for n, y, k in zip(ns, ys, runs)]
     lo, hi = ax.get_ylim()
     ax.set_ylim(lo, hi + 0.08 * (hi - lo))  # room above the top line for its numbers
     placed = [(v, ANCHORS[v["finding"]]) for v in verdicts(rows)
-              if v["shown"] is not None and ANCHORS[v["finding"]] in means]
+              if v["verdict"] != "not measured" and ANCHORS[v["finding"]] in means]
     points = [_anchor(v["finding"], *means[group][:2]) for v, group in placed]
     for (v, group), (x, y), offset in zip(placed, points, number_offsets(points, hi - lo)):
         ax.annotate(str(v["finding"]), (x, y), xytext=offset, textcoords="offset points", fontsize=9,
                     weight="bold", color=GROUPS[group][1],
                     bbox={"boxstyle": "circle,pad=0.2", "fc": "white", "ec": GROUPS[group][1]})
-    fig.text(0.02, 0.02, "\n".join(([caption] if caption else []) + notes(rows)), fontsize=7.5, va="bottom")
+    fig.text(0.02, 0.02, "\n".join((caption_lines(caption, 125) if caption else []) + notes(rows)), fontsize=7.5,
+             va="bottom")
     ax.set_xlim(-0.5, MAX_N + 0.5)
     ax.set_xticks(range(MAX_N + 1))
     ax.set_xlabel("Layer n at which the network is chopped and retrained")
-    ax.set_ylabel("Top-1 accuracy (mean over runs)")
-    ax.set_title("Figure 2 (bottom): means by group; numbers: the findings below")
+    ax.set_ylabel("Top-1 accuracy (mean over seeds)")
+    ax.set_title("Figure 2 (bottom): means by group, bars: 95% intervals over seeds; numbers: the findings below",
+                 fontsize=9)
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(loc="best", fontsize=8, frameon=False)
     return save_both(fig, out_stem, caption) + [write_numbers(out_stem, BOTTOM_COLUMNS, records)]

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from analysis.rules import baseline, grouped
+from analysis.rules import baseline, grouped, run_label
 from kitcore.atomic import replacing
 from kitcore.caffe_log import write_csv_atomic
 from kitcore.errors import KitError
@@ -38,7 +38,8 @@ GROUPS = {
 }
 MAX_N = 7
 _JITTER = 0.03
-POINT_COLUMNS = ("group", "n", "x", "score", "split", "treatment")  # x: where the point is drawn (jittered)
+# x: where the point is drawn (jittered); treatment: the run (rules.run_label: `A3B.r2` for replicate 2)
+POINT_COLUMNS = ("group", "n", "x", "score", "split", "treatment")
 
 
 def _points(rows: list[dict]) -> dict[str, list[tuple[int, float, dict]]]:
@@ -121,7 +122,7 @@ def _scatter_group(ax, pts: list[tuple[int, float, dict]], group: str, rng: np.r
                 zorder=2 if hollow else 4)
     who = "authors' " if hollow else ""
     return [{"group": who + label, "n": n, "x": float(x), "score": y, "split": row.get("split"),
-             "treatment": row.get("treatment")} for (n, y, row), x in zip(pts, xs)]
+             "treatment": run_label(row)} for (n, y, row), x in zip(pts, xs)]
 
 
 def plot_transfer(rows: list[dict], out_stem: Path, runs_dir: Path | None = None,

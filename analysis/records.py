@@ -2,14 +2,17 @@
 
 A record folder `<records>/<split>/<treatment>/` holds the run's gzipped
 Caffe log(s), run.json and result.json; `<records>/<split>/split.json` names
-the split's classes. `record_rows` turns each record into the row
+the split's classes. A split's replicate runs (r >= 1) are records
+`<records>/repeats/<split>/<treatment>.r<r>/` (runner.publish): their rows
+pool into their split's, told apart by the `repeat` column. `record_rows` turns each record into the row
 analysis.results.run_row makes of a run folder: the score, tests and controls
 come from the logs, the solver's lr step from the solver parameters Caffe
 prints at the top of its log, "finished" from the record's result.json. No
 Caffe, no LMDB, no model: a record is read from its files alone. Each row
 also says the build key, protocol key, host CPU and kit commit of its
 run.json; `check_pooled` refuses rows of more than one build or protocol
-unless told.
+unless told, counting as one the builds that evidence records show to train
+the same nets (kitcore.builds).
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import logging
 from pathlib import Path
 
 from analysis.results import run_row, split_classes
+from kitcore import builds
 from kitcore.caffe_log import parse_log
 from kitcore.errors import KitError
 from kitcore.runlog import log_segments, solver_in_log
@@ -27,9 +31,15 @@ log = logging.getLogger(__name__)
 PROVENANCE_COLUMNS = ("build_key", "protocol_key", "host_cpu", "git_commit")
 
 
+REPEATS = "repeats"  # <records>/repeats/<split>/<treatment>.r<r>/: the replicate runs' records
+
+
 def record_dirs(records: Path) -> list[Path]:
-    """Every run record under a records folder (`<split>/<treatment>/run.json`), sorted."""
-    return sorted(p.parent for p in Path(records).glob("*/*/run.json") if not p.parts[-3].startswith("."))
+    """Every run record under a records folder (`<split>/<treatment>/run.json`, and the replicates'
+    `repeats/<split>/<treatment>.r<r>/run.json`), sorted by split, then run folder name."""
+    found = [*Path(records).glob("*/*/run.json"), *Path(records).glob(f"{REPEATS}/*/*/run.json")]
+    runs = [p.parent for p in found if not p.parts[-3].startswith(".")]  # not a unit being written
+    return sorted(runs, key=lambda run: (run.parent.name, run.name))
 
 
 def record_row(run: Path) -> dict:
@@ -45,12 +55,15 @@ def record_row(run: Path) -> dict:
     return row
 
 
-def check_pooled(rows: list[dict], allow_mixed: bool = False) -> None:
-    """Raise KitError when the rows come from more than one Caffe build or protocol (unless allow_mixed)."""
-    keys = sorted({(str(r.get("build_key")), str(r.get("protocol_key"))) for r in rows})
+def check_pooled(rows: list[dict], allow_mixed: bool = False, joined: dict[str, str] | None = None) -> None:
+    """Raise KitError when the rows come from more than one Caffe build or protocol (unless allow_mixed); builds
+    that evidence records show to train the same nets (`joined`: kitcore.builds.classes) count as one."""
+    keys = sorted({(builds.canonical(str(r.get("build_key")), joined or {}), str(r.get("protocol_key")))
+                   for r in rows})
     if len(keys) > 1 and not allow_mixed:
         raise KitError(f"the records come from {len(keys)} (build, protocol) pairs: {keys}",
-                       "pass records of one build and protocol, or --allow-mixed (MIXED=1) to pool them anyway")
+                       "pass records of one build and protocol, publish evidence that their builds train the same "
+                       "nets (make publish-evidence), or --allow-mixed (MIXED=1) to pool them anyway")
 
 
 def record_rows(records: Path, allow_mixed: bool = False) -> list[dict]:
@@ -61,11 +74,13 @@ def record_rows(records: Path, allow_mixed: bool = False) -> list[dict]:
     if not runs:
         raise KitError(f"no run records under {records}", "publish a finished grid first: make publish WORK=dir")
     rows = [record_row(run) for run in runs]
-    check_pooled(rows, allow_mixed)
+    check_pooled(rows, allow_mixed, builds.classes(records))
     log.info("%d run record(s) under %s", len(rows), records)
     return rows
 
 
 def record_classes(records: Path) -> dict[str, dict[str, list[str]]]:
-    """split name -> half -> class names, from each published split's split.json."""
-    return {p.name: split_classes(p) for p in sorted(Path(records).iterdir()) if (p / "split.json").is_file()}
+    """split name -> half -> class names, from each published split's split.json (a replicate unit's when the
+    split's grid is not published)."""
+    units = [*Path(records).glob(f"{REPEATS}/*/split.json"), *Path(records).glob("*/split.json")]
+    return {p.parent.name: split_classes(p.parent) for p in sorted(units, key=lambda p: p.parent.name)}

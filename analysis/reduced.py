@@ -17,6 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from analysis.plots import save_both, write_numbers
+from analysis.rules import run_label
 from kitcore.errors import KitError
 from kitcore.layout import split_protocol
 
@@ -36,7 +37,7 @@ def images_per_class(row: dict) -> int | None:
 def reduced_points(rows: list[dict], who: str = "") -> list[dict]:
     """The finished reduced runs of `rows` as COLUMNS records, sorted by k then score."""
     out = [{"who": who, "images_per_class": k, "score": float(r["score"]), "split": r["split"],
-            "treatment": r.get("treatment"), "run": r.get("original_run") or f"{r['split']}/{r.get('treatment')}"}
+            "treatment": r.get("treatment"), "run": r.get("original_run") or f"{r['split']}/{run_label(r)}"}
            for r in rows if r.get("finished") and (k := images_per_class(r)) is not None]
     return sorted(out, key=lambda p: (p["images_per_class"], p["score"]))
 

@@ -10,6 +10,10 @@ Log segments of a run, parsed as one run in this order: `train.log.1`,
 gzipped: `train.log.3.gz`), then `train.log` (the current one; the runner
 appends each resume to it after a `#### ...` line). Later rows win.
 
+`repeat` is the run's replicate number r (run.json's; 0 when it has none, as
+every run before replicates): replicate r >= 1 of a treatment lies in
+`runs/<treatment>.r<r>/`, and its row pools with the treatment's other rows.
+
 Two columns check where a run's score comes from (the paper's controls, see
 analysis.findings.controls): `plateau_pp`, the mean of the last 3 test
 accuracies minus that of the 3 before them, in percentage points (nan with
@@ -33,12 +37,12 @@ from pathlib import Path
 
 from kitcore.caffe_log import ParsedLog, best_indices, parse_log, score, write_csv_atomic, write_csvs
 from kitcore.errors import KitError
-from kitcore.layout import is_finished
+from kitcore.layout import is_finished, run_name
 from kitcore.runlog import diverged_at, log_segments
 
 log = logging.getLogger(__name__)
 
-ROW_COLUMNS = ("dataset", "split", "treatment", "kind", "source", "target", "n", "finetuned",
+ROW_COLUMNS = ("dataset", "split", "treatment", "repeat", "kind", "source", "target", "n", "finetuned",
                "score", "final_accuracy", "iterations", "tests", "wall_seconds", "active_seconds",
                "skipped_lines", "finished", "plateau_pp", "best_after_step", "diverged_at")
 CURVE_PREFIX = "curve"  # runs/<t>/curve.train.csv, runs/<t>/curve.test.csv
@@ -131,7 +135,7 @@ def run_row(meta: dict, parsed: ParsedLog, run_dir: Path, finished: bool, solver
     step = last_lr_step(solver if solver is not None else run_dir / "solver.prototxt")
     return {"dataset": meta.get("dataset", split_dir.parent.name),
             "split": meta.get("split", split_dir.name),
-            "treatment": meta.get("treatment", run_dir.name),
+            "treatment": meta.get("treatment", run_dir.name), "repeat": int(meta.get("repeat") or 0),
             "kind": meta.get("kind"), "source": meta.get("source"), "target": meta.get("target"),
             "n": int(meta.get("n") or 0), "finetuned": bool(meta.get("finetune", False)),
             "score": score(accs), "final_accuracy": accs[-1] if accs else math.nan,
@@ -169,7 +173,7 @@ def write_results_csv(rows: list[dict], path: Path) -> Path:
     return Path(path)
 
 
-_INT = ("n", "iterations", "tests", "skipped_lines", "log_files", "images_per_class", "best_after_step",
+_INT = ("n", "repeat", "iterations", "tests", "skipped_lines", "log_files", "images_per_class", "best_after_step",
         "diverged_at")
 _FLOAT = ("score", "final_accuracy", "wall_seconds", "active_seconds", "plateau_pp")
 _BOOL = ("finetuned", "finished")
@@ -237,7 +241,8 @@ def analyze_split(split_dir: Path, original: Path | None = None) -> dict:
     out = split_dir / "results"
     out.mkdir(parents=True, exist_ok=True)
     results_csv = write_results_csv(rows + others, out / "results.csv")
-    curves = [(row["treatment"], split_dir / "runs" / row["treatment"]) for row in rows]
+    names = [run_name(row["treatment"], row["repeat"]) for row in rows]  # a replicate's curves are its own
+    curves = [(name, split_dir / "runs" / name) for name in names]
     classes = {p.name: split_classes(p) for p in [split_dir] + siblings}
     figures = write_figures(read_results_csv(results_csv), out, original=original_rows, curves=curves,
                             where=split_dir / "runs", classes=classes)

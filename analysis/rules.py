@@ -19,12 +19,15 @@
   splits, so each seed weighs the same however many base nets it has.
 - Figure 3's pieces (`piece_of`, `collect`) and the bases each is normalized
   by (`base_means`), also read by the findings' Figure 3 controls.
+- A treatment's replicates (rows with `repeat` r >= 1, runs `<treatment>.r<r>`)
+  are runs like any other: each is a point, and every mean above pools them
+  with the treatment's r = 0 run; `run_label` names a row's run.
 """
 from __future__ import annotations
 
 import math
 
-from kitcore.layout import split_seed
+from kitcore.layout import run_name, split_seed
 
 GROUPS = ("base", "BnB", "BnB+", "AnB", "AnB+")
 PIECES = ("natman", "random", "anb")  # Figure 3: natman transfer, random frozen weights, random-split AnB
@@ -142,3 +145,9 @@ def base_means(rows: list[dict]) -> dict[tuple[str, str], float]:
         if row.get("kind") == "base":
             acc.setdefault((str(row.get("split")), str(row.get("target"))), []).append(float(row["score"]))
     return {k: mean(v) for k, v in acc.items()}
+
+
+def run_label(row: dict):
+    """The run a results row comes from, as its folder is named: the treatment, `A3B.r2` for replicate 2."""
+    repeat = int(row.get("repeat") or 0)
+    return run_name(str(row.get("treatment")), repeat) if repeat else row.get("treatment")

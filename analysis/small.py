@@ -11,16 +11,19 @@ treatment and layer (analysis.findings' measures, base = baseB):
 - `over_base`: AnB+ - baseB, mean over n = 1..7 (Table 1's boost over baseB);
 - `over_self`: AnB+ - BnB+, the mean over n = 1..7 of each layer's difference
   (Table 1's boost over BnB+, layer means);
-- `dip`: the lowest BnB - baseB over n = 2..6 (co-adaptation), at `dip_n`;
+- `dip`: BnB - baseB, mean over n = 3..6 (co-adaptation; `dip_n`, the layer
+  where it is lowest, is a description);
 - `anb7`: AnB - baseB at n = 7 (the drop of frozen transferred features);
 - the controls of analysis.findings: `plateau_B` (and `plateau_A`) of the
   base nets, `b1b` and `b1bplus` against baseB, `after_step`.
-Per k: the mean and sample sd over its seeds, and verdicts read as the
-findings' are: a mean beyond +-TOLERANCE_PP shows a boost, a dip, a drop; the
-controls hold at k when they hold on every seed (b: within CONTROL_PP of
-baseB, or within the sd of baseB over the seeds at that k, if larger).
+Seed TUNING_SEED's small grids chose the iterations per k (docs/protocol.md):
+their points are drawn (hollow) and kept in small.csv (`tuning` 1), never
+judged. Per k: the mean and 95% interval over its other seeds and the verdicts of CLAIMS,
+read as the findings' are (analysis.intervals), and the controls over the
+seeds at that k (analysis.findings.control_lines).
 `write_small` draws the figure (small.png, .pdf), writes what it draws
-(small.csv: one row per point) and the findings' section (small.md);
+(small.csv: one row per point, and per k a row 'mean' with the intervals) and
+the findings' section (small.md);
 `write_small_records` does it for the grids published under
 `<records>/small/` (SMALL_RECORDS), beside the full protocol's records whose
 random splits are the points at the full k. Their rows must come from the full
@@ -31,23 +34,25 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 from pathlib import Path
 
-from analysis.findings import CONTROL_PP, PLATEAU_PP, TOLERANCE_PP, seed_controls, split_measures
+from analysis import intervals as iv
+from analysis.findings import control_lines, control_measures, seed_controls, split_measures
 from analysis.records import record_dirs, record_rows
 from analysis.rules import group_of, scored
 from kitcore.atomic import write_text
-from kitcore.caffe_log import SCORE_TOP
+from kitcore.builds import canonical, classes
 from kitcore.errors import KitError
 from kitcore.layout import split_protocol
 
 SMALL_RECORDS = "small"  # <records>/small/<split>/<treatment>/: the small-target grids' run records
 MEASURES = ("over_base", "over_self", "dip", "dip_n", "anb7", "baseB", "plateau_B", "plateau_A", "b1b", "b1bplus",
             "after_step", "run_seconds")  # run_seconds: the sum of the split's run wall times (what its grid costs)
-COLUMNS = ("k", "seed", "split", "runs", *MEASURES)
+BOUNDS = ("over_base", "over_self", "dip", "anb7")  # the drawn measures: their 95% interval on the k's mean row
+TUNING_SEED = 0  # solvers/small_iters.toml was chosen on seed 0's small grids (docs/protocol.md): shown apart
+COLUMNS = ("k", "seed", "split", "runs", "tuning", *MEASURES, *(f"{m}_{end}" for m in BOUNDS for end in ("lo", "hi")))
 LABELS = {"over_base": "AnB+ - baseB (mean over n = 1..7)", "over_self": "AnB+ - BnB+ (mean over n = 1..7)",
-          "dip": "lowest BnB - baseB over n = 2..6", "anb7": "A7B - baseB"}
+          "dip": "BnB - baseB, mean over n = 3..6", "anb7": "A7B - baseB"}
 
 
 def point_of(row: dict, full_k: int | None = None) -> tuple[int, int] | None:
@@ -79,11 +84,9 @@ def _point(rows: list[dict]) -> dict:
         if (group := group_of(row, {"B"})) is not None:
             groups[group].setdefault(0 if group == "base" else int(row["n"]), []).append(float(row["score"]))
     m = split_measures(groups)
-    pairs = [(statistics.fmean(groups["AnB+"][n]) - statistics.fmean(groups["BnB+"][n])) * 100
-             for n in range(1, 8) if groups["AnB+"].get(n) and groups["BnB+"].get(n)]
     c = seed_controls(good, keep=scored)
     seconds = [float(r["wall_seconds"]) for r in rows if r.get("wall_seconds") not in (None, "")]
-    return {"over_base": m["anbplus"], "over_self": statistics.fmean(pairs) if pairs else math.nan,
+    return {"over_base": m["anbplus"], "over_self": m["anbplus_self"],
             "dip": m["dip"], "dip_n": m["dip_n"], "anb7": m["anb7"], **c,
             "run_seconds": sum(seconds) if seconds else math.nan}
 
@@ -95,65 +98,58 @@ def points(rows: list[dict], k_full: int | None = None) -> list[dict]:
         if (key := point_of(row, k_full)) is not None:
             by.setdefault(key, []).append(row)
     return [{"k": k, "seed": s, "split": by[(s, k)][0]["split"], "runs": sum(map(scored, by[(s, k)])),
-             **_point(by[(s, k)])} for s, k in sorted(by, key=lambda key: (key[1], key[0]))]
+             "tuning": int(s == TUNING_SEED and k != k_full), **_point(by[(s, k)])}
+            for s, k in sorted(by, key=lambda key: (key[1], key[0]))]
 
 
-def _stats(values: list[float]) -> tuple[float, float]:
-    present = [v for v in values if not math.isnan(v)]
-    mean = statistics.fmean(present) if present else math.nan
-    return mean, statistics.stdev(present) if len(present) > 1 else math.nan
+# The measures drawn and judged per k, with the paper's claim (analysis.intervals)
+CLAIMS = {"over_base": "+", "over_self": "+", "dip": "-", "anb7": "-"}
 
 
 def per_k(pts: list[dict]) -> list[dict]:
-    """Per k: its seeds, the mean and sd of each measure (`<measure>`, `<measure>_sd`), the control verdicts."""
+    """Per k: its seeds, each measure's Interval over them (`<measure>`: mean, `<measure>_iv`), the verdicts of
+    CLAIMS (`<measure>_verdict`: the text), and the control lines (analysis.findings.control_lines)."""
     out = []
+    pts = [p for p in pts if not p.get("tuning")]  # the tuning seed's points are drawn, never judged
     for k in sorted({p["k"] for p in pts}):
         at = [p for p in pts if p["k"] == k]
         row: dict = {"k": k, "seeds": [p["seed"] for p in at]}
         for key in MEASURES:
-            row[key], row[f"{key}_sd"] = _stats([float(p[key]) for p in at])
-        bound = max(CONTROL_PP, 0 if math.isnan(row["baseB_sd"]) else row["baseB_sd"])
-        plateaus = [p[key] for p in at for key in ("plateau_A", "plateau_B") if not math.isnan(p[key])]
-        b1 = [p[key] for p in at for key in ("b1b", "b1bplus") if not math.isnan(p[key])]
-        steps = [p["after_step"] for p in at if not math.isnan(p["after_step"])]
-        row["controls"] = {
-            "a": None if not plateaus else max(plateaus) <= PLATEAU_PP + 1e-9,
-            "b": None if not b1 else max(map(abs, b1)) <= bound + 1e-9,
-            "c": None if not steps else min(steps) >= SCORE_TOP}
-        row["worst"] = {"a": max(plateaus, default=math.nan), "b": max(b1, key=abs, default=math.nan),
-                        "c": min(steps, default=math.nan), "bound": bound}
+            interval = iv.interval([float(p[key]) for p in at])
+            row[key], row[f"{key}_iv"] = interval.mean, interval
+            if key in CLAIMS:
+                row[f"{key}_verdict"] = iv.verdict_text(interval, CLAIMS[key])
+                row[f"{key}_word"] = iv.verdict(interval, CLAIMS[key])
+        row["controls"] = control_lines(control_measures(at))
         out.append(row)
     return out
 
 
-def _fmt(v: float, sd: float = math.nan) -> str:
-    if math.isnan(v):
-        return "n/a"
-    return f"{v:+.2f}" + ("" if math.isnan(sd) else f" ± {sd:.2f}")
+def mean_rows(pts: list[dict]) -> list[dict]:
+    """One COLUMNS record per k: seed 'mean', each measure's mean over the seeds and the BOUNDS' intervals."""
+    out = []
+    for r in per_k(pts):
+        row = {"k": r["k"], "seed": "mean", "split": "", "tuning": 0,
+               "runs": sum(p["runs"] for p in pts if p["k"] == r["k"] and not p["tuning"]),
+               **{key: r[key] for key in MEASURES}}
+        row.update({f"{m}_{end}": getattr(r[f"{m}_iv"], end) for m in BOUNDS for end in ("lo", "hi")})
+        out.append(row)
+    return out
 
 
-def _verdict(v: float, shown) -> str:
-    return "not measured" if math.isnan(v) else "shown" if shown(v) else "not shown"
+def _fmt(v: float) -> str:
+    return "n/a" if math.isnan(v) else f"{v:+.2f}"
 
 
 def verdict_lines(ks: list[dict]) -> list[str]:
-    """One line per k: the boosts, the dip and the drop with their verdicts, and where a control does not hold."""
+    """One line per k: the boosts, the dip and the drop with their intervals and verdicts, then the controls."""
     lines = []
     for r in ks:
-        word = {True: "held", False: "not held", None: "not measured"}
-        w = r["worst"]
-        controls = (f"controls (a) {word[r['controls']['a']]} (worst {_fmt(w['a'])} pp), (b) "
-                    f"{word[r['controls']['b']]} (worst {_fmt(w['b'])} pp, bound {w['bound']:.2f}), (c) "
-                    f"{word[r['controls']['c']]} (fewest {'n/a' if math.isnan(w['c']) else f'{w[chr(99)]:.0f}'} "
-                    f"of {SCORE_TOP})")
-        lines.append(
-            f"k = {r['k']} (seeds {', '.join(map(str, r['seeds']))}): boost over baseB "
-            f"{_verdict(r['over_base'], lambda v: v > TOLERANCE_PP)} ({_fmt(r['over_base'], r['over_base_sd'])} pp), "
-            f"over BnB+ {_verdict(r['over_self'], lambda v: v > TOLERANCE_PP)} "
-            f"({_fmt(r['over_self'], r['over_self_sd'])} pp); co-adaptation dip "
-            f"{_verdict(r['dip'], lambda v: v < -TOLERANCE_PP)} ({_fmt(r['dip'], r['dip_sd'])} pp); AnB drop at "
-            f"n = 7 {_verdict(r['anb7'], lambda v: v < -TOLERANCE_PP)} ({_fmt(r['anb7'], r['anb7_sd'])} pp); "
-            + controls)
+        parts = [f"{name} {r[key + '_iv'].text()} pp: {r[key + '_verdict']}" for key, name in (
+            ("over_base", "boost over baseB"), ("over_self", "over BnB+"), ("dip", "co-adaptation dip (n = 3..6)"),
+            ("anb7", "AnB drop at n = 7"))]
+        lines.append(f"k = {r['k']} (seeds {', '.join(map(str, r['seeds']))}): " + "; ".join(parts)
+                     + "; controls " + "; ".join(r["controls"]))
     return lines
 
 
@@ -161,31 +157,41 @@ def to_markdown(pts: list[dict], k_full: int | None) -> str:
     """The findings' section of the small target: a table per k, then the verdict lines."""
     ks = per_k(pts)
     full = f"; k = {k_full} is the full protocol's random splits" if k_full else ""
-    out = ["**Where transfer pays: a small target** (percentage points, mean ± sd over seeds; half B cut to its "
-           f"first k train images per class, half A and the val sets whole{full})", "",
-           "| k | seeds | baseB, % | AnB+ - baseB | AnB+ - BnB+ | dip: lowest BnB - baseB (n) | A7B - baseB "
+    out = ["**Where transfer pays: a small target** (percentage points, mean [95% interval] over seeds; half B cut "
+           f"to its first k train images per class, half A and the val sets whole{full}; seed {TUNING_SEED}, which "
+           "chose the iterations per k, is left out: its grids are in the records and drawn hollow)", "",
+           "| k | seeds | baseB, % | AnB+ - baseB | AnB+ - BnB+ | dip: BnB - baseB, n = 3..6 | A7B - baseB "
            "| a grid's runs, min |", "|---|---|---|---|---|---|---|---|"]
     for r in ks:
-        dip_n = "" if math.isnan(r["dip_n"]) else f" ({r['dip_n']:.0f})"
-        out.append(f"| {r['k']} | {len(r['seeds'])} | {r['baseB']:.2f} | {_fmt(r['over_base'], r['over_base_sd'])} "
-                   f"| {_fmt(r['over_self'], r['over_self_sd'])} | {_fmt(r['dip'], r['dip_sd'])}{dip_n} "
-                   f"| {_fmt(r['anb7'], r['anb7_sd'])} | {r['run_seconds'] / 60:.1f} |")
+        out.append(f"| {r['k']} | {len(r['seeds'])} | {r['baseB']:.2f} | {r['over_base_iv'].text()} "
+                   f"| {r['over_self_iv'].text()} | {r['dip_iv'].text()} "
+                   f"| {r['anb7_iv'].text()} | {r['run_seconds'] / 60:.1f} |")
     out += ["", "A grid's runs: the sum of its 30 runs' wall times (each run on one core; two grids side by side "
             "on 2 cores take about that long for both), mean over the seeds.", "",
-            f"Verdicts per k (a mean beyond ±{TOLERANCE_PP:g} pp shows it; controls as above, per k):", "",
-            *(f"- {line}" for line in verdict_lines(ks))]
+            f"Verdicts per k ({iv.METHOD}):", "", *(f"- {line}" for line in verdict_lines(ks))]
     return "\n".join(out) + "\n"
 
 
+def readme_table(ks: list[dict]) -> list[str]:
+    """The README's table of the small target: per k, the seeds and each CLAIMS measure's interval and verdict."""
+    out = ["| k | seeds | AnB+ - baseB | AnB+ - BnB+ | BnB - baseB, n = 3..6 | A7B - baseB |",
+           "|---|---|---|---|---|---|"]
+    for r in ks:
+        out.append(f"| {r['k']} | {len(r['seeds'])} | " + " | ".join(
+            f"{r[key + '_iv'].text()} {r[key + '_word']}" for key in ("over_base", "over_self", "dip", "anb7")) + " |")
+    return out
+
+
 def summary(pts: list[dict]) -> str:
-    """One line of what the points show: each measure's mean at every k."""
+    """One line of what the points show: each measure's mean [interval] and verdict at every k."""
     ks = per_k(pts)
 
     def by_k(key: str) -> str:
-        return ", ".join(f"{_fmt(r[key])} (k = {r['k']})" for r in ks)
+        return ", ".join(f"{r[key + '_iv'].text()} (k = {r['k']}: {r[key + '_word']})" for r in ks)
     seeds = sorted({len(r["seeds"]) for r in ks})
-    return (f"AnB+ - baseB {by_k('over_base')} pp; AnB+ - BnB+ {by_k('over_self')} pp; lowest BnB - baseB "
-            f"{by_k('dip')} pp (means over {seeds[0]}{'' if len(seeds) == 1 else f'-{seeds[-1]}'} seeds per k)")
+    return (f"AnB+ - baseB {by_k('over_base')} pp; AnB+ - BnB+ {by_k('over_self')} pp; BnB - baseB over "
+            f"n = 3..6 {by_k('dip')} pp (means and 95% intervals over {seeds[0]}"
+            f"{'' if len(seeds) == 1 else f'-{seeds[-1]}'} seeds per k)")
 
 
 def _panel(ax, pts: list[dict], keys: tuple[str, ...], colours: tuple[str, ...], title: str,
@@ -193,9 +199,13 @@ def _panel(ax, pts: list[dict], keys: tuple[str, ...], colours: tuple[str, ...],
     ks = per_k(pts)
     xs = [r["k"] for r in ks]
     for key, colour in zip(keys, colours):
-        ax.scatter([p["k"] for p in pts], [p[key] for p in pts], s=14, color=colour, alpha=0.45, zorder=3)
-        ax.errorbar(xs, [r[key] for r in ks], yerr=[0 if math.isnan(r[f"{key}_sd"]) else r[f"{key}_sd"]
-                                                   for r in ks],
+        for tuning in (0, 1):  # the tuning seed's points hollow: drawn, not in the means and intervals
+            at = [p for p in pts if p.get("tuning", 0) == tuning]
+            ax.scatter([p["k"] for p in at], [p[key] for p in at], s=14, alpha=0.45 if not tuning else 0.8, zorder=3,
+                       color=colour if not tuning else "none", edgecolors=colour)
+        ivs = [r[f"{key}_iv"] for r in ks]
+        ax.errorbar(xs, [r[key] for r in ks], yerr=[[0 if math.isnan(i.lo) else i.mean - i.lo for i in ivs],
+                                                   [0 if math.isnan(i.hi) else i.hi - i.mean for i in ivs]],
                     color=colour, marker="o", capsize=3, linewidth=1.2, label=LABELS[key], zorder=4)
     ax.axhline(0, color="grey", linewidth=0.8, linestyle=":")
     ax.set_xscale("log")
@@ -225,20 +235,24 @@ def write_small(rows: list[dict], out_dir: Path, k_full: int | None = None) -> d
     datasets = ", ".join(sorted({str(r.get("dataset")) for r in rows if point_of(r, k_full)}))
     fig.suptitle(f"{datasets}: transfer to a small target (half B cut to its first k train images per class)",
                  fontsize=11)
-    line = summary(pts) + ". Points: seeds; lines: means, bars: sd over seeds."
+    line = summary(pts) + f". Points: seeds (hollow: seed {TUNING_SEED}, the tuning seed, not in the means); lines: " \
+        "means, bars: 95% intervals over seeds."
     full = f"; k = {k_full} (full): the full protocol's random splits" if k_full else ""
-    fig.text(0.01, 0.005, f"Points: seeds; lines: means, bars: sd over seeds{full}; the numbers: small.csv.",
+    fig.text(0.01, 0.005, f"Points: seeds (hollow: seed {TUNING_SEED}, which chose the iterations per k, left out of "
+             f"the means); lines: means, bars: 95% t-intervals over the other seeds{full}; the numbers: small.csv.",
              fontsize=7, color="dimgrey", va="bottom")
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     from analysis.plots import save_both, write_numbers  # noqa: PLC0415  (matplotlib)
     png, pdf = save_both(fig, out_dir / "small", line)
-    return {"small_png": png, "small_pdf": pdf, "small_csv": write_numbers(out_dir / "small", COLUMNS, pts),
+    csv_path = write_numbers(out_dir / "small", COLUMNS, pts + mean_rows(pts))
+    return {"small_png": png, "small_pdf": pdf, "small_csv": csv_path,
             "small_md": write_text(out_dir / "small.md", to_markdown(pts, k_full))}
 
 
-def check_small(rows: list[dict], full_rows: list[dict]) -> None:
-    """KitError unless the rows share the full rows' build, and each k's runs on B share one protocol key."""
-    builds = sorted({str(r.get("build_key")) for r in rows + full_rows})
+def check_small(rows: list[dict], full_rows: list[dict], joined: dict[str, str] | None = None) -> None:
+    """KitError unless the rows share the full rows' build (or one shown to train the same nets: `joined`,
+    kitcore.builds.classes), and each k's runs on B share one protocol key."""
+    builds = sorted({canonical(str(r.get("build_key")), joined or {}) for r in rows + full_rows})
     if len(builds) > 1:
         raise KitError(f"the small grids' records and the full protocol's come from {len(builds)} Caffe builds: "
                        f"{builds}", "publish small grids run on the full records' build")
@@ -252,13 +266,14 @@ def check_small(rows: list[dict], full_rows: list[dict]) -> None:
                        "publish each k's grids from one kit version (solvers/small_iters.toml)")
 
 
-def write_small_records(records: Path, full_rows: list[dict], out_dir: Path) -> tuple[dict, list[dict], str]:
+def write_small_records(records: Path, full_rows: list[dict], out_dir: Path) -> tuple[dict, list[dict], str, list]:
     """write_small over the grids published under <records>/small and the full records' rows; return its
-    outputs, the small rows and the summary line of what they show ({}, [], "" when none is published)."""
+    outputs, the small rows, the summary line of what they show and per_k's rows ({}, [], "", [] when none)."""
     small = Path(records) / SMALL_RECORDS
     if not record_dirs(small):
-        return {}, [], ""
+        return {}, [], "", []
     rows = record_rows(small, allow_mixed=True)
-    check_small(rows, full_rows)
+    check_small(rows, full_rows, classes(records))
     k = full_k(sorted(small.glob("*/split.json")))
-    return write_small(rows + full_rows, out_dir, k), rows, summary(points(rows + full_rows, k))
+    pts = points(rows + full_rows, k)
+    return write_small(rows + full_rows, out_dir, k), rows, summary(pts), per_k(pts)

@@ -16,25 +16,49 @@ percentage points, is computed two ways:
   baseline (over baseB) or minus that layer's mean BnB+ score (over BnB+),
   then the plain average over the layers that have both.
 
-The two agree when every layer has the same number of runs.
+The two agree when every layer has the same number of runs. Each boost also
+gets, from the layer means of each random split on its own, its mean and 95%
+interval over the seeds and its verdict against the paper's claim (a positive
+boost; analysis.intervals): `seed_boosts`, the columns `*_lo`, `*_hi` of the
+CSV and the interval columns of the Markdown table.
 """
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
-from analysis.rules import baseline, mean, pooled_groups
+from analysis import intervals as iv
+from analysis.rules import baseline, by_seed, mean, pooled_groups
 from kitcore.atomic import write_text
 from kitcore.errors import KitError
 
 RANGES = ((1, 7), (3, 7), (5, 7))
+BOOSTS = ("over_baseB_layer_means", "over_BnB+_layer_means")  # per seed, then their interval over the seeds
 COLUMNS = ("layers", "AnB+_runs", "base_runs", "BnB+_runs", "over_baseB_pooled", "over_BnB+_pooled",
-           "over_baseB_layer_means", "over_BnB+_layer_means")
+           "over_baseB_layer_means", "over_BnB+_layer_means", "seeds",
+           *(f"{b.removesuffix('_layer_means')}_{end}" for b in BOOSTS for end in ("mean", "lo", "hi")))
 PAPER = {"1-7": (1.6, 1.4), "3-7": (1.8, 1.4), "5-7": (2.1, 1.7)}  # the paper's over baseB / over BnB+
 
 
 def table1(rows: list[dict]) -> list[dict]:
-    """Table 1 (see the module doc) from results rows: one dict per range, boosts in percentage points."""
+    """Table 1 (see the module doc) from results rows: one dict per range, boosts in percentage points, with
+    each boost's Interval over the seeds (`<boost>_iv`, `seeds`, and the CSV's mean, lo, hi)."""
+    table = _table(rows)
+    per_seed = [_table(seed_rows) for seed_rows in by_seed(rows).values()
+                if any(pooled_groups(seed_rows)["AnB+"].values())]
+    for i, row in enumerate(table):
+        row["seeds"] = len(per_seed)
+        for b in BOOSTS:
+            interval = iv.interval([t[i][b] for t in per_seed])
+            row[f"{b}_iv"] = interval
+            stem = b.removesuffix("_layer_means")
+            row.update({f"{stem}_mean": interval.mean, f"{stem}_lo": interval.lo, f"{stem}_hi": interval.hi})
+        row["seeds"] = row[f"{BOOSTS[0]}_iv"].n  # the seeds behind the range's interval
+    return table
+
+
+def _table(rows: list[dict]) -> list[dict]:
+    """The boosts of the module doc from results rows (all their splits pooled)."""
     groups = pooled_groups(rows)
     base_mean, base_runs = baseline(rows)
     if not any(groups["AnB+"].values()):
@@ -67,16 +91,20 @@ def _fmt(value) -> str:
 def to_markdown(table: list[dict], title: str = "Table 1") -> str:
     """The table as Markdown, with the paper's numbers beside for comparison."""
     head = ["layers", "AnB+ runs", "over baseB (pooled)", "over BnB+ (pooled)", "over baseB (layer means)",
-            "over BnB+ (layer means)", "paper: over baseB / BnB+"]
+            "over BnB+ (layer means)", "over baseB: seeds' mean [95% interval], verdict",
+            "over BnB+: seeds' mean [95% interval], verdict", "paper: over baseB / BnB+"]
     lines = [f"**{title}**: mean boost of AnB+ in percentage points", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in table:
         paper = PAPER.get(row["layers"])
+        judged = [f"{row[b + '_iv'].text()}, {iv.verdict_text(row[b + '_iv'], '+')}" for b in BOOSTS]
         cells = [row["layers"], row["AnB+_runs"], row["over_baseB_pooled"], row["over_BnB+_pooled"],
-                 row["over_baseB_layer_means"], row["over_BnB+_layer_means"],
+                 row["over_baseB_layer_means"], row["over_BnB+_layer_means"], *judged,
                  f"{paper[0]} / {paper[1]}" if paper else ""]
         lines.append("| " + " | ".join(map(_fmt, cells)) + " |")
-    return "\n".join(lines) + "\n"
+    seeds = table[0]["seeds"] if table else 0
+    return "\n".join(lines + ["", f"Pooled and layer means: every run of every seed together; the intervals: "
+                                  f"the layer means of each of the {seeds} seeds on its own ({iv.METHOD})."]) + "\n"
 
 
 def to_csv(table: list[dict]) -> str:

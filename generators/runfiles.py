@@ -13,6 +13,11 @@ small protocol's runs on B, kitcore.layout's `cut`) trains for the iterations
 that solvers/small_iters.toml gives its solver template and k (`cut_iters`):
 the row of the smallest k listed at or above it, the template's own schedule
 above them all, rescaled as `--iters` rescales it.
+
+The solver's random_seed (and the surgery's fillers') is `solver_seed`: the
+split seed + 1 for a treatment's run r = 0, + REPEAT_SEED_STEP * r more for
+its replicate r (kitcore.layout's `<treatment>.r<r>`): while split seeds stay
+below REPEAT_SEED_STEP (the paper's are 0..3), no two (seed, r) share a seed.
 """
 from __future__ import annotations
 
@@ -23,11 +28,12 @@ from pathlib import Path
 from generators import netgen
 from generators.surgery import random_init, transplant
 from kitcore.errors import KitError
-from kitcore.layout import check_per_class, cut_halves
+from kitcore.layout import check_per_class, check_repeat, cut_halves
 from kitcore.profiles import KIT, Profile
 from kitcore.treatments import Treatment
 
 STARTS_FROM_INIT = ("transfer", "random-weights")  # kinds whose run starts from init.caffemodel
+REPEAT_SEED_STEP = 1000  # replicate r trains with seed + 1 + 1000 * r (r = 0: seed + 1, as before replicates)
 CUT_SCHEDULE = KIT / "solvers" / "small_iters.toml"  # iterations per k of the runs on a half cut to k per class
 
 
@@ -75,6 +81,11 @@ def cut_iters(profile: Profile, t: Treatment, per_class: int | None) -> int | No
     return rows[min(above)] if above else None
 
 
+def solver_seed(seed: int, repeat: int = 0) -> int:
+    """The solver's (and the surgery's) random seed of replicate `repeat` of a run on split seed `seed`."""
+    return seed + 1 + REPEAT_SEED_STEP * check_repeat(repeat)
+
+
 def _whole_val_test_iter(net, val_records: int | None) -> int:
     """Test batches covering `val_records` once, at the TEST Data layer's batch size."""
     if not val_records:
@@ -85,10 +96,12 @@ def _whole_val_test_iter(net, val_records: int | None) -> int:
 
 def run_files(profile: Profile, t: Treatment, num_classes: int, seed: int, data_root: str, *,
               iters: int | None = None, batch: int | None = None, test_iter: int | None = None,
-              val_records: int | None = None, snapshot: int | None = None, per_class: int | None = None) -> RunFiles:
+              val_records: int | None = None, snapshot: int | None = None, per_class: int | None = None,
+              repeat: int = 0) -> RunFiles:
     """The train_val net and solver of treatment `t` on a split with `num_classes` target classes.
 
-    seed: the split seed; the solver (and the surgery's fillers) use seed + 1.
+    seed: the split seed; the solver (and the surgery's fillers) use solver_seed(seed, repeat): seed + 1 for
+    r = 0, seed + 1 + 1000 * r for replicate r.
     iters rescales the solver's schedule (default: cut_iters of `per_class`, the
     split's k, for a run on a cut half); batch replaces the template's train and
     val batch; test_iter replaces the profile's test policy; val_records (the
@@ -99,9 +112,10 @@ def run_files(profile: Profile, t: Treatment, num_classes: int, seed: int, data_
     if test_iter is None and profile.whole_val_test:
         test_iter = _whole_val_test_iter(net, val_records)
     iters = iters or cut_iters(profile, t, per_class)
+    random_seed = solver_seed(seed, repeat)
     solver = netgen.make_solver(netgen.load_solver(profile.solver_template(t.protocol)), "train_val.prototxt",
-                                random_seed=seed + 1, iters=iters, test_iter=test_iter, snapshot=snapshot)
-    return RunFiles(net=net, solver=solver, seed=seed + 1, kind=t.kind)
+                                random_seed=random_seed, iters=iters, test_iter=test_iter, snapshot=snapshot)
+    return RunFiles(net=net, solver=solver, seed=random_seed, kind=t.kind)
 
 
 def crop_size(net) -> int:

@@ -3,6 +3,7 @@
 ```
 <work>/<dataset>/<split>/            split.json, manifest.json, data/ (data_prep)
 <work>/<dataset>/<split>/runs/<treatment>/   one run folder (runner.train)
+<work>/<dataset>/<split>/runs/<treatment>.r<r>/   its replicate r >= 1 (another solver seed)
 <work>/<dataset>/<split>/results/    tables and figures (analysis)
 ```
 The protocol table, PROTOCOLS, says how a protocol's split folder is
@@ -12,8 +13,11 @@ k train images per class (`cut`), read back (split_protocol) and made (its make 
 dataset's store is `<work>/<dataset>/dataset` (dataset_dir). A run is finished when its
 result.json names a model that is there (and, checked, has the recorded
 sha256): `is_finished` is the one answer every part of the kit uses.
+A run's replicate number r (`repeat`, make REPEAT=r) only names its folder
+(`run_name`: r = 0 is the treatment's name, as before replicates existed);
+the seed it trains with is generators.runfiles'.
 The make commands here are the fixes error messages name; they carry every
-variable that selects the run (dataset, protocol, seed, per-class k).
+variable that selects the run (dataset, protocol, seed, per-class k, replicate).
 """
 from __future__ import annotations
 
@@ -47,6 +51,8 @@ PROTOCOLS = {p.name: p for p in (
 )}
 _VARIABLE = {"seed": r"(?P<seed>0|[1-9]\d*)", "per_class": r"(?P<per_class>[1-9]\d*)"}  # a folder name's variables
 DATASET_STORE = "dataset"  # <work>/<dataset>/dataset: a dataset's whole-set store (its LMDBs, list, profile)
+REPEAT_MARK = ".r"  # runs/<treatment>.r<r>: replicate r >= 1 of a treatment
+_REPLICATE = re.compile(r"(?P<treatment>.+)\.r(?P<repeat>[1-9]\d*)")  # a replicate's run folder name
 AUTHORS_PER_CLASS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 750, 1000, 1300)  # the authors' reduced-volume k
 
 
@@ -121,9 +127,30 @@ def split_dir(work: Path, dataset: str, name: str) -> Path:
     return Path(work) / dataset / name
 
 
-def run_dir(split: Path, treatment: str) -> Path:
-    """The run folder of a treatment in a split folder."""
-    return Path(split) / "runs" / treatment
+def check_repeat(repeat) -> int:
+    """Return a valid replicate number (an int >= 0), else raise KitError."""
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 0:
+        raise KitError(f"invalid replicate number {repeat!r}",
+                       "pass a whole number >= 0, e.g. --repeat 1 (REPEAT=1); 0 is the run as it always was")
+    return repeat
+
+
+def run_name(treatment: str, repeat: int = 0) -> str:
+    """The run folder name of replicate `repeat` of a treatment: `A3B` (r = 0), `A3B.r2` (r = 2)."""
+    r = check_repeat(repeat)
+    return treatment if r == 0 else f"{treatment}{REPEAT_MARK}{r}"
+
+
+def parse_run_name(name: str) -> tuple[str, int]:
+    """(treatment, repeat) of a run folder name: the inverse of run_name (`A3B.r2` -> ("A3B", 2))."""
+    if m := _REPLICATE.fullmatch(name):
+        return m["treatment"], int(m["repeat"])
+    return name, 0
+
+
+def run_dir(split: Path, treatment: str, repeat: int = 0) -> Path:
+    """The run folder of replicate `repeat` of a treatment in a split folder (r = 0: `runs/<treatment>`)."""
+    return Path(split) / "runs" / run_name(treatment, repeat)
 
 
 def read_result(run: Path) -> dict | None:
@@ -147,11 +174,13 @@ def is_finished(run: Path, check_model: bool = True) -> bool:
 
 
 def train_command(treatment: str, dataset: str, protocol: str, seed: int, per_class: int | None = None,
-                  force: bool = False) -> str:
-    """The make command that trains `treatment` on the same split as the run that needs it."""
+                  force: bool = False, repeat: int = 0) -> str:
+    """The make command that trains `treatment` (replicate `repeat`) on the same split as the run that needs it."""
     words = [f"make train TREATMENT={treatment}", f"DATASET={dataset}", f"PROTOCOL={protocol}", f"SEED={seed}"]
     if "per_class" in protocol_spec(protocol).variables:
         words.append(f"PERCLASS={per_class or 'k'}")
+    if check_repeat(repeat):
+        words.append(f"REPEAT={repeat}")
     return " ".join(words + (["FORCE=1"] if force else []))
 
 

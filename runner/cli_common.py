@@ -49,6 +49,18 @@ def positive_int(text: str) -> int:
     return value
 
 
+def replicate_number(text: str) -> int:
+    """argparse type: a replicate number r, an integer >= 0 (0: the run as it always was)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}; "
+                                         "fix: pass e.g. --repeat 1 (REPEAT=1), or leave it out for replicate 0")
+    return value
+
+
 def dataset_names(embedded: bool) -> list[str]:
     """The registered datasets that are (or are not) embedded: the kit builds them itself."""
     return sorted(name for name, p in PROFILES.items() if p.embedded == embedded)

@@ -15,7 +15,15 @@ from pathlib import Path
 from kitcore.errors import KitError
 from kitcore.layout import split_dir, split_name
 from kitcore.profiles import profile
-from runner.cli_common import add_common, add_mode_options, dataset_flags, dataset_names, positive_int, subcommand
+from runner.cli_common import (
+    add_common,
+    add_mode_options,
+    dataset_flags,
+    dataset_names,
+    positive_int,
+    replicate_number,
+    subcommand,
+)
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
@@ -37,10 +45,13 @@ def _spec_options(args: argparse.Namespace) -> dict:
 
 
 def _grid_options(p: argparse.ArgumentParser) -> None:
-    """Which grid: a protocol's treatments, or a subset of them."""
+    """Which grid: a protocol's treatments, or a subset of them, and how many replicates of each."""
     p.add_argument("--protocol", default="random", help="protocol whose treatments form the grid (random, natman, ...)")
     p.add_argument("--treatments", default=None,
                    help="comma-separated subset of the protocol's treatments (default: all of them)")
+    p.add_argument("--repeats", type=positive_int, default=1,
+                   help="replicates of each treatment: r = 0..R-1 (runs/<treatment>.r<r> for r >= 1, another solver "
+                        "seed each; a transfer's replicate starts from the r = 0 base)")
 
 
 def add_parsers(sub, fmt) -> None:
@@ -54,6 +65,9 @@ def add_parsers(sub, fmt) -> None:
     p.add_argument("--force", action="store_true", help="redo a finished run (the old one is moved aside)")
     add_mode_options(p)
     p.add_argument("--protocol", default="random", help="protocol the treatment belongs to (random, natman, ...)")
+    p.add_argument("--repeat", type=replicate_number, default=0,
+                   help="replicate number r: r >= 1 trains runs/<treatment>.r<r> with solver seed + 1000 * r (same "
+                        "data, iterations and base model as r = 0)")
     _run_options(p)
     p.set_defaults(handler=_train)
     p = subcommand(sub, "grid", fmt, "every treatment of a protocol, bases first; local (--jobs) or Slurm")
@@ -110,9 +124,12 @@ def add_parsers(sub, fmt) -> None:
     p.add_argument("--records", type=Path, default=None, help="records folder (default: results/DATASET of the kit)")
     p.add_argument("--splits", default=None,
                    help="comma-separated split folders to publish, e.g. random0,natman (default: every split whose "
-                        "grid is finished)")
+                        "grid is finished; with --repeats, every split with replicate runs)")
     p.add_argument("--allow-mixed", action="store_true",
                    help="publish beside records of another Caffe build or protocol")
+    p.add_argument("--repeats", action="store_true",
+                   help="publish the splits' replicate runs (r >= 1, make grid REPEATS=R) into "
+                        "RECORDS/repeats/<split>/ instead of their grids")
     p.set_defaults(handler=_publish)
 
 
@@ -129,9 +146,9 @@ def _train(args: argparse.Namespace) -> int:
     from runner.train import RunSpec, train
     install_handlers()
     spec = RunSpec(args.work, args.dataset, args.seed, treatment, iters=args.iters, threads=args.threads,
-                   gpu=args.gpu, **_spec_options(args))
+                   gpu=args.gpu, repeat=args.repeat, **_spec_options(args))
     result = train(spec, force=args.force)
-    print(f"{treatment.name}: score {result['score']:.4f} (mean of the 10 best test accuracies), "
+    print(f"{spec.run_dir.name}: score {result['score']:.4f} (mean of the 10 best test accuracies), "
           f"run folder {spec.run_dir}")
     return 0
 
@@ -143,7 +160,7 @@ def _status(args: argparse.Namespace) -> int:
                        "pass the --work folder the grid ran in (make status WORK=DIR)")
     from runner import status
     print(status.format_status(status.status_rows(args.work, args.dataset, args.seed, args.protocol, _only(args),
-                                                  **_spec_options(args))))
+                                                  repeats=args.repeats, **_spec_options(args))))
     return 0
 
 
@@ -159,15 +176,16 @@ def _grid(args: argparse.Namespace) -> int:
         from runner import slurm
         from runner.train import RunSpec
         config = slurm.load_config(args.slurm_config)
-        specs = [RunSpec(args.work, args.dataset, args.seed, t, iters=args.iters, gpu=args.gpu, **_spec_options(args))
-                 for t in grid.treatments(args.protocol, only)]
+        specs = [RunSpec(args.work, args.dataset, args.seed, t, iters=args.iters, gpu=args.gpu, repeat=r,
+                         **_spec_options(args))
+                 for t in grid.treatments(args.protocol, only) for r in range(args.repeats)]
         for line in slurm.submit_grid(specs, config):
             print(line)
         return 0
     from runner.supervise import install_handlers
     install_handlers()
     grid.run_grid(args.work, args.dataset, args.seed, only, protocol=args.protocol, iters=args.iters,
-                  jobs=args.jobs, gpu=args.gpu, **_spec_options(args))
+                  jobs=args.jobs, gpu=args.gpu, repeats=args.repeats, **_spec_options(args))
     return 0
 
 
@@ -221,6 +239,7 @@ def _publish(args: argparse.Namespace) -> int:
     from runner.publish import publish
     records = args.records if args.records is not None else KIT / "results" / args.dataset
     splits = [s.strip() for s in args.splits.split(",") if s.strip()] if args.splits else None
-    for line in publish(args.work, args.dataset, records, splits=splits, allow_mixed=args.allow_mixed):
+    for line in publish(args.work, args.dataset, records, splits=splits, allow_mixed=args.allow_mixed,
+                        repeats=args.repeats):
         print(line)
     return 0

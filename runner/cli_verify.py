@@ -1,4 +1,8 @@
-"""The verify subcommand of transfer-kit: check a prepared split's files against what made them.
+"""The verify and publish-evidence subcommands of transfer-kit: check a split's files, and a build's runs.
+
+publish-evidence (runner.evidence): published runs trained again on this
+build; where each ended in its record's model, its record is published as
+evidence that the two builds train the same nets (kitcore.builds).
 
 The split is named by the run variables (--protocol, --seed, --per-class, as
 `make train` takes them) or by its folder name (--split random0, natman, all,
@@ -34,6 +38,28 @@ def add_parsers(sub, fmt) -> None:
     p.add_argument("--full", action="store_true",
                    help="check every record of every LMDB (default: off, the fast checks: a sample of each large LMDB)")
     p.set_defaults(handler=_verify)
+    p = subcommand(sub, "publish-evidence", fmt,
+                   "publish retrained published runs that ended in their records' models: evidence that this build "
+                   "trains the same nets as theirs")
+    p.add_argument("--work", type=Path, default=Path("work"), help="work folder the runs were trained again in")
+    p.add_argument("--dataset", default="fa20", help="dataset of the runs")
+    p.add_argument("--records", type=Path, default=None, help="records root (default: results/DATASET of the kit)")
+    p.add_argument("--runs", required=True,
+                   help="comma-separated split/treatment pairs, e.g. small0k5/baseB,random0/baseB (required)")
+    p.set_defaults(handler=_evidence)
+
+
+def _evidence(args: argparse.Namespace) -> int:
+    """Publish each named run as evidence; print one line per run."""
+    from kitcore.profiles import KIT
+    from runner.evidence import publish_evidence
+    records = args.records if args.records is not None else KIT / "results" / args.dataset
+    for pair in filter(None, (x.strip() for x in args.runs.split(","))):
+        split, _, treatment = pair.partition("/")
+        if not treatment:
+            raise KitError(f"--runs entry {pair!r} is not split/treatment", "write e.g. small0k5/baseB")
+        print(publish_evidence(args.work, args.dataset, records, split, treatment))
+    return 0
 
 
 def _selection(args: argparse.Namespace) -> tuple[str, int, int | None]:

@@ -10,7 +10,11 @@ Bars are drawn when stderr is a terminal or TRANSFER_KIT_PROGRESS=1.
 The state of a grid's runs (`transfer-kit status`) is runner.status's, which
 reads run folders (runner.runstate) and Slurm's queue (runner.slurm).
 The treatment names come from kitcore.treatments.valid_names(protocol),
-so new protocols plug in without changes here.
+so new protocols plug in without changes here. With `repeats` R, every
+treatment is trained R times, r = 0..R-1 (runner.train's `repeat`: folders
+`<treatment>.r<r>`, another solver seed); a transfer's replicate starts from
+the r = 0 base, so it waits for that one only. Summary lines and the status
+table name a run by its folder.
 """
 from __future__ import annotations
 
@@ -102,16 +106,18 @@ def _eta(done: int, total: int, start: float) -> str:
 
 
 def run_grid(work: Path, dataset: str, seed: int, names: list[str] | None = None, protocol: str = "random",
-             iters: int | None = None, jobs: int = 1, gpu: bool = False, **options) -> dict[str, dict]:
-    """Train a grid on one split, bases first, `jobs` at a time; return results by treatment name.
+             iters: int | None = None, jobs: int = 1, gpu: bool = False, repeats: int = 1,
+             **options) -> dict[str, dict]:
+    """Train a grid on one split, bases first, `jobs` at a time, `repeats` replicates of each treatment;
+    return results by run folder name (`A3B`, `A3B.r1`, ...).
 
     `options`: further RunSpec fields (per_class, batch, test_iter)."""
     todo = treatments(protocol, names)
-    log.info("grid of %d runs (%s, %s seed %d): %d at a time, %d BLAS thread(s) each",
-             len(todo), protocol, dataset, seed, jobs, threads_per_job(jobs))
-    specs = [RunSpec(Path(work), dataset, seed, t, iters=iters, threads=threads_per_job(jobs), gpu=gpu, **options)
-             for t in todo]
-    return {spec.treatment.name: result for spec, result in run_specs(specs, jobs).items()}
+    specs = [RunSpec(Path(work), dataset, seed, t, iters=iters, threads=threads_per_job(jobs), gpu=gpu, repeat=r,
+                     **options) for t in todo for r in range(repeats)]
+    log.info("grid of %d runs (%s, %s seed %d, %d replicate(s) each): %d at a time, %d BLAS thread(s) each",
+             len(specs), protocol, dataset, seed, repeats, jobs, threads_per_job(jobs))
+    return {spec.run_dir.name: result for spec, result in run_specs(specs, jobs).items()}
 
 
 def threads_per_job(jobs: int) -> int:
@@ -122,16 +128,20 @@ def threads_per_job(jobs: int) -> int:
 def run_specs(specs: list[RunSpec], jobs: int = 1) -> dict[RunSpec, dict]:
     """Train runs (of one or several splits) `jobs` at a time, each after its base; return results by spec.
 
-    A transfer waits for the base of its own split when that base is among
-    `specs`, and otherwise needs it finished already (runner.train checks).
+    A transfer (any replicate) waits for the r = 0 base of its own split when
+    that base is among `specs`, and otherwise needs it finished already
+    (runner.train checks). Runs are keyed by (split folder, run folder name).
     """
-    by_key = {(s.split_dir, s.treatment.name): s for s in specs}
+    def key(spec: RunSpec):
+        return spec.split_dir, spec.run_dir.name
+
+    by_key = {key(s): s for s in specs}
 
     def base_of(spec: RunSpec):
         return None if spec.treatment.base_name is None else (spec.split_dir, spec.treatment.base_name)
 
     several = len({s.split_dir for s in specs}) > 1  # then a summary line names the split too
-    names = {s: f"{s.split_dir.name}/{s.treatment.name}" if several else s.treatment.name for s in specs}
+    names = {s: f"{s.split_dir.name}/{s.run_dir.name}" if several else s.run_dir.name for s in specs}
     width = max([10] + [len(n) for n in names.values()])
     budgets = {s: budget(s) for s in specs}
     first = {s: 0 if is_finished(s.run_dir) else ((snapshots.peek_newest(s.run_dir) or (0,))[0]
@@ -155,7 +165,7 @@ def run_specs(specs: list[RunSpec], jobs: int = 1) -> dict[RunSpec, dict]:
         while pending or running:
             for s in [s for s in pending if base_of(s) in failed]:
                 pending.remove(s)
-                failed[(s.split_dir, s.treatment.name)] = f"base {s.treatment.base_name} failed"
+                failed[key(s)] = f"base {s.treatment.base_name} failed"
                 progress.say(_summary(names[s], "blocked", None, 0.0, width)
                              + f"  (base {s.treatment.base_name} failed)")
             ready = [s for s in pending if base_of(s) is None or base_of(s) in done_keys
@@ -171,12 +181,12 @@ def run_specs(specs: list[RunSpec], jobs: int = 1) -> dict[RunSpec, dict]:
                 try:
                     res = fut.result()
                     results[s] = res
-                    done_keys.add((s.split_dir, s.treatment.name))
+                    done_keys.add(key(s))
                     progress.say(_summary(names[s], res.get("status", "trained"), res.get("score"),
                                           time.time() - t0, width)
                                  + _eta(len(results) + len(failed), len(specs), grid_start))
                 except KitError as exc:
-                    failed[(s.split_dir, s.treatment.name)] = str(exc)
+                    failed[key(s)] = str(exc)
                     status = "interrupted" if isinstance(exc, supervise.Interrupted) else "failed"
                     progress.say(_summary(names[s], status, None, time.time() - t0, width)
                                  + _eta(len(results) + len(failed), len(specs), grid_start) + f"  {exc}")

@@ -26,9 +26,10 @@ def _last_iter(log_path: Path) -> int | None:
 
 
 def run_state(spec: RunSpec) -> dict:
-    """State of one run from its folder: finished, running, failed, resumable at iter N, or not started."""
+    """State of one run from its folder: finished, running, failed, resumable at iter N, or not started;
+    `treatment` names the run by its folder (`A3B`, a replicate `A3B.r2`)."""
     run = spec.run_dir
-    row = {"treatment": spec.treatment.name, "state": "not started", "detail": "", "iter": None}
+    row = {"treatment": run.name, "state": "not started", "detail": "", "iter": None}
     if is_finished(run):
         result = read_result(run)
         score = result.get("score")
@@ -51,8 +52,9 @@ def run_state(spec: RunSpec) -> dict:
 
 def format_status(rows: list[dict]) -> str:
     """A table: one line per run, then counts per state."""
-    lines = [f"{'treatment':10s} {'state':24s} detail"]
-    lines += [f"{r['treatment']:10s} {r['state']:24s} {r['detail']}".rstrip() for r in rows]
+    width = max([10] + [len(r["treatment"]) for r in rows])  # a replicate's folder name is longer
+    lines = [f"{'treatment':{width}s} {'state':24s} detail"]
+    lines += [f"{r['treatment']:{width}s} {r['state']:24s} {r['detail']}".rstrip() for r in rows]
     counts: dict[str, int] = {}
     for r in rows:
         key = r["state"].split(" at iter")[0]

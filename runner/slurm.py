@@ -8,6 +8,9 @@ like a local run, so a cancelled or failed job is simply submitted again by
 rerunning the grid command; finished runs and runs whose job is still queued or
 running are not submitted twice. Jobs get `--signal=B:TERM@signal_s`: the kit
 turns SIGTERM into a Caffe snapshot (runner.supervise) before the time limit.
+Replicates (runner.train's `repeat`) are runs like any other, named by their
+folder (`A3B.r2`) in jobs.json and the status table; a job passes `--repeat r`,
+and the transfers of one base and one r are one array, after the r = 0 base.
 Job ids are kept in `<split>/slurm/jobs.json`, job logs in `<split>/slurm/`.
 Settings come from runner/slurm.toml (defaults, one comment per key) and an
 optional user file with the same keys.
@@ -109,7 +112,7 @@ def submit_grid(specs: list[RunSpec], config: dict) -> list[str]:
     job_of: dict[str, str] = {}
     lines, transfers = [], {}
     for spec in specs:
-        name, state = spec.treatment.name, run_state(spec)
+        name, state = spec.run_dir.name, run_state(spec)
         job = known.get(name)
         if state["state"] == "finished":
             lines.append(f"{name:10s} finished           {state['detail']}")
@@ -117,23 +120,24 @@ def submit_grid(specs: list[RunSpec], config: dict) -> list[str]:
             job_of[name] = job["id"]
             lines.append(f"{name:10s} already queued     job {job['id']} {job['state']}")
         elif spec.treatment.base_name is None:
-            script = f"exec {shlex.join(_train_cmd(spec, config) + ['--treatment', name])}"
+            script = f"exec {shlex.join(_train_cmd(spec, config) + ['--treatment', spec.treatment.name])}"
             job_of[name] = jobs[name] = _sbatch(f"tk-{split_dir.name}-{name}", script, config, out_dir)
             lines.append(f"{name:10s} submitted          job {job_of[name]} ({state['state']})")
         else:
-            transfers.setdefault(spec.treatment.base_name, []).append((spec, state))
-    for base, group in transfers.items():
+            transfers.setdefault((spec.treatment.base_name, spec.repeat), []).append((spec, state))
+    for (base, repeat), group in transfers.items():
         if base not in job_of and not layout.is_finished(layout.run_dir(split_dir, base)):
             raise KitError(f"{group[0][0].treatment.name} needs base {base}, "
                            "which is neither finished nor in this grid",
                            f"add {base} to the grid or train it first: {group[0][0].make_cmd(base)}")
         names = [s.treatment.name for s, _ in group]
         script = ("set -- " + shlex.join(names) + '; shift "$SLURM_ARRAY_TASK_ID"; exec '
-                  + shlex.join(_train_cmd(group[0][0], config)) + ' --treatment "$1"')
-        array = _sbatch(f"tk-{split_dir.name}-from-{base}", script, config, out_dir, len(names), job_of.get(base))
+                  + shlex.join(_train_cmd(group[0][0], config)) + ' --treatment "$1"')  # one r: one --repeat
+        array = _sbatch(f"tk-{split_dir.name}-from-{layout.run_name(base, repeat)}", script, config, out_dir,
+                        len(names), job_of.get(base))
         for i, (spec, state) in enumerate(group):
-            jobs[spec.treatment.name] = f"{array}_{i}"
-            lines.append(f"{spec.treatment.name:10s} submitted          job {array}_{i}"
+            jobs[spec.run_dir.name] = f"{array}_{i}"
+            lines.append(f"{spec.run_dir.name:10s} submitted          job {array}_{i}"
                          f"{' after ' + job_of[base] if base in job_of else ''} ({state['state']})")
     atomic.write_json(_jobs_file(split_dir), jobs)
     return lines

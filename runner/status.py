@@ -18,9 +18,11 @@ __all__ = ["status_rows", "format_status"]
 
 
 def status_rows(work: Path, dataset: str, seed: int, protocol: str = "random",
-                only: list[str] | None = None, **options) -> list[dict]:
-    """The state of every run of a grid (with Slurm job states when the grid was submitted there)."""
-    specs = [RunSpec(Path(work), dataset, seed, t, **options) for t in treatments(protocol, only)]
+                only: list[str] | None = None, repeats: int = 1, **options) -> list[dict]:
+    """The state of every run of a grid, replicates r = 0..repeats-1 of each treatment, each named by its
+    run folder (with Slurm job states when the grid was submitted there)."""
+    specs = [RunSpec(Path(work), dataset, seed, t, repeat=r, **options)
+             for t in treatments(protocol, only) for r in range(repeats)]
     rows = [run_state(s) for s in specs]
     if specs:
         jobs = slurm.job_states(specs[0].split_dir)

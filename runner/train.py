@@ -1,6 +1,7 @@
 """One training run: a run folder made from a treatment, then the real `caffe train`.
 
-`<work>/<dataset>/<split>/runs/<treatment>/` holds train_val.prototxt,
+`<work>/<dataset>/<split>/runs/<treatment>/` (replicate r >= 1: `<treatment>.r<r>/`, kitcore.layout;
+the same data, iterations and base, another solver seed) holds train_val.prototxt,
 solver.prototxt, init.caffemodel (transfers), surgery.txt, run.json,
 train.log, snapshots/ and, once finished, result.json. A finished run is
 never redone without `force` (which moves the old folder to
@@ -55,6 +56,7 @@ class RunSpec:
     per_class: int | None = None  # protocols reduced, small: k train images per class (reduced{k}, small{s}k{k})
     batch: int | None = None  # train and val batch instead of the template's (toy runs of the paper's net)
     test_iter: int | None = None  # test batches per test instead of the profile's policy
+    repeat: int = 0  # replicate r: runs/<treatment>.r<r>, solver seed + 1000 * r (0: the run as it always was)
 
     @property
     def profile(self) -> Profile:
@@ -69,8 +71,8 @@ class RunSpec:
 
     @property
     def run_dir(self) -> Path:
-        """The run folder."""
-        return layout.run_dir(self.split_dir, self.treatment.name)
+        """The run folder (`<treatment>`, or `<treatment>.r<r>` for replicate r >= 1)."""
+        return layout.run_dir(self.split_dir, self.treatment.name, self.repeat)
 
     def cli_flags(self) -> list[str]:
         """The `transfer-kit train` options that select this run's split and budget (all but --treatment and
@@ -78,14 +80,16 @@ class RunSpec:
         flags = ["--work", str(Path(self.work).resolve()), "--dataset", self.dataset, "--seed", str(self.seed),
                  "--protocol", self.treatment.protocol]
         for option, value in (("--iters", self.iters), ("--per-class", self.per_class), ("--batch", self.batch),
-                              ("--test-iter", self.test_iter)):
+                              ("--test-iter", self.test_iter), ("--repeat", self.repeat)):
             flags += [option, str(value)] if value else []
         return flags + (["--gpu"] if self.gpu else [])
 
-    def make_cmd(self, treatment: str, force: bool = False) -> str:
-        """The make command that runs `treatment` on this run's split (same dataset, protocol, seed, k)."""
-        return layout.train_command(treatment, self.dataset, self.treatment.protocol, self.seed, self.per_class,
-                                    force=force)
+    def make_cmd(self, treatment: str | None = None, force: bool = False) -> str:
+        """The make command that runs this run (treatment None: with its REPEAT), or the r = 0 run of
+        `treatment` (a base), on this run's split (same dataset, protocol, seed, k)."""
+        return layout.train_command(treatment or self.treatment.name, self.dataset, self.treatment.protocol,
+                                    self.seed, self.per_class, force=force,
+                                    repeat=self.repeat if treatment is None else 0)
 
 
 def iters_of(spec: RunSpec) -> int | None:
@@ -114,7 +118,7 @@ def prepare(spec: RunSpec, found: inputs.RunInputs) -> dict:
     t, run, prof = spec.treatment, spec.run_dir, spec.profile
     (run / "snapshots").mkdir(parents=True, exist_ok=True)
     files = run_files(prof, t, found.num_classes, spec.seed, "../../data", iters=iters_of(spec), batch=spec.batch,
-                      test_iter=spec.test_iter, val_records=found.val_records)
+                      test_iter=spec.test_iter, val_records=found.val_records, repeat=spec.repeat)
     _write_once(run / "train_val.prototxt", netgen.to_text(files.net))
     _write_once(run / "solver.prototxt", netgen.to_text(files.solver))
     checksums = {"train_val.prototxt": atomic.sha256(run / "train_val.prototxt"),
@@ -133,7 +137,7 @@ def prepare(spec: RunSpec, found: inputs.RunInputs) -> dict:
         checksums["init.caffemodel"] = atomic.sha256(init)
     solver = files.solver
     record = {**t.as_dict(), "dataset": spec.dataset, "split": spec.split_dir.name,
-              "seed": spec.seed, "random_seed": solver.random_seed, "max_iter": solver.max_iter,
+              "seed": spec.seed, "repeat": spec.repeat, "random_seed": solver.random_seed, "max_iter": solver.max_iter,
               "base_model": str(found.base_model) if found.base_model else None, "inputs": checksums,
               "caffe": caffe_version(), "caffe_binary": tool("caffe"), "git_commit": _git_commit(),
               "command": shlex.join(sys.argv), "caffe_mode": "gpu" if spec.gpu else "cpu",
@@ -174,14 +178,14 @@ def train(spec: RunSpec, force: bool = False, on_iter=None) -> dict:
     if (run / "result.json").exists() and not force:
         if not layout.is_finished(run):
             raise KitError(f"{run}/result.json names a model that is missing or altered",
-                           f"redo the run: {spec.make_cmd(spec.treatment.name, force=True)}")
+                           f"redo the run: {spec.make_cmd(force=True)}")
         log.info("%s is finished; keeping it (use --force to redo)", run)
         return {**json.loads((run / "result.json").read_text()), "status": "skipped"}
     found = preflight(spec)
     if force and run.exists():
         if supervise.lock_holder(run) is not None:
             raise KitError(f"{run} is being trained by another process", "wait for it or stop it, then rerun")
-        dest = spec.split_dir / "replaced" / f"{spec.treatment.name}-{time.strftime('%Y%m%dT%H%M%S')}"
+        dest = spec.split_dir / "replaced" / f"{run.name}-{time.strftime('%Y%m%dT%H%M%S')}"
         dest.parent.mkdir(parents=True, exist_ok=True)
         run.rename(dest)
         log.info("moved the old run to %s", dest)
@@ -218,7 +222,7 @@ def _train_locked(spec: RunSpec, lock_fd: int, on_iter, found: inputs.RunInputs)
         return _finish(spec, record, 0.0, "resumed")
     start = time.time()
     try:
-        status = resume(run, lock_fd, spec.threads, spec.gpu, on_iter=on_iter, name=spec.treatment.name,
+        status = resume(run, lock_fd, spec.threads, spec.gpu, on_iter=on_iter, name=run.name,
                         weights="init.caffemodel" if spec.treatment.kind in STARTS_FROM_INIT else None)
     except KitError as exc:  # a diverged net can crash caffe itself (NaN in max pooling: an out-of-bounds write)
         err = diverged(spec)
@@ -237,9 +241,9 @@ def diverged(spec: RunSpec, parsed=None) -> KitError | None:
     if it is None:
         return None
     solver = spec.profile.solver_template(spec.treatment.protocol).relative_to(KIT)
-    return KitError(f"{spec.treatment.name} diverged: its loss is NaN from iteration {it} ({log_path})",
+    return KitError(f"{spec.run_dir.name} diverged: its loss is NaN from iteration {it} ({log_path})",
                     f"the learning rate of {solver} is too high for this net and data: lower base_lr there, "
-                    f"then {spec.make_cmd(spec.treatment.name, force=True)}")
+                    f"then {spec.make_cmd(force=True)}")
 
 
 def _finish(spec: RunSpec, record: dict, seconds: float, status: str) -> dict:

@@ -16,14 +16,15 @@ from test_findings import _seed
 from analysis.figure3 import plot_figure3
 from analysis.figures import notes, write_figures
 from analysis.filters import conv1_weights, filter_grid, write_filters
-from analysis.findings import findings
+from analysis.findings import findings, verdicts
 from analysis.results import analyze_split, read_results_csv, write_results_csv
 from analysis.rules import baseline, collect
-from analysis.table1 import table1, to_markdown
 from kitcore.errors import KitError
 from runner.cli import main
 
 from test_analysis import mark_finished, modern
+
+T1 = 12.706204736174694  # Student's t(0.975) with 1 degree of freedom (tables)
 
 
 def _row(split: str, kind: str, source, target: str, n: int, ft: bool, score: float, finished: bool = True) -> dict:
@@ -45,35 +46,6 @@ def _table1_rows() -> list[dict]:
         _row("random0", "transfer", "A", "B", 7, True, math.nan), _row("random0", "transfer", "A", "B", 6, False, 0.99),
         _row("natman", "base", None, "B", 0, False, 0.10), _row("all", "random-weights", None, "all", 4, False, 0.99),
     ]
-
-
-def test_table1_against_hand_computation(tmp_path: Path, capsys):
-    # by hand: the baseline is the mean over seeds of each seed's base mean: seed 0's transfers target A and B
-    # (0.60, 0.62: 0.61), seed 1's B (0.64): 0.625 from 3 runs (pooled over runs it would be 0.62);
-    # AnB+ 1:.63,.65 3:.66 5:.70; BnB+ 1:.61 3:.62,.60 5:.65
-    expected = {  # layers: (runs, over base pooled, over BnB+ pooled, over base layer means, over BnB+ layer means)
-        "1-7": (4, 3.5, 4.0, (1.5 + 3.5 + 7.5) / 3, (3 + 5 + 5) / 3),
-        "3-7": (2, 5.5, 100 * (0.68 - (0.62 + 0.60 + 0.65) / 3), 5.5, 5.0),
-        "5-7": (1, 7.5, 5.0, 7.5, 5.0),
-    }
-    path = write_results_csv(_table1_rows(), tmp_path / "t.csv")
-    table = table1(read_results_csv(path))
-    for row in table:
-        runs, *values = expected[row["layers"]]
-        got = [row[k] for k in ("over_baseB_pooled", "over_BnB+_pooled", "over_baseB_layer_means",
-                                "over_BnB+_layer_means")]
-        assert row["AnB+_runs"] == runs and row["base_runs"] == 3
-        assert got == pytest.approx(values, abs=1e-9), row["layers"]
-    assert [r["layers"] for r in table] == ["1-7", "3-7", "5-7"]
-    assert "| 1-7 | 4 | +3.50 | +4.00 | +4.17 | +4.33 | 1.6 / 1.4 |" in to_markdown(table)
-    assert main(["table1", str(path), "--csv"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("layers,AnB+_runs") and lines[3].startswith("5-7,1,3,1,7.5")
-
-
-def test_table1_needs_anb_plus():
-    with pytest.raises(KitError, match="no finished AnB\\+ runs"):
-        table1([r for r in _table1_rows() if not (r["finetuned"] and r["source"] != r["target"])])
 
 
 def _all_rows() -> list[dict]:
@@ -145,31 +117,40 @@ def _read(path: Path) -> list[dict]:
 def test_figure2_bottom_numbers_baseline_and_notes(tmp_path: Path):
     rows = _seed("random0", 0.0) + _seed("random1", 0.01)  # baseA 0.80/0.81 targets no transfer: not the base
     out = write_figures(rows, tmp_path)
-    assert out["figure2_bottom_csv"].read_text().splitlines()[0] == "group,n,mean,runs"
-    got = {(r["group"], int(r["n"])): (float(r["mean"]), int(r["runs"])) for r in _read(out["figure2_bottom_csv"])}
-    # by hand: the mean of seeds 0 and 1 (two runs each): baseB 0.82/0.83, BnB 0.81 but 0.75 at n = 4,
-    # AnB 0.81 but 0.70 at n = 7, BnB+ 0.82, AnB+ 0.83, each + 0.01 on seed 1
+    assert out["figure2_bottom_csv"].read_text().splitlines()[0] == "group,n,mean,runs,seeds,lo,hi"
+    got = {(r["group"], int(r["n"])): r for r in _read(out["figure2_bottom_csv"])}
+    # by hand: the mean of seeds 0 and 1 (one run each): baseB 0.82/0.83, BnB 0.81 but 0.75 at n = 4,
+    # AnB 0.81 but 0.70 at n = 7, BnB+ 0.82, AnB+ 0.83, each + 0.01 on seed 1; two seeds 0.01 apart:
+    # the interval is the mean +- t(0.975, 1) * 0.005
     expected = {("baseB", 0): 0.825}
     for n in range(1, 8):
         expected.update({("BnB", n): 0.755 if n == 4 else 0.815, ("AnB", n): 0.705 if n == 7 else 0.815,
                          ("BnB+", n): 0.825, ("AnB+", n): 0.835})
-    assert set(got) == set(expected) and {k: v[1] for k, v in got.items()} == dict.fromkeys(expected, 2)
-    assert {k: v[0] for k, v in got.items()} == pytest.approx(expected)
+    assert set(got) == set(expected)
+    assert {k: (int(r["runs"]), int(r["seeds"])) for k, r in got.items()} == dict.fromkeys(expected, (2, 2))
+    assert {k: float(r["mean"]) for k, r in got.items()} == pytest.approx(expected)
+    for end, sign in (("lo", -1), ("hi", 1)):
+        assert {k: float(r[end]) for k, r in got.items()} == pytest.approx({k: v + sign * T1 * 0.005
+                                                                            for k, v in expected.items()})
     base = {m["key"]: m for m in findings(rows)[1]}["base"]["mean"]
-    assert got[("baseB", 0)][0] == pytest.approx(baseline(rows)[0]) == pytest.approx(base / 100)
+    assert float(got[("baseB", 0)]["mean"]) == pytest.approx(baseline(rows)[0]) == pytest.approx(base / 100)
     text = out["findings_md"].read_text()
-    assert text.startswith("**Controls**") and text.index("(c) the 10 best") < text.index("**The paper's findings**")
-    assert "\n\n- (a) bases on their plateau: " in text and "\n- (c) the 10 best" in text  # a list, line by line
-    assert "| base nets of the target halves: top-1 accuracy, % | 82.00 | 83.00 | 82.50 |" in text
+    assert text.startswith("**Controls**") and text.index("(b) B1B and B1B+") < text.index("**The paper's findings**")
+    assert "\n\n- (b) B1B and B1B+ score like baseB" in text  # a list, line by line
+    assert "| 1 | base nets of the target halves: top-1 accuracy, % | 82.00 | 83.00 | 82.50 [76.15, 88.85] |" in text
     lines = notes(rows)
-    verdicts = [line for line in text.splitlines() if line[:2] in {f"{i}." for i in range(1, 6)}]
-    assert len(verdicts) == 5 and lines[1:] == verdicts  # the notes are findings.md's verdicts, word for word
-    assert "seeds 0, 1" in lines[0] and "2. co-adaptation dip of BnB: shown (lowest BnB - base over n = 2..6: " \
-        "-7.00 pp, sd 0.00, at n = 4)" in lines
-    assert "3. AnB drop at high n: shown (AnB - base at n = 7: -12.00 pp, sd 0.00; AnB - BnB at n = 6, 7: -5.50 pp" \
-        in lines[3]
-    assert "means over seed 0;" in notes(_seed("random0", 0.0))[0]  # one seed: singular
-    assert not [line for line in lines if "fragile" in line or "500 classes" in line or "paper" in line]
+    judged = verdicts(rows)
+    in_md = [line for line in text.splitlines() if line[:2] in {f"{i}." for i in range(1, 6)}]
+    assert in_md == [v["text"] for v in judged] and [v["finding"] for v in judged] == [2, 3, 4, 5]
+    joined = " ".join(lines)  # the notes: each finding's short line (wrapped), with findings.md's verdict word
+    assert all(len(line) <= 125 for line in lines) and all(v["short"] in joined for v in judged)
+    assert "seeds 0, 1" in lines[0] and "2. co-adaptation dip of BnB at n = 3..6: shown (BnB - base, n = 3..6: " \
+        "-2.50 [-2.50, -2.50] pp)" in joined
+    assert "4. AnB: layers 1-2 transfer, a drop at high n: shown (AnB - BnB, n = 1, 2: +0.00 [+0.00, +0.00]; AnB - " \
+        "base, n = 7: -12.00 [-12.00, -12.00]; AnB - BnB, n = 6, 7: -5.50 [-5.50, -5.50] pp)" in joined
+    assert "means and 95% intervals over seed 0;" in notes(_seed("random0", 0.0))[0]  # one seed: singular
+    assert not [line for line in lines if "fragile" in line or "500 classes" in line]
+    assert joined.count("paper") == 1 and "numbered as the paper's Section 4.1" in joined  # a label, no claim
 
 
 def test_figure3_csv_holds_every_point_drawn(tmp_path: Path):
