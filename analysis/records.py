@@ -12,7 +12,9 @@ Caffe, no LMDB, no model: a record is read from its files alone. Each row
 also says the build key, protocol key, host CPU and kit commit of its
 run.json; `check_pooled` refuses rows of more than one build or protocol
 unless told, counting as one the builds that evidence records show to train
-the same nets (kitcore.builds).
+the same nets (kitcore.builds). Before any row is read, every unit's files
+are checked against its SHA256SUMS (kitcore.sums): a changed, truncated,
+missing or stray file is a one-line error naming it.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import logging
 from pathlib import Path
 
 from analysis.results import run_row, split_classes
-from kitcore import builds
+from kitcore import builds, sums
 from kitcore.caffe_log import parse_log
 from kitcore.errors import KitError
 from kitcore.runlog import log_segments, solver_in_log
@@ -73,6 +75,8 @@ def record_rows(records: Path, allow_mixed: bool = False) -> list[dict]:
     runs = record_dirs(records)
     if not runs:
         raise KitError(f"no run records under {records}", "publish a finished grid first: make publish WORK=dir")
+    for unit in sorted({run.parent for run in runs} | set(builds.evidence_dirs(records))):
+        sums.verify_unit(unit)  # every file as published, before any number is drawn from it
     rows = [record_row(run) for run in runs]
     check_pooled(rows, allow_mixed, builds.classes(records))
     log.info("%d run record(s) under %s", len(rows), records)

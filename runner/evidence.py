@@ -14,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-from kitcore import atomic, builds, layout
+from kitcore import atomic, builds, layout, sums
 from kitcore.errors import KitError
 from runner.publish import record_files
 
@@ -52,6 +52,7 @@ def publish_evidence(work: Path, dataset: str, records: Path, split: str, treatm
         for name, data in record_files(run).items():
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_bytes(data)
+        sums.write_sums(tmp)
         os.replace(tmp, dest)
     finally:
         atomic.remove_path(tmp)

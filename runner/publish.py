@@ -18,8 +18,10 @@ in the folder unless `allow_mixed` (builds that evidence records show to
 train the same nets, kitcore.builds, count as one). A protocol that cuts a half to k images
 per class (small: B) trains the runs on that half for k's own iterations
 (solvers/small_iters.toml): their protocol key is one, the other half's
-another, and the records of other k's beside them need only share the build. The unit is written under a temporary name
-and renamed into place, so a killed publish leaves nothing that looks
+another, and the records of other k's beside them need only share the build.
+The unit is written under a temporary name, with its SHA256SUMS last
+(kitcore.sums: what the analysis checks before it reads a number), and
+renamed into place, so a killed publish leaves nothing that looks
 published. A unit already there with the same content is left as it is; one
 with other content is an error: finished records are never overwritten.
 
@@ -38,7 +40,7 @@ import logging
 import os
 from pathlib import Path
 
-from kitcore import atomic, builds, layout
+from kitcore import atomic, builds, layout, sums
 from kitcore.caffe_log import parse_log, score
 from kitcore.errors import KitError
 from kitcore.runlog import diverged_at, log_segments
@@ -148,7 +150,7 @@ def published_keys(records: Path) -> set[tuple[str, str]]:
 def _same(dest: Path, files: dict[str, dict[str, bytes]]) -> list[str]:
     """The names (run/file) where a published unit differs from `files` (logs compared decompressed)."""
     diffs = []
-    have = {str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file()}
+    have = {str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file() and p.name != sums.SUMS}
     want = {f"{run}/{name}" if run else name for run, fs in files.items() for name in fs}
     diffs += sorted(have ^ want)
     for rel in sorted(have & want):
@@ -205,6 +207,7 @@ def publish_unit(work: Path, dataset: str, split: str, records: Path, allow_mixe
                 path = tmp / run / name
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(data)
+        sums.write_sums(tmp)  # last: the unit's checksums travel with it in the one rename
         os.replace(tmp, dest)
     finally:
         atomic.remove_path(tmp)

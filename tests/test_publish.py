@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from analysis.records import record_rows
+from kitcore import sums
 from kitcore.caffe_log import parse_log, score
 from kitcore.treatments import grid_names
 
@@ -106,6 +107,7 @@ def _other_build(records: Path, dest: Path) -> Path:
         meta["build"]["key"] = "0123456789abcdef"
         meta["split"] = "random7"
         path.write_text(json.dumps(meta))
+    sums.write_sums(dest / "random7")  # published as such: its checksums are its files'
     return dest
 
 
