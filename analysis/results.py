@@ -35,7 +35,7 @@ import math
 import re
 from pathlib import Path
 
-from kitcore.caffe_log import ParsedLog, best_indices, parse_log, score, write_csv_atomic, write_csvs
+from kitcore.caffe_log import SCORE_TOP, ParsedLog, best_indices, parse_log, score, write_csv_atomic, write_csvs
 from kitcore.errors import KitError
 from kitcore.layout import is_finished, run_name
 from kitcore.runlog import diverged_at, log_segments
@@ -43,7 +43,7 @@ from kitcore.runlog import diverged_at, log_segments
 log = logging.getLogger(__name__)
 
 ROW_COLUMNS = ("dataset", "split", "treatment", "repeat", "kind", "source", "target", "n", "finetuned",
-               "score", "final_accuracy", "iterations", "tests", "wall_seconds", "active_seconds",
+               "score", "final_accuracy", "last10", "iterations", "tests", "wall_seconds", "active_seconds",
                "skipped_lines", "finished", "plateau_pp", "best_after_step", "diverged_at")
 CURVE_PREFIX = "curve"  # runs/<t>/curve.train.csv, runs/<t>/curve.test.csv
 _TRAIN_FIRST = "train some first: make train TREATMENT=baseA"
@@ -139,6 +139,7 @@ def run_row(meta: dict, parsed: ParsedLog, run_dir: Path, finished: bool, solver
             "kind": meta.get("kind"), "source": meta.get("source"), "target": meta.get("target"),
             "n": int(meta.get("n") or 0), "finetuned": bool(meta.get("finetune", False)),
             "score": score(accs), "final_accuracy": accs[-1] if accs else math.nan,
+            "last10": sum(accs[-SCORE_TOP:]) / len(accs[-SCORE_TOP:]) if accs else math.nan,
             "iterations": parsed.last_iteration, "tests": len(accs),
             "wall_seconds": parsed.wall_seconds, "active_seconds": parsed.active_seconds,
             "skipped_lines": parsed.skipped_lines, "finished": finished,
@@ -175,7 +176,7 @@ def write_results_csv(rows: list[dict], path: Path) -> Path:
 
 _INT = ("n", "repeat", "iterations", "tests", "skipped_lines", "log_files", "images_per_class", "best_after_step",
         "diverged_at")
-_FLOAT = ("score", "final_accuracy", "wall_seconds", "active_seconds", "plateau_pp")
+_FLOAT = ("score", "final_accuracy", "last10", "wall_seconds", "active_seconds", "plateau_pp")
 _BOOL = ("finetuned", "finished")
 
 

@@ -20,11 +20,12 @@ from pathlib import Path
 
 from analysis import intervals as iv
 from analysis.findings import controls, findings
+from analysis.readings import READINGS, reading_rows
 from analysis.table1 import BOOSTS, table1
 from kitcore.atomic import write_text
 
 COLUMNS = ("measure", "protocol", "k", "seeds", "mean", "lo", "hi", "margin", "verdict", "claim", "label",
-           "decide_at")
+           "decide_at", *(f"{c}_{name}" for name, _, _ in READINGS for c in ("mean", "lo", "hi", "verdict")))
 
 
 def _row(key: str, protocol: str, k, interval: iv.Interval, claim: str, label: str) -> dict:
@@ -78,5 +79,10 @@ def write_verdicts(rows: list[dict], path: Path, small_ks: list[dict] | None = N
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(COLUMNS)
-    writer.writerows([_cell(r[c]) for c in COLUMNS] for r in verdict_rows(rows, small_ks))
+    rows_out, readings = verdict_rows(rows, small_ks), reading_rows(rows)
+    for r in rows_out:  # the random protocol's measures under the readings without selection (analysis.readings)
+        other = readings.get((r["measure"], r["protocol"], r["k"]), {})
+        r.update({f"{c}_{name}": other[name][c] if name in other else "" for name, _, _ in READINGS
+                  for c in ("mean", "lo", "hi", "verdict")})
+    writer.writerows([_cell(r[c]) for c in COLUMNS] for r in rows_out)
     return write_text(Path(path), text.getvalue())

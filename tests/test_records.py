@@ -64,7 +64,7 @@ def test_git_holds_no_binary_but_figures_and_logs():
         if binary:
             assert name.startswith("docs/img/") or (name.startswith("results/") and name.endswith(".log.gz")), name
         if name.startswith("results/"):
-            assert name.endswith((".log.gz", "run.json", "result.json", "split.json")), name
+            assert name.endswith((".log.gz", "run.json", "result.json", "split.json", "SHA256SUMS")), name
 
 
 def test_the_small_grids_are_whole_units_of_the_schedule():

@@ -10,8 +10,9 @@ from test_findings import _row, _three
 from test_small import ROWS as SMALL_ROWS
 
 from analysis import intervals as iv
+from analysis.readings import markdown, reading_rows, rescored
 from analysis.small import per_k, points
-from analysis.verdicts import COLUMNS, write_verdicts
+from analysis.verdicts import COLUMNS, verdict_rows, write_verdicts
 
 
 def _rows() -> list[dict]:
@@ -42,8 +43,9 @@ def _numbers(row: dict) -> tuple[int, float, float, float]:
 def test_verdicts_csv_holds_the_intervals_verdicts(tmp_path):
     path = write_verdicts(_rows(), tmp_path / "verdicts.csv", per_k(points(SMALL_ROWS, 800)))
     header, rows = _read(path)
-    assert tuple(header) == COLUMNS == ("measure", "protocol", "k", "seeds", "mean", "lo", "hi", "margin", "verdict",
-                                        "claim", "label", "decide_at")
+    assert tuple(header) == COLUMNS and COLUMNS[:12] == ("measure", "protocol", "k", "seeds", "mean", "lo", "hi",
+                                                         "margin", "verdict", "claim", "label", "decide_at")
+    assert COLUMNS[12:] == tuple(f"{c}_{r}" for r in ("final", "last10") for c in ("mean", "lo", "hi", "verdict"))
     # the dip per seed, by hand: BnB at n = 3..6 is 1, 7, 1, 1 pp under baseB (seed 0), 1, 5, 1, 1 (seed 1),
     # 1, 9, 1, 1 (seed 2): -2.5, -2.0, -3.0 pp
     dip = rows["dip", "random", ""]
@@ -76,3 +78,23 @@ def test_verdicts_csv_holds_the_intervals_verdicts(tmp_path):
     assert rows["over_base", "small", "800"]["decide_at"] == "3" and rows["dip", "small", "800"]["verdict"] == "none"
     assert {r["verdict"] for r in rows.values()} <= {*iv.WORDS, "held", "not held"}
     assert {k[1] for k in rows} == {"random", "natman", "whole", "small"}
+
+
+def test_the_readings_without_selection_are_the_same_measures_on_the_final_and_last_tests(tmp_path):
+    """The final-test and last-10 columns are the score's measures with that reading as each run's score: a run
+    whose final test sits 2 pp under its score moves the measure by exactly that much."""
+    rows = _rows()
+    for r in rows:
+        r["final_accuracy"], r["last10"] = r["score"], r["score"]
+        if r["split"] == "random0" and r["kind"] == "transfer" and r["n"] == 7 and not r["finetuned"] \
+                and r["source"] == "A":
+            r["final_accuracy"] = r["score"] - 0.02  # seed 0's A7B: -2 pp on its final test
+    _, got = _read(write_verdicts(rows, tmp_path / "verdicts.csv"))
+    anb7 = got["anb7", "random", ""]
+    assert float(anb7["mean_last10"]) == pytest.approx(float(anb7["mean"]))
+    assert float(anb7["mean_final"]) == pytest.approx(float(anb7["mean"]) - 2 / 3)  # one seed of three
+    assert anb7["verdict_final"] in iv.WORDS and got["natman_A7B", "natman", ""]["mean_final"] == ""
+    page = markdown(verdict_rows(rows), reading_rows(rows))
+    assert page[-1].startswith("The verdict changes for") or page[-1] == "No verdict changes with the reading."
+    assert any(line.startswith("| AnB drop: AnB - base at n = 7 (pp) |") for line in page)
+    assert rescored([{"score": 0.5, "final_accuracy": ""}], "final_accuracy")[0]["score"] != 0.5
