@@ -30,7 +30,7 @@ JOBS     ?= 1
 # Replicates (docs/runs.md): REPEAT = r of make train (r >= 1: runs/<treatment>.r<r>, solver
 # seed + 1000 * r, the same data, iterations and r = 0 base); REPEATS = R of make grid / status
 # (each treatment's r = 0..R-1; default 1); make publish REPEATS=1 publishes the splits'
-# replicate runs into RECORDS/repeats/<split>/ instead of their grids.
+# runs beyond their grids (replicates, baseB2x) into RECORDS/extra/<split>/ instead.
 REPEAT   ?=
 REPEATS  ?=
 PROTOCOL ?= random
@@ -165,7 +165,7 @@ verify: setup  ## check a prepared split's LMDBs, means and manifest: DATASET=fa
 plots: $(if $(RECORDS),venv,setup)  ## results table, Figures 2 and 3, Table 1, curves from the runs' logs [ORIGINAL=authors.csv]; RECORDS=results/fa20: from the published records alone [OUT=dir] [DOCS=1: into docs/ and the README]
 	$(KIT) plots --work $(WORK) --dataset $(DATASET) --seed $(SEED) $(if $(ORIGINAL),--original '$(ORIGINAL)') $(if $(RECORDS),--records '$(RECORDS)' $(if $(OUT),--out '$(OUT)') $(if $(filter 1,$(DOCS)),--docs docs) $(if $(filter 1,$(MIXED)),--allow-mixed))
 
-publish: venv  ## publish WORK's finished grids (each split's every run) as run records into RECORDS=results/DATASET [SPLITS=random0,natman] [MIXED=1] [REPEATS=1: the replicate runs instead, into RECORDS/repeats/]
+publish: venv  ## publish WORK's finished grids (each split's every run) as run records into RECORDS=results/DATASET [SPLITS=random0,natman] [MIXED=1] [REPEATS=1: the runs beyond the grids instead (replicates, baseB2x), into RECORDS/extra/]
 	$(KIT) publish --work $(WORK) --dataset $(DATASET) $(if $(RECORDS),--records '$(RECORDS)') $(if $(SPLITS),--splits '$(SPLITS)') $(if $(filter 1,$(MIXED)),--allow-mixed) $(if $(REPEATS),--repeats)
 
 publish-evidence: venv  ## publish retrained published runs that ended in their records' models (evidence that this build trains the same nets): RUNS=small0k5/baseB,... [WORK=dir] [RECORDS=results/DATASET]

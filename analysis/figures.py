@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 BOTTOM_COLUMNS = ("group", "n", "mean", "runs", "seeds", "lo", "hi")  # group as in the legend; the base at n = 0;
 # mean: of the seeds' means; lo, hi: its 95% interval over the seeds (analysis.intervals; blank for one seed)
-SHIFT = {"BnB": -0.12, "BnB+": -0.04, "AnB": 0.04, "AnB+": 0.12}  # x offsets of the groups' points and bars
+SHIFT = {"BnB": -0.12, "BnB+": -0.04, "AnB": 0.04, "AnB+": 0.12, "base2x": 0.25}  # x offsets of points and bars
 ANCHORS = {2: "BnB", 3: "BnB+", 4: "AnB", 5: "AnB+"}  # finding: the line its number sits on
 
 

@@ -21,9 +21,10 @@ the paper's Section 4.1 numbers them:
    claim: negative);
 5. AnB+ generalizes better: AnB+ - base and AnB+ - BnB+ (Table 1's two
    columns, layer means over n = 1..7; claim: positive).
-A finding with several measures is shown when each is, opposite when one
-is opposite, none when each is none, partly shown when some are shown and
-the others none or inconclusive, else inconclusive.
+A finding with several measures is shown when each is, opposite when one is,
+none when each is, partly shown when some are, else inconclusive. Where
+baseB2x runs (a base trained as long as a transfer's base and the transfer
+together) are there, 3 and 5 are also read against it (AS_LONG).
 Figure 3's controls, when their runs are present, are measured over their
 replicates (the natural/man-made transfers at n = 7 against their own
 bases, random frozen weights at n = 1, 2, 5 against the all-classes base).
@@ -41,7 +42,7 @@ import math
 from pathlib import Path
 
 from analysis import intervals as iv
-from analysis.rules import base_means, by_seed, collect, seed_groups, usable
+from analysis.rules import by_seed, figure3_controls, seed_groups, usable
 from kitcore.atomic import write_text
 from kitcore.caffe_log import SCORE_TOP
 
@@ -58,6 +59,7 @@ def _at(groups: dict, group: str, n: int) -> float:
 def split_measures(groups: dict) -> dict[str, float]:
     """Every measure (percentage points) of one random split's pooled groups."""
     base = _mean(groups["base"].get(0, []))
+    base2x = _mean(groups.get("base2x", {}).get(0, []))  # baseB2x: as many iterations as a transfer's base and itself
     pp = 100.0
     bnb = {n: _at(groups, "BnB", n) - base for n in range(2, 7)}
     lowest = min((v, n) for n, v in bnb.items() if not math.isnan(v)) if any(
@@ -73,6 +75,8 @@ def split_measures(groups: dict) -> dict[str, float]:
         "specific": _mean([_at(groups, "AnB", n) - _at(groups, "BnB", n) for n in (6, 7)]) * pp,
         "anbplus": _mean([_at(groups, "AnB+", n) - base for n in range(1, 8)]) * pp,
         "anbplus_self": _mean([_at(groups, "AnB+", n) - _at(groups, "BnB+", n) for n in range(1, 8)]) * pp,
+        "bnbplus_2x": _mean([_at(groups, "BnB+", n) - base2x for n in range(1, 8)]) * pp,
+        "anbplus_2x": _mean([_at(groups, "AnB+", n) - base2x for n in range(1, 8)]) * pp,
     }
 
 
@@ -87,49 +91,20 @@ MEASURES = (  # (key, finding, what it measures, the paper's claim: "+", "-", "0
     ("specific", 4, "specificity: AnB - BnB at n = 6, 7 (pp)", "-"),
     ("anbplus", 5, "AnB+ over the base: AnB+ - base, mean over n = 1..7 (pp)", "+"),
     ("anbplus_self", 5, "AnB+ over BnB+: AnB+ - BnB+, mean over n = 1..7 (pp)", "+"),
+    ("bnbplus_2x", 3, "BnB+ against a base trained as long: BnB+ - baseB2x, mean over n = 1..7 (pp)", "0"),
+    ("anbplus_2x", 5, "AnB+ over a base trained as long: AnB+ - baseB2x, mean over n = 1..7 (pp)", "+"),
 )
+AS_LONG = ("bnbplus_2x", "anbplus_2x")  # read only where baseB2x runs are there (a finding's part, never its absence)
 SHORT = {"dip": "BnB - base, n = 3..6:", "bnbplus": "BnB+ - base:", "general": "AnB - BnB, n = 1, 2:",
          "anb7": "AnB - base, n = 7:", "specific": "AnB - BnB, n = 6, 7:", "anbplus": "AnB+ - base:",
-         "anbplus_self": "AnB+ - BnB+:"}  # the measures in a few words (Figure 2 bottom's notes)
+         "anbplus_self": "AnB+ - BnB+:", "bnbplus_2x": "BnB+ - baseB2x:",
+         "anbplus_2x": "AnB+ - baseB2x:"}  # the measures in a few words (Figure 2 bottom's notes)
 FINDINGS = {  # finding: (the paper's claim in a few words, the measures its verdict is read from)
     2: ("co-adaptation dip of BnB at n = 3..6", ("dip",)),
-    3: ("BnB+ recovers the base", ("bnbplus",)),
+    3: ("BnB+ recovers the base", ("bnbplus", "bnbplus_2x")),
     4: ("AnB: layers 1-2 transfer, a drop at high n", ("general", "anb7", "specific")),
-    5: ("AnB+ generalizes better than baseB and BnB+", ("anbplus", "anbplus_self")),
+    5: ("AnB+ generalizes better than baseB and BnB+", ("anbplus", "anbplus_self", "anbplus_2x")),
 }
-
-
-def _per_repeat(rows: list[dict], keep) -> dict[int, float]:
-    """Mean score by replicate number of the rows that `keep` keeps."""
-    out: dict[int, list[float]] = {}
-    for r in rows:
-        if keep(r):
-            out.setdefault(int(r.get("repeat") or 0), []).append(float(r["score"]))
-    return {k: _mean(v) for k, v in out.items()}
-
-
-def figure3_controls(rows: list[dict]) -> list[dict]:
-    """Figure 3's controls against their own bases (pp), one value per replicate: {key, label, claim, values}."""
-    pieces = collect(rows)
-    bases = base_means(rows)
-    base_rows = [r for r in rows if r.get("kind") == "base"]
-    out = []
-
-    def add(key: str, label: str, piece: str, split: str, n: int, pair=None, target: str = "all") -> None:
-        runs = _per_repeat(pieces[piece], lambda r: r.get("split") == split and int(r["n"]) == n and (
-            pair is None or (r.get("source"), r.get("target")) == pair))
-        own = _per_repeat(base_rows, lambda r: r.get("split") == split and r.get("target") == target)
-        fallback = bases.get((split, target), math.nan)
-        values = [(v - own.get(k, fallback)) * 100 for k, v in sorted(runs.items())]
-        if values and not all(math.isnan(v) for v in values):
-            out.append({"key": key, "label": label, "claim": "-", "values": values})
-    for source, target in (("A", "B"), ("B", "A")):
-        direction = "natural to man-made" if source == "A" else "man-made to natural"
-        add(f"natman_{source}7{target}", f"natman {source}7{target} - base{target} ({direction}, pp)", "natman",
-            "natman", 7, (source, target), target)
-    for n in (1, 2, 5):
-        add(f"randfrozen{n}", f"random frozen weights: randfrozen{n} - base of all classes (pp)", "random", "all", n)
-    return out
 
 
 def findings(rows: list[dict]) -> tuple[list[int], list[dict]]:
@@ -244,7 +219,7 @@ def verdicts(rows: list[dict]) -> list[dict]:
     by = {m["key"]: m for m in measures}
     out = []
     for number, (name, keys) in FINDINGS.items():
-        ms = [by[k] for k in keys]
+        ms = [by[k] for k in keys if k not in AS_LONG or by[k]["interval"].n]
         word = "not measured" if any(m["interval"].n == 0 for m in ms) else combine([m["verdict"] for m in ms])
         parts = "; ".join(f"{m['label'].split(': ', 1)[-1].removesuffix(' (pp)')}: {m['interval'].text()} pp, "
                           f"{m['verdict_text']}" for m in ms)

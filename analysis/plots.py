@@ -35,6 +35,7 @@ GROUPS = {
     "BnB+": ("BnB+", "deepskyblue", "^", -0.05),
     "AnB": ("AnB", "tab:red", "o", 0.05),
     "AnB+": ("AnB+", "salmon", "^", 0.15),
+    "base2x": ("baseB, 2x iterations", "dimgrey", "s", 0.25),
 }
 MAX_N = 7
 _JITTER = 0.03

@@ -3,7 +3,7 @@
 A record folder `<records>/<split>/<treatment>/` holds the run's gzipped
 Caffe log(s), run.json and result.json; `<records>/<split>/split.json` names
 the split's classes. A split's replicate runs (r >= 1) are records
-`<records>/repeats/<split>/<treatment>.r<r>/` (runner.publish): their rows
+`<records>/extra/<split>/<treatment>.r<r>/` (runner.publish): their rows
 pool into their split's, told apart by the `repeat` column. `record_rows` turns each record into the row
 analysis.results.run_row makes of a run folder: the score, tests and controls
 come from the logs, the solver's lr step from the solver parameters Caffe
@@ -33,12 +33,12 @@ log = logging.getLogger(__name__)
 PROVENANCE_COLUMNS = ("build_key", "protocol_key", "host_cpu", "git_commit")
 
 
-REPEATS = "repeats"  # <records>/repeats/<split>/<treatment>.r<r>/: the replicate runs' records
+REPEATS = "extra"  # <records>/extra/<split>/<treatment>.r<r>/: the replicate runs' records
 
 
 def record_dirs(records: Path) -> list[Path]:
     """Every run record under a records folder (`<split>/<treatment>/run.json`, and the replicates'
-    `repeats/<split>/<treatment>.r<r>/run.json`), sorted by split, then run folder name."""
+    `extra/<split>/<treatment>.r<r>/run.json`), sorted by split, then run folder name."""
     found = [*Path(records).glob("*/*/run.json"), *Path(records).glob(f"{REPEATS}/*/*/run.json")]
     runs = [p.parent for p in found if not p.parts[-3].startswith(".")]  # not a unit being written
     return sorted(runs, key=lambda run: (run.parent.name, run.name))

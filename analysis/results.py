@@ -42,7 +42,7 @@ from kitcore.runlog import diverged_at, log_segments
 
 log = logging.getLogger(__name__)
 
-ROW_COLUMNS = ("dataset", "split", "treatment", "repeat", "kind", "source", "target", "n", "finetuned",
+ROW_COLUMNS = ("dataset", "split", "treatment", "repeat", "kind", "source", "target", "n", "finetuned", "budget",
                "score", "final_accuracy", "last10", "iterations", "tests", "wall_seconds", "active_seconds",
                "skipped_lines", "finished", "plateau_pp", "best_after_step", "diverged_at")
 CURVE_PREFIX = "curve"  # runs/<t>/curve.train.csv, runs/<t>/curve.test.csv
@@ -138,6 +138,7 @@ def run_row(meta: dict, parsed: ParsedLog, run_dir: Path, finished: bool, solver
             "treatment": meta.get("treatment", run_dir.name), "repeat": int(meta.get("repeat") or 0),
             "kind": meta.get("kind"), "source": meta.get("source"), "target": meta.get("target"),
             "n": int(meta.get("n") or 0), "finetuned": bool(meta.get("finetune", False)),
+            "budget": int(meta.get("budget") or 1),
             "score": score(accs), "final_accuracy": accs[-1] if accs else math.nan,
             "last10": sum(accs[-SCORE_TOP:]) / len(accs[-SCORE_TOP:]) if accs else math.nan,
             "iterations": parsed.last_iteration, "tests": len(accs),
@@ -174,7 +175,8 @@ def write_results_csv(rows: list[dict], path: Path) -> Path:
     return Path(path)
 
 
-_INT = ("n", "repeat", "iterations", "tests", "skipped_lines", "log_files", "images_per_class", "best_after_step",
+_INT = ("n", "repeat", "budget", "iterations", "tests", "skipped_lines", "log_files", "images_per_class",
+        "best_after_step",
         "diverged_at")
 _FLOAT = ("score", "final_accuracy", "last10", "wall_seconds", "active_seconds", "plateau_pp")
 _BOOL = ("finetuned", "finished")

@@ -4,7 +4,9 @@
   (`diverged_at` empty). `usable(row)`: a scored run on a
   random A/B split `random<s>` (kitcore.layout.split_seed): the rows of
   Figure 2, Table 1 and the findings.
-- `group_of(row, targets)`: the paper's group (its footnote 3, Section 4.1):
+- `group_of(row, targets)`: the paper's group (its footnote 3, Section 4.1;
+  `base2x`: a base net trained for twice the iterations, baseB2x, never the
+  baseline):
   a transfer XnY with X == Y is a selffer, `BnB` (AnA pooled with BnB), one
   with X != Y is `AnB` (BnA pooled with AnB), `+` when fine-tuned; a base net
   is `base` when its half is one of `targets`.
@@ -18,7 +20,9 @@
   "base"): the mean of each split's baseline nets, then the mean over the
   splits, so each seed weighs the same however many base nets it has.
 - Figure 3's pieces (`piece_of`, `collect`) and the bases each is normalized
-  by (`base_means`), also read by the findings' Figure 3 controls.
+  by (`base_means`), and the findings' Figure 3 controls (`figure3_controls`:
+  natman at n = 7, random frozen weights at n = 1, 2, 5, each against its own
+  base, one value per replicate).
 - A treatment's replicates (rows with `repeat` r >= 1, runs `<treatment>.r<r>`)
   are runs like any other: each is a point, and every mean above pools them
   with the treatment's r = 0 run; `run_label` names a row's run.
@@ -29,7 +33,7 @@ import math
 
 from kitcore.layout import run_name, split_seed
 
-GROUPS = ("base", "BnB", "BnB+", "AnB", "AnB+")
+GROUPS = ("base", "BnB", "BnB+", "AnB", "AnB+", "base2x")  # base2x: baseB2x, the base trained twice as long
 PIECES = ("natman", "random", "anb")  # Figure 3: natman transfer, random frozen weights, random-split AnB
 
 
@@ -69,7 +73,9 @@ def group_of(row: dict, targets: set | frozenset = frozenset()) -> str | None:
     """The paper group of a results row: base, BnB, BnB+, AnB or AnB+; None for any other kind, and for the
     base net of a half outside `targets` (the halves the transfers target; empty: every half)."""
     if row.get("kind") == "base":
-        return "base" if not targets or row.get("target") in targets else None
+        if targets and row.get("target") not in targets:
+            return None
+        return "base" if int(row.get("budget") or 1) == 1 else "base2x"
     if row.get("kind") != "transfer":
         return None
     return ("BnB" if row.get("source") == row.get("target") else "AnB") + ("+" if row.get("finetuned") else "")
@@ -151,3 +157,36 @@ def run_label(row: dict):
     """The run a results row comes from, as its folder is named: the treatment, `A3B.r2` for replicate 2."""
     repeat = int(row.get("repeat") or 0)
     return run_name(str(row.get("treatment")), repeat) if repeat else row.get("treatment")
+
+
+def _per_repeat(rows: list[dict], keep) -> dict[int, float]:
+    """Mean score by replicate number of the rows that `keep` keeps."""
+    out: dict[int, list[float]] = {}
+    for r in rows:
+        if keep(r):
+            out.setdefault(int(r.get("repeat") or 0), []).append(float(r["score"]))
+    return {k: mean(v) for k, v in out.items()}
+
+
+def figure3_controls(rows: list[dict]) -> list[dict]:
+    """Figure 3's controls against their own bases (pp), one value per replicate: {key, label, claim, values}."""
+    pieces = collect(rows)
+    bases = base_means(rows)
+    base_rows = [r for r in rows if r.get("kind") == "base"]
+    out = []
+
+    def add(key: str, label: str, piece: str, split: str, n: int, pair=None, target: str = "all") -> None:
+        runs = _per_repeat(pieces[piece], lambda r: r.get("split") == split and int(r["n"]) == n and (
+            pair is None or (r.get("source"), r.get("target")) == pair))
+        own = _per_repeat(base_rows, lambda r: r.get("split") == split and r.get("target") == target)
+        fallback = bases.get((split, target), math.nan)
+        values = [(v - own.get(k, fallback)) * 100 for k, v in sorted(runs.items())]
+        if values and not all(math.isnan(v) for v in values):
+            out.append({"key": key, "label": label, "claim": "-", "values": values})
+    for source, target in (("A", "B"), ("B", "A")):
+        direction = "natural to man-made" if source == "A" else "man-made to natural"
+        add(f"natman_{source}7{target}", f"natman {source}7{target} - base{target} ({direction}, pp)", "natman",
+            "natman", 7, (source, target), target)
+    for n in (1, 2, 5):
+        add(f"randfrozen{n}", f"random frozen weights: randfrozen{n} - base of all classes (pp)", "random", "all", n)
+    return out

@@ -33,7 +33,7 @@ from kitcore.atomic import write_text
 from kitcore.errors import KitError
 
 RANGES = ((1, 7), (3, 7), (5, 7))
-BOOSTS = ("over_baseB_layer_means", "over_BnB+_layer_means")  # per seed, then their interval over the seeds
+BOOSTS = ("over_baseB_layer_means", "over_BnB+_layer_means", "over_baseB2x_layer_means")  # per seed, then over seeds
 COLUMNS = ("layers", "AnB+_runs", "base_runs", "BnB+_runs", "over_baseB_pooled", "over_BnB+_pooled",
            "over_baseB_layer_means", "over_BnB+_layer_means", "seeds",
            *(f"{b.removesuffix('_layer_means')}_{end}" for b in BOOSTS for end in ("mean", "lo", "hi")))
@@ -61,6 +61,7 @@ def _table(rows: list[dict]) -> list[dict]:
     """The boosts of the module doc from results rows (all their splits pooled)."""
     groups = pooled_groups(rows)
     base_mean, base_runs = baseline(rows)
+    long_mean = mean(groups["base2x"].get(0, []))  # baseB2x (nan without it): a base trained as long
     if not any(groups["AnB+"].values()):
         raise KitError("no finished AnB+ runs on a random split in this table",
                        "train some fine-tuned transfers first, e.g. make train TREATMENT=A3B+")
@@ -73,12 +74,14 @@ def _table(rows: list[dict]) -> list[dict]:
         all_bnb = [v for vs in bnb.values() for v in vs]
         per_base = [mean(anb[n]) - base_mean for n in layers if anb[n]]
         per_self = [mean(anb[n]) - mean(bnb[n]) for n in layers if anb[n] and bnb[n]]
+        per_long = [mean(anb[n]) - long_mean for n in layers if anb[n]]
         out.append({"layers": f"{lo}-{hi}", "AnB+_runs": len(all_anb), "base_runs": base_runs,
                     "BnB+_runs": len(all_bnb),
                     "over_baseB_pooled": 100 * (mean(all_anb) - base_mean),
                     "over_BnB+_pooled": 100 * (mean(all_anb) - mean(all_bnb)),
                     "over_baseB_layer_means": 100 * mean(per_base),
-                    "over_BnB+_layer_means": 100 * mean(per_self)})
+                    "over_BnB+_layer_means": 100 * mean(per_self),
+                    "over_baseB2x_layer_means": 100 * mean(per_long)})
     return out
 
 
@@ -92,12 +95,14 @@ def to_markdown(table: list[dict], title: str = "Table 1") -> str:
     """The table as Markdown, with the paper's numbers beside for comparison."""
     head = ["layers", "AnB+ runs", "over baseB (pooled)", "over BnB+ (pooled)", "over baseB (layer means)",
             "over BnB+ (layer means)", "over baseB: seeds' mean [95% interval], verdict",
-            "over BnB+: seeds' mean [95% interval], verdict", "paper: over baseB / BnB+"]
+            "over BnB+: seeds' mean [95% interval], verdict", "over baseB2x (trained as long): seeds' mean [95% "
+            "interval], verdict", "paper: over baseB / BnB+"]
     lines = [f"**{title}**: mean boost of AnB+ in percentage points", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in table:
         paper = PAPER.get(row["layers"])
-        judged = [f"{row[b + '_iv'].text()}, {iv.verdict_text(row[b + '_iv'], '+')}" for b in BOOSTS]
+        judged = [f"{row[b + '_iv'].text()}, {iv.verdict_text(row[b + '_iv'], '+')}" if row[b + "_iv"].n
+                  else "n/a (no runs)" for b in BOOSTS]
         cells = [row["layers"], row["AnB+_runs"], row["over_baseB_pooled"], row["over_BnB+_pooled"],
                  row["over_baseB_layer_means"], row["over_BnB+_layer_means"], *judged,
                  f"{paper[0]} / {paper[1]}" if paper else ""]

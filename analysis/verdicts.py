@@ -55,6 +55,8 @@ def verdict_rows(rows: list[dict], small_ks: list[dict] | None = None) -> list[d
             out.append(_row(m["key"], "random", None, m["interval"], claim, m["label"]))
     for t in table1(rows):
         for b in BOOSTS:
+            if b.startswith("over_baseB2x") and not t[f"{b}_iv"].n:
+                continue  # no baseB2x runs: nothing to say
             out.append(_row(f"table1_{b.removesuffix('_layer_means')}_{t['layers']}", "random", None, t[f"{b}_iv"],
                             "+", f"Table 1: AnB+ {b.split('_')[0]} {b.split('_')[1]}, layers {t['layers']} "
                                  "(layer means, pp)"))

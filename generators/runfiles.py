@@ -112,8 +112,11 @@ def run_files(profile: Profile, t: Treatment, num_classes: int, seed: int, data_
     if test_iter is None and profile.whole_val_test:
         test_iter = _whole_val_test_iter(net, val_records)
     iters = iters or cut_iters(profile, t, per_class)
+    template = netgen.load_solver(profile.solver_template(t.protocol))
+    if t.budget != 1:  # baseB2x: the schedule (or the one --iters asked for) stretched by the budget
+        iters = t.budget * (iters or template.max_iter)
     random_seed = solver_seed(seed, repeat)
-    solver = netgen.make_solver(netgen.load_solver(profile.solver_template(t.protocol)), "train_val.prototxt",
+    solver = netgen.make_solver(template, "train_val.prototxt",
                                 random_seed=random_seed, iters=iters, test_iter=test_iter, snapshot=snapshot)
     return RunFiles(net=net, solver=solver, seed=random_seed, kind=t.kind)
 

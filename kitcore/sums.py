@@ -1,7 +1,7 @@
 """Published units that verify themselves: a SHA256SUMS file per unit, checked before any number is read.
 
 A unit of published run records (a split's grid `<records>/<split>/`, its
-replicates `<records>/repeats/<split>/`, one evidence record
+replicates `<records>/extra/<split>/`, one evidence record
 `<root>/builds/<key>/<split>/<treatment>/`) holds SHA256SUMS: one line per
 file of the unit, `<sha256>  <path relative to the unit>`, sorted, in the
 format `sha256sum -c SHA256SUMS` reads. runner.publish writes it last into

@@ -15,6 +15,10 @@ Protocols (the split a protocol trains on is chosen by the runner):
 | reduced  | reduced{k}        | base (all classes, k training images per class)        |
 | small    | small{s}k{k}      | baseA (all of A), baseB, BnB, BnB+, AnB, AnB+ (B: its first k train images per class) |
 
+`baseA2x`, `baseB2x` (random protocol; EXTRA_NAMES, outside every grid unit)
+are the base nets trained for twice the solver's iterations, its schedule
+stretched as `--iters` stretches it: as long as a transfer's base and the
+transfer together (the reviewer's control for "longer training").
 `randfrozen{n}` is the authors' `nolearn_1_{n}`: the first n layers stay at
 their random (seeded filler) initialisation and are frozen; the net trains on
 all classes. kitcore/authors_names.py reads every authors' run name as one of these.
@@ -34,6 +38,8 @@ ALL = "all"  # the one 'half' of the whole-dataset and reduced splits
 PROTOCOLS = tuple(TABLE)  # kitcore.layout's protocol table: random, natman, whole, reduced, small
 
 _BASE = re.compile(r"^base(?P<target>[AB])$")
+_BASE2X = re.compile(r"^base(?P<target>[AB])2x$")
+EXTRA_NAMES = ("baseA2x", "baseB2x")  # random protocol, outside every grid unit: a base trained twice as long
 _TRANSFER = re.compile(r"^(?P<source>[AB])(?P<n>[1-7])(?P<target>[AB])(?P<plus>\+?)$")
 _RANDFROZEN = re.compile(r"^randfrozen(?P<n>[1-7])$")
 
@@ -49,6 +55,7 @@ class Treatment:
     finetune: bool = False
     random_weights: bool = False
     protocol: str = "random"
+    budget: int = 1  # times the solver's iterations: baseB2x trains as long as a transfer's base and itself together
 
     @property
     def kind(self) -> str:
@@ -79,7 +86,7 @@ class Treatment:
         """The fields a run records in run.json."""
         return {"treatment": self.name, "kind": self.kind, "source": self.source,
                 "target": self.target, "n": self.n, "finetune": self.finetune,
-                "protocol": self.protocol}
+                "protocol": self.protocol, "budget": self.budget}
 
 
 def _transfers(pairs: list[tuple[str, str]]) -> list[str]:
@@ -135,6 +142,8 @@ def _match(name: str, protocol: str) -> Treatment | None:
         return None
     if m := _BASE.match(name):
         return Treatment(name=name, target=m["target"], protocol=protocol)
+    if protocol == "random" and (m := _BASE2X.match(name)):
+        return Treatment(name=name, target=m["target"], protocol=protocol, budget=2)
     if m := _TRANSFER.match(name):
         if (protocol == "natman" and m["source"] == m["target"]) or (protocol == "small" and m["target"] != "B"):
             return None
@@ -152,7 +161,7 @@ def parse(name: str, protocol: str = "random") -> Treatment:
     shown = ", ".join(names[:6])
     raise KitError(f"invalid treatment {name!r} for protocol {protocol}",
                    f"use one of {len(names)} names, e.g. {shown}{', ...' if len(names) > 6 else ''} "
-                   f"(random: baseA, baseB or XnY / XnY+ with X, Y in A, B and n in 1..7; "
+                   f"(random: baseA, baseB, baseA2x, baseB2x or XnY / XnY+ with X, Y in A, B and n in 1..7; "
                    f"whole: base, randfrozen1..7; reduced: base; small: baseA, baseB, XnB, XnB+)")
 
 

@@ -128,8 +128,8 @@ def add_parsers(sub, fmt) -> None:
     p.add_argument("--allow-mixed", action="store_true",
                    help="publish beside records of another Caffe build or protocol")
     p.add_argument("--repeats", action="store_true",
-                   help="publish the splits' replicate runs (r >= 1, make grid REPEATS=R) into "
-                        "RECORDS/repeats/<split>/ instead of their grids")
+                   help="publish the splits' runs beyond their grids (replicates r >= 1, make grid REPEATS=R; "
+                        "baseB2x) into RECORDS/extra/<split>/ instead of their grids")
     p.set_defaults(handler=_publish)
 
 

@@ -5,8 +5,8 @@ results/<dataset>/<split>/split.json                 the split's classes (data_p
 results/<dataset>/<split>/<treatment>/train.log.gz   its Caffe log(s), gzipped: train.log.1.gz, ... then train.log.gz
 results/<dataset>/<split>/<treatment>/run.json       the inputs with their sha256, protocol, build, host, commit
 results/<dataset>/<split>/<treatment>/result.json    its score (the mean of the 10 best tests) and final model's sha256
-results/<dataset>/repeats/<split>/split.json         a split's replicate runs (r >= 1, make grid REPEATS=R) ...
-results/<dataset>/repeats/<split>/<treatment>.r<r>/  ... one record each, the same three kinds of file
+results/<dataset>/extra/<split>/split.json         a split's replicate runs (r >= 1, make grid REPEATS=R) ...
+results/<dataset>/extra/<split>/<treatment>.r<r>/  ... one record each, the same three kinds of file
 ```
 The unit is a split's whole grid (kitcore.treatments.grid_names: the random
 split's 30 runs, natman's 16, all's 8), so no unit needs another's base models.
@@ -26,9 +26,11 @@ published. A unit already there with the same content is left as it is; one
 with other content is an error: finished records are never overwritten.
 
 A second kind of unit (`repeats=True`, make publish REPEATS=1) is a split's
-replicates: every run folder `<treatment>.r<r>` (r >= 1, kitcore.layout) in
-its work folder, all finished, under the same checks and the same rules of
-writing; the grid unit never holds them (it reads grid_names' folders alone).
+runs beyond its grid, `<records>/extra/<split>/`: its replicates, every run
+folder `<treatment>.r<r>` (r >= 1, kitcore.layout), and the treatments
+outside every grid (kitcore.treatments.EXTRA_NAMES: baseB2x) in its work
+folder, all finished, under the same checks and the same rules of writing;
+the grid unit never holds them (it reads grid_names' folders alone).
 A replicate of a transfer trained from its split's r = 0 base, whose record is
 the grid unit's: no unit holds a model, so neither needs the other.
 """
@@ -44,14 +46,14 @@ from kitcore import atomic, builds, layout, sums
 from kitcore.caffe_log import parse_log, score
 from kitcore.errors import KitError
 from kitcore.runlog import diverged_at, log_segments
-from kitcore.treatments import grid_names
+from kitcore.treatments import EXTRA_NAMES, grid_names
 
 log = logging.getLogger(__name__)
 
 RECORD_LIMIT = 100_000  # bytes per run record (its logs gzipped, run.json, result.json)
 PROVENANCE = ("build", "host", "protocol_files", "git_commit")  # what run.json must say to be published
 SCORE_TOLERANCE = 1e-9
-REPEATS = "repeats"  # <records>/repeats/<split>/: the replicate units
+REPEATS = "extra"  # <records>/extra/<split>/: the replicate units
 
 
 def _gzip(data: bytes) -> bytes:
@@ -97,10 +99,11 @@ def _check_run(run: Path, cmd: str) -> dict:
 
 
 def replicates(sdir: Path) -> list[tuple[str, int]]:
-    """(treatment, r) of every replicate run folder (`<treatment>.r<r>`, r >= 1) in a split folder, sorted."""
+    """(treatment, r) of every run folder of a split beyond its grid unit, sorted: the replicates
+    (`<treatment>.r<r>`, r >= 1) and the treatments outside every grid (kitcore.treatments.EXTRA_NAMES: baseB2x)."""
     runs = Path(sdir) / "runs"
     found = [layout.parse_run_name(p.name) for p in runs.iterdir() if p.is_dir()] if runs.is_dir() else []
-    return sorted((t, r) for t, r in found if r > 0)
+    return sorted((t, r) for t, r in found if r > 0 or t in EXTRA_NAMES)
 
 
 def unit(work: Path, dataset: str, split: str, repeats: bool = False) -> tuple[Path, dict[str, dict]]:
@@ -165,7 +168,7 @@ def _same(dest: Path, files: dict[str, dict[str, bytes]]) -> list[str]:
 
 def publish_unit(work: Path, dataset: str, split: str, records: Path, allow_mixed: bool = False,
                  repeats: bool = False) -> str:
-    """Publish one split's grid into records/<split> (repeats: its replicate runs into records/repeats/<split>);
+    """Publish one split's grid into records/<split> (repeats: its replicate runs into records/extra/<split>);
     return one line saying what was done."""
     sdir, metas = unit(work, dataset, split, repeats)
     records = Path(records)

@@ -99,8 +99,9 @@ def iters_of(spec: RunSpec) -> int | None:
 
 
 def budget(spec: RunSpec) -> int:
-    """Iterations of one run: iters_of, or its solver template's max_iter."""
-    return iters_of(spec) or netgen.load_solver(spec.profile.solver_template(spec.treatment.protocol)).max_iter
+    """Iterations of one run: iters_of, or its solver template's max_iter, times the treatment's budget (baseB2x)."""
+    template = netgen.load_solver(spec.profile.solver_template(spec.treatment.protocol))
+    return spec.treatment.budget * (iters_of(spec) or template.max_iter)
 
 
 def _write_once(path: Path, text: str) -> None:

@@ -3,7 +3,7 @@
 A replicate r >= 1 of a treatment is the same run in `runs/<treatment>.r<r>/` with solver (and surgery) seed
 split seed + 1 + 1000 * r; r = 0 is the run as it always was. The slow tests train a tiny grid (baseB, B1B+,
 2 iterations each) with --repeats 2 and one more replicate B1B+.r2 with the real `caffe`, then publish the
-split's replicate unit into `<records>/repeats/random0/` and read it back as results rows.
+split's replicate unit into `<records>/extra/random0/` and read it back as results rows.
 """
 from __future__ import annotations
 
@@ -144,7 +144,7 @@ def records(work, tmp_path_factory) -> Path:
     records = tmp_path_factory.mktemp("reprecords") / "fa20"
     proc = kit("publish", "--work", str(work), "--records", str(records), "--repeats")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.startswith("repeats/random0: published 3 runs into"), proc.stdout
+    assert proc.stdout.startswith("extra/random0: published 3 runs into"), proc.stdout
     return records
 
 
@@ -152,7 +152,7 @@ def records(work, tmp_path_factory) -> Path:
 def test_a_replicate_unit_is_published_and_read_back(work, records):
     from analysis.records import record_classes, record_dirs, record_rows
     from analysis.results import collect_runs
-    unit = records / "repeats" / "random0"
+    unit = records / "extra" / "random0"
     assert (unit / "split.json").read_bytes() == (work / "fa20" / "random0" / "split.json").read_bytes()
     assert sorted(p.name for p in unit.iterdir() if p.is_dir()) == ["B1B+.r1", "B1B+.r2", "baseB.r1"]
     assert sorted(p.name for p in (unit / "B1B+.r2").iterdir()) == ["result.json", "run.json", "train.log.gz"]
@@ -165,14 +165,14 @@ def test_a_replicate_unit_is_published_and_read_back(work, records):
     assert all(r["score"] == pytest.approx(work_scores[(r["treatment"], r["repeat"])], abs=1e-12) for r in rows)
     assert set(record_classes(records)) == {"random0"}
     proc = kit("publish", "--work", str(work), "--records", str(records), "--repeats", "--splits", "random0")
-    assert proc.returncode == 0 and "repeats/random0: already published" in proc.stdout
+    assert proc.returncode == 0 and "extra/random0: already published" in proc.stdout
 
 
 @pytest.mark.slow
 def test_a_replicate_unit_with_other_content_is_never_overwritten(work, records, tmp_path):
     other = tmp_path / "fa20"
     shutil.copytree(records, other)
-    result = other / "repeats" / "random0" / "B1B+.r1" / "result.json"
+    result = other / "extra" / "random0" / "B1B+.r1" / "result.json"
     result.write_text(result.read_text().replace('"caffe_starts"', '"caffe_starts_"'))
     one_line_error(kit("publish", "--work", str(work), "--records", str(other), "--repeats"),
                    "published already, with other content", "(B1B+.r1/result.json)", "never overwritten")
@@ -182,7 +182,7 @@ def test_a_replicate_unit_with_other_content_is_never_overwritten(work, records,
     shutil.copytree(runs(copy) / "B1B+.r2", runs(copy) / "B1B+.r3")  # one more replicate: other content too
     one_line_error(kit("publish", "--work", str(copy), "--records", str(records), "--repeats"),
                    "published already, with other content", "B1B+.r3/")
-    assert not (records / "repeats" / "random0" / "B1B+.r3").exists()
+    assert not (records / "extra" / "random0" / "B1B+.r3").exists()
 
 
 @pytest.mark.slow

@@ -48,14 +48,28 @@ def test_table1_against_hand_computation(tmp_path: Path, capsys):
     # = 1.24 (t(3) / 2 = 1.59): 5 seeds; over BnB+ (mean 5, sd sqrt 2): t(2) / sqrt 3 = 2.48 < 3.54: 3 seeds
     assert ("| 1-7 | 4 | +3.50 | +4.00 | +4.17 | +4.33 | +4.00 [-21.41, +29.41], inconclusive (about 5 seeds would "
             "decide it at this spread) | +5.00 [-7.71, +17.71], inconclusive (about 3 seeds would decide it at this "
-            "spread) | 1.6 / 1.4 |") in text
+            "spread) | n/a (no runs) | 1.6 / 1.4 |") in text
     assert "| 5-7 | 1 | +7.50 | +5.00 | +7.50 | +5.00 | +9.00, inconclusive (1 seed: no interval) |" in text
     assert main(["table1", str(path), "--csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("layers,AnB+_runs") and lines[0].endswith(
-        ",seeds,over_baseB_mean,over_baseB_lo,over_baseB_hi,over_BnB+_mean,over_BnB+_lo,over_BnB+_hi")
-    assert lines[1].endswith(",2,4.0,-21.412409472,29.412409472,5.0,-7.706204736,17.706204736")
-    assert lines[3].startswith("5-7,1,3,1,7.5") and lines[3].endswith(",1,9.0,,,5.0,,")
+        ",seeds,over_baseB_mean,over_baseB_lo,over_baseB_hi,over_BnB+_mean,over_BnB+_lo,over_BnB+_hi,"
+        "over_baseB2x_mean,over_baseB2x_lo,over_baseB2x_hi")
+    assert lines[1].endswith(",2,4.0,-21.412409472,29.412409472,5.0,-7.706204736,17.706204736,,,")
+    assert lines[3].startswith("5-7,1,3,1,7.5") and lines[3].endswith(",1,9.0,,,5.0,,,,,")
+
+
+def test_table1_over_a_base_trained_as_long():
+    """baseB2x (budget 2) is never the baseline: Table 1 reads AnB+ over it in a column of its own."""
+    rows = _table1_rows() + [{**r, "treatment": "baseB2x", "budget": 2, "score": 0.60} for r in _table1_rows()
+                             if r["kind"] == "base" and r["target"] == "B" and r["split"] in ("random0", "random1")]
+    table, plain = table1(rows), table1(_table1_rows())
+    assert [t["over_baseB_layer_means"] for t in table] == pytest.approx([t["over_baseB_layer_means"] for t in plain])
+    # AnB+ pooled by layer: 1: (.63 + .65) / 2, 3: .66, 5: .70, each minus .60 -> 4, 6, 10 pp
+    assert table[0]["over_baseB2x_layer_means"] == pytest.approx(20 / 3)
+    # per seed: seed 0 (layers 1, 5) 7, seed 1 (layer 3) 6
+    got = table[0]["over_baseB2x_layer_means_iv"]
+    assert (got.n, got.mean) == (2, pytest.approx(6.5)) and table[2]["over_baseB2x_layer_means_iv"].n == 1
 
 
 def test_table1_needs_anb_plus():
