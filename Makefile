@@ -11,6 +11,9 @@ SEEDS    ?= $(SEED)
 ITERS    ?=
 TREATMENT ?=
 FORCE    ?=
+# VERBOSE=1: Caffe's output (its glog lines, also in each run's train.log) and the kit's debug lines on the
+# terminal too (--verbose); by default the kit prints its own short progress lines only
+VERBOSE  ?=
 PYTEST_ARGS ?=
 # ImageNet (DATASET=imagenet): LISTS = folder with Caffe's synsets.txt, train.txt,
 # val.txt; IMAGES = ILSVRC2012 image folder (train/, val/): given, the split
@@ -66,6 +69,12 @@ GROUPS   ?=
 # make demo: GRIDS = random (the default: each seed's random split), or all (adds natman and the
 # whole dataset: Figure 3), or a comma-separated list of random, natman, whole
 GRIDS    ?=
+# make experiment (docs/runs.md): GRIDS as make demo's plus reduced (ImageNet; GRIDS=all: every grid the dataset
+# has), PERCLASS = the reduced grid's k, comma-separated (default: the authors' 12); DRY_RUN=1 prints the graph,
+# the commands or sbatch lines and the cost, and runs nothing; GPU_CHECK = a make gpu-check gpu_check.json (or its
+# OUT folder) for the projected GPU-hours (default: $(WORK)/gpu-check); JOBS (given) = local runs at a time
+DRY_RUN  ?=
+GPU_CHECK ?=
 # Caffe: CAFFE_OPENCV=1 builds and wires the variant with OpenCV (convert_imageset, encoded
 # Datums); CAFFE_OPENCV=0 goes back to the plain one; unset keeps the one wired now.
 CAFFE_OPENCV ?=
@@ -86,14 +95,15 @@ TEST_CUDA_ARCH ?= 90
 PACK     ?= gpu-pack
 CUDA_VARS = CUDA='$(CUDA)' CUDA_ARCH='$(CUDA_ARCH)' CUDNN='$(CUDNN)'
 LIST_ARGS = $(if $(LISTS),--lists '$(LISTS)') $(if $(IMAGES),--images '$(IMAGES)') --jobs $(JOBS) $(if $(filter 1,$(ENCODED)),--encoded)
+LIST_ARGS_EXPERIMENT = $(if $(LISTS),--lists '$(LISTS)') $(if $(IMAGES),--images '$(IMAGES)') $(if $(filter 1,$(ENCODED)),--encoded)
 # split-natural, split-whole and split-reduced default to ImageNet: DATASET is passed on only when given
 DATASET_IF_GIVEN = $(if $(filter command line environment,$(origin DATASET)),--dataset $(DATASET))
 
-KIT      := $(VENV)/bin/transfer-kit
+KIT      := $(VENV)/bin/transfer-kit$(if $(filter 1,$(VERBOSE)), --verbose)
 STAMP    := $(VENV)/.kit-venv-complete
 export GLOG_logtostderr := 1
 
-.PHONY: help setup system venv caffe caffe-opencv caffe-cuda caffe-reference caffe-nodnnl dataset split-random split-natural split-whole split-reduced split-small split-groups train grid status verify plots publish publish-evidence import-original table1 filters bench bench-import demo lint test test-cuda test-fast gpu-pack gpu-check compare-original
+.PHONY: help setup system venv caffe caffe-opencv caffe-cuda caffe-reference caffe-nodnnl dataset split-random split-natural split-whole split-reduced split-small split-groups train grid status verify plots publish publish-evidence import-original table1 filters bench bench-import demo experiment experiment-status lint test test-cuda test-fast gpu-pack gpu-check compare-original
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -190,6 +200,12 @@ bench-import: setup  ## time import-original on a synthetic folder the size of t
 
 demo: setup  ## the experiment on FA-20: the random split's 30 runs and the figures [SEEDS=0,1,2,3] [GRIDS=all: also natural/man-made, random weights]
 	$(KIT) demo --work $(WORK) --dataset $(DATASET) --seeds '$(SEEDS)' $(if $(ITERS),--iters $(ITERS)) $(if $(GRIDS),--grids '$(GRIDS)')
+
+experiment: setup  ## the whole experiment as one graph: splits prepared, every grid, the figures; here, or ENGINE=slurm: one job graph submitted in seconds (again: only what is missing) [SEEDS=0,1,2,3] [GRIDS=all] [DATASET=imagenet LISTS=dir IMAGES=dir] [PERCLASS=k,...] [MODE=gpu] [DRY_RUN=1]
+	$(KIT) experiment --work $(WORK) --dataset $(DATASET) --seeds '$(SEEDS)' --engine $(ENGINE) --$(MODE) $(if $(GRIDS),--grids '$(GRIDS)') $(if $(PERCLASS),--per-class '$(PERCLASS)') $(if $(ITERS),--iters $(ITERS)) $(if $(REPEATS),--repeats '$(REPEATS)') $(LIST_ARGS_EXPERIMENT) $(if $(GROUPS),--groups '$(GROUPS)') $(if $(SLURM_CONFIG),--slurm-config '$(SLURM_CONFIG)') $(if $(GPU_CHECK),--gpu-check '$(GPU_CHECK)') $(if $(filter command line environment,$(origin JOBS)),--jobs $(JOBS)) $(if $(filter 1,$(DRY_RUN)),--dry-run)
+
+experiment-status: setup  ## the last make experiment in WORK: each preparation step and grid finished / running / pending / failed (with its fix) / not submitted, and its Slurm jobs [DATASET=imagenet]
+	$(KIT) experiment-status --work $(WORK) --dataset $(DATASET)
 
 compare-original: setup  ## the kit's CaffeNet files against authors' run folders: RUNS="DIR ..."
 	$(KIT) compare-original $(RUNS)

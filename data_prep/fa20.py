@@ -218,7 +218,7 @@ def build_fa20(out_dir: Path) -> Path:
     """Build FA-20 into `out_dir` (fa20.npz + classes.json) unless already complete; return out_dir."""
     out_dir = Path(out_dir)
     if is_complete(out_dir):
-        log.info("FA-20 already built in %s", out_dir)
+        log.debug("FA-20 already built in %s", out_dir)
         return out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     npz_path = out_dir / NPZ_NAME

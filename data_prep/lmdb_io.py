@@ -107,7 +107,7 @@ def _put_all(env: lmdb.Environment, images: np.ndarray, labels: np.ndarray, orde
                     break
                 except lmdb.MapFullError:
                     new_size = env.info()["map_size"] * 2
-                    log.info("LMDB map full; growing it to %d bytes", new_size)
+                    log.debug("LMDB map full; growing it to %d bytes", new_size)
                     env.set_mapsize(new_size)
             bar.update(stop - start)
     return sample
@@ -145,7 +145,7 @@ def write_datum_lmdb(path: Path, images: np.ndarray, labels: np.ndarray, shuffle
             remove_path(tmp)
     entry = lmdb_entry(path, labels, (c, h, w), sample)
     entry["shuffle_seed"] = int(shuffle_seed)
-    log.info("wrote %s: %d Datums %dx%dx%d, labels %s..%s", path, n, c, h, w, entry["label_min"], entry["label_max"])
+    log.debug("wrote %s: %d Datums %dx%dx%d, labels %s..%s", path, n, c, h, w, entry["label_min"], entry["label_max"])
     return entry
 
 
@@ -206,7 +206,9 @@ def compute_mean(lmdb_path: Path, out_path: Path) -> Path:
                                "rebuild with the kit's patches: make caffe "
                                "(or point CAFFE_ROOT at a build with OpenCV)")
             raise RuntimeError(f"{' '.join(cmd)} failed (rc {proc.returncode}):\n{tail}")
-    log.info("wrote mean %s (compute_image_mean on %s)", out_path, lmdb_path)
+    for line in proc.stderr.splitlines():  # Caffe's own lines: on the terminal with --verbose
+        log.debug("compute_image_mean: %s", line)
+    log.debug("wrote mean %s (compute_image_mean on %s)", out_path, lmdb_path)
     return out_path
 
 
@@ -279,6 +281,6 @@ def _put_chunk(env: lmdb.Environment, chunk: list[tuple[bytes, bytes]], digest) 
             break
         except lmdb.MapFullError:
             env.set_mapsize(env.info()["map_size"] * 2)
-            log.info("LMDB map full; grew it to %d bytes", env.info()["map_size"])
+            log.debug("LMDB map full; grew it to %d bytes", env.info()["map_size"])
     for key, value in chunk:
         add_record(digest, key, value)

@@ -109,9 +109,10 @@ def random_init(target_net, t: Treatment, out: Path, input_shape: tuple[int, ...
 
 
 def _log_audit(out: Path, audit: list[str]) -> None:
-    """One INFO line per model (the counts), every audit line at DEBUG (the run keeps them in surgery.txt)."""
+    """One DEBUG line per model (the counts) and one per audit line (--verbose shows them; the run keeps the
+    audit in surgery.txt)."""
     copied = sum(" copied from base:" in line for line in audit)
-    log.info("surgery: %s: %d blob(s) copied from the base, %d at their filler", Path(out).name, copied,
+    log.debug("surgery: %s: %d blob(s) copied from the base, %d at their filler", Path(out).name, copied,
              sum(" left at filler " in line for line in audit))
     for line in audit:
         log.debug("surgery: %s", line)

@@ -3,6 +3,14 @@
 Nothing here touches sys.path or os.environ at import time: pycaffe is
 imported on first use (`pb2()`, `import_caffe()`).
 
+Quiet by default: pycaffe's glog (the net definitions it prints when it builds a
+net, "Logging before InitGoogleLogging()") is C++ writing to this process's
+stderr, so the kit sets `GLOG_minloglevel=2` (errors only) before pycaffe is
+first imported (even `caffe.proto` loads libcaffe and glog, which reads the
+variable once, then). `set_verbose(True)` (the CLI's `--verbose`, make
+VERBOSE=1) leaves it unset; a `caffe` child always logs everything into its
+run's train.log (`caffe_env`), which runner.supervise echoes when verbose.
+
 `make caffe` builds Caffe into a cache folder and wires it into the venv (a
 .pth file for pycaffe, links to the tools in the venv's bin/, its root in
 `.venv/caffe_root`). `CAFFE_ROOT=/path` points the kit at another build (a
@@ -25,7 +33,7 @@ def pb2():
     """pycaffe's generated `caffe_pb2` module, imported on first use (CAFFE_ROOT/python first when set)."""
     global _PB2
     if _PB2 is None:
-        _use_caffe_root()
+        _before_pycaffe()
         try:
             from caffe.proto import caffe_pb2
         except ImportError as exc:
@@ -36,6 +44,28 @@ def pb2():
 
 
 _PB2 = None
+VERBOSE_ENV = "TRANSFER_KIT_VERBOSE"  # "1": Caffe's output on the terminal too (inherited by the kit's children)
+
+
+def set_verbose(on: bool) -> None:
+    """Show Caffe's output on the terminal (on) or keep it in the runs' logs only (off, the default)."""
+    if on:
+        os.environ[VERBOSE_ENV] = "1"
+    else:
+        os.environ.pop(VERBOSE_ENV, None)
+
+
+def verbose() -> bool:
+    """Whether Caffe's output goes to the terminal too (set_verbose)."""
+    return os.environ.get(VERBOSE_ENV) == "1"
+
+
+def _before_pycaffe() -> None:
+    """Before pycaffe is imported: its glog at errors only unless verbose (or GLOG_minloglevel is set), and
+    CAFFE_ROOT/python first on sys.path."""
+    if not verbose():
+        os.environ.setdefault("GLOG_minloglevel", "2")
+    _use_caffe_root()
 
 
 def _use_caffe_root() -> None:
@@ -47,7 +77,7 @@ def _use_caffe_root() -> None:
 
 
 __all__ = ["pb2", "tool", "import_caffe", "caffe_env", "caffe_version", "caffe_root", "caffe_variant", "caffe_engine",
-           "require_opencv"]
+           "require_opencv", "set_verbose", "verbose"]
 OPENCV_FIX = "make caffe CAFFE_OPENCV=1"
 
 
@@ -87,9 +117,8 @@ def caffe_env(threads: int | None = None, root: Path | None = None) -> dict:
 
 
 def import_caffe():
-    """Import and return pycaffe in CPU mode (its own glog lines quiet unless GLOG_minloglevel is set)."""
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    _use_caffe_root()
+    """Import and return pycaffe in CPU mode (its own glog lines quiet unless verbose or GLOG_minloglevel is set)."""
+    _before_pycaffe()
     import caffe
     caffe.set_mode_cpu()
     return caffe

@@ -17,18 +17,21 @@ A run's replicate number r (`repeat`, make REPEAT=r) only names its folder
 (`run_name`: r = 0 is the treatment's name, as before replicates existed);
 the seed it trains with is generators.runfiles'.
 The make commands here are the fixes error messages name; they carry every
-variable that selects the run (dataset, protocol, seed, per-class k, replicate).
+variable that selects the run (dataset, protocol, seed, per-class k, replicate)
+and, after those (and FORCE=1), the settings of the command they repeat: ITERS,
+MODE=gpu and WORK (a work folder other than the kit's `work`).
 """
 from __future__ import annotations
 
 import json
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 from kitcore.atomic import sha256
 from kitcore.errors import KitError
-from kitcore.profiles import check_seed, profile
+from kitcore.profiles import KIT, check_seed, profile
 
 
 @dataclass(frozen=True)
@@ -173,20 +176,35 @@ def is_finished(run: Path, check_model: bool = True) -> bool:
     return not check_model or sha256(model) == result.get("model_sha256")
 
 
+def work_setting(work: Path | str | None) -> list[str]:
+    """`WORK=dir` for a make command of a work folder other than the Makefile's default (the kit's `work`):
+    the folder as given when it is relative to the kit (make runs there), else its absolute path; [] for
+    the default or None."""
+    if work is None or Path(work).resolve() == (KIT / "work").resolve():
+        return []
+    work = Path(work)
+    inside = not work.is_absolute() and Path.cwd().resolve() == KIT.resolve()
+    return [f"WORK={shlex.quote(str(work if inside else work.resolve()))}"]
+
+
 def train_command(treatment: str, dataset: str, protocol: str, seed: int, per_class: int | None = None,
-                  force: bool = False, repeat: int = 0) -> str:
-    """The make command that trains `treatment` (replicate `repeat`) on the same split as the run that needs it."""
+                  force: bool = False, repeat: int = 0, iters: int | None = None, gpu: bool = False,
+                  work: Path | str | None = None) -> str:
+    """The make command that trains `treatment` (replicate `repeat`) on the same split as the run that needs it,
+    with the same settings (`iters`, `gpu`, `work`: the run's, which the command repeats)."""
     words = [f"make train TREATMENT={treatment}", f"DATASET={dataset}", f"PROTOCOL={protocol}", f"SEED={seed}"]
     if "per_class" in protocol_spec(protocol).variables:
         words.append(f"PERCLASS={per_class or 'k'}")
     if check_repeat(repeat):
         words.append(f"REPEAT={repeat}")
-    return " ".join(words + (["FORCE=1"] if force else []))
+    words += ["FORCE=1"] if force else []
+    words += ([f"ITERS={iters}"] if iters else []) + (["MODE=gpu"] if gpu else [])
+    return " ".join(words + work_setting(work))
 
 
 def split_command(dataset: str, protocol: str, seed: int = 0, per_class: int | None = None,
-                  force: bool = False) -> str:
-    """The make command that makes (force: rebuilds) the split a protocol trains on."""
+                  force: bool = False, work: Path | str | None = None) -> str:
+    """The make command that makes (force: rebuilds) the split a protocol trains on (in `work`: WORK=)."""
     spec = protocol_spec(protocol)
     words = [f"make {spec.target}", f"DATASET={dataset}"]
     if "seed" in spec.variables:
@@ -194,4 +212,4 @@ def split_command(dataset: str, protocol: str, seed: int = 0, per_class: int | N
     if "per_class" in spec.variables:
         words.append(f"PERCLASS={per_class or 'k'}")
     extra = profile(dataset).split_args
-    return " ".join(words + ([extra] if extra else []) + (["FORCE=1"] if force else []))
+    return " ".join(words + ([extra] if extra else []) + (["FORCE=1"] if force else []) + work_setting(work))

@@ -6,10 +6,18 @@ Subcommands (most mirror a Makefile target):
   verify    verify, publish-evidence: check a prepared split's files against its manifest.json; publish a
             build's runs that ended in their records' models (runner/cli_verify.py)
   runs      train, grid, status, demo, plots, publish (runner/cli_runs.py)
+  experiment  experiment, experiment-status, store: the whole experiment as one graph, here or on Slurm
+            (runner/cli_experiment.py)
   analysis  import-original, figures, table1, findings, filters (analysis/commands.py)
   compare   compare-original: the kit's CaffeNet files against the authors' run folders (runner/cli_compare.py)
 `transfer-kit SUBCOMMAND --help` tells each one's options. Errors are one
 line (`error: problem; fix: ...`) and exit 2.
+
+Quiet by default: Caffe's output goes to each run's train.log only (pycaffe's in
+this process is off: kitcore.caffe_env), and the kit logs its short progress
+lines at INFO, each written above any progress bar (tqdm.write). --verbose
+(before or after the subcommand; make VERBOSE=1) shows Caffe's output as well
+and the kit's DEBUG lines (surgery audit, every LMDB and mean written, ...).
 """
 from __future__ import annotations
 
@@ -18,20 +26,46 @@ import errno
 import logging
 import sys
 
+from tqdm import tqdm
+
+from kitcore.caffe_env import set_verbose
 from kitcore.errors import KitError
 from kitcore.profiles import load_user_profiles, profile
-from runner import cli_compare, cli_data, cli_runs, cli_verify
+from runner import cli_compare, cli_data, cli_experiment, cli_runs, cli_verify
 from runner.cli_common import HelpFormatter, KitParser
+
+VERBOSE_HELP = "show Caffe's output (glog) and the kit's debug lines on the terminal"
+
+
+class _AboveBars(logging.StreamHandler):
+    """A stderr handler that writes each record with tqdm.write, above any progress bar, never into one."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # logging's own contract: report, never raise
+            self.handleError(record)
+
+
+def setup_logging(verbose: bool) -> None:
+    """The kit's INFO lines (verbose: DEBUG too, and Caffe's output) on stderr, above progress bars."""
+    set_verbose(verbose)
+    handler = _AboveBars(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand, each area adding its own."""
     from analysis import commands as analysis
     parser = KitParser(prog="transfer-kit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail (default: off)")
+    parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP + " (default: off)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
-    for area in (cli_data, cli_verify, cli_runs, analysis, cli_compare):
+    for area in (cli_data, cli_verify, cli_runs, cli_experiment, analysis, cli_compare):
         area.add_parsers(sub, HelpFormatter)
+    for p in sub.choices.values():  # SUPPRESS: an absent flag leaves the top-level one as it is
+        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                       help=VERBOSE_HELP + " (default: off, Caffe's output only in each run's train.log)")
     for name in analysis.COMMANDS:
         sub.choices[name].set_defaults(handler=analysis.run_command)
     return parser
@@ -54,8 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, run, and turn a KitError into one line and exit status 2."""
     try:
         args = build_parser().parse_args(argv)
-        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                            format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        setup_logging(args.verbose)
         return run(args)
     except KitError as exc:
         print(f"error: {exc}", file=sys.stderr)

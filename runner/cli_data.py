@@ -115,7 +115,7 @@ def _dataset(args: argparse.Namespace) -> int:
     if not profile(args.dataset).embedded:
         raise KitError(f"dataset builds the embedded datasets ({', '.join(dataset_names(embedded=True))}), "
                        f"not {args.dataset}", f"{args.dataset}'s splits come from its lists: "
-                       f"{split_command(args.dataset, 'random')}")
+                       f"{split_command(args.dataset, 'random', work=args.work)}")
     from data_prep.fa20 import contact_sheet
     from data_prep.prepare import dataset_dir, dataset_spec
     out = dataset_spec(args.dataset).build(dataset_dir(args.work, args.dataset))
@@ -136,7 +136,7 @@ def _split(args: argparse.Namespace) -> int:
         return _user_split(args, protocol)
     if args.command == "split-groups":
         raise KitError(f"split-groups is for your own datasets, not {args.dataset}",
-                       f"use {split_command(args.dataset, 'natman')} for its natural/man-made split")
+                       f"use {split_command(args.dataset, 'natman', work=args.work)} for its natural/man-made split")
     if dataset.embedded:
         if args.lists or args.images or args.encoded:
             listed = " or ".join(f"--dataset {n}" for n in dataset_names(embedded=False))

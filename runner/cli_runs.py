@@ -10,6 +10,7 @@ work folder's finished grids into those records (runner.publish).
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from kitcore.errors import KitError
@@ -24,6 +25,8 @@ from runner.cli_common import (
     replicate_number,
     subcommand,
 )
+
+log = logging.getLogger(__name__)
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
@@ -148,6 +151,8 @@ def _train(args: argparse.Namespace) -> int:
     spec = RunSpec(args.work, args.dataset, args.seed, treatment, iters=args.iters, threads=args.threads,
                    gpu=args.gpu, repeat=args.repeat, **_spec_options(args))
     result = train(spec, force=args.force)
+    if result.get("status") == "skipped":
+        log.info("%s is finished; keeping it (FORCE=1 / --force redoes it)", spec.run_dir)
     print(f"{spec.run_dir.name}: score {result['score']:.4f} (mean of the 10 best test accuracies), "
           f"run folder {spec.run_dir}")
     return 0

@@ -82,9 +82,9 @@ def _verify(args: argparse.Namespace) -> int:
     sdir = split_dir(args.work, args.dataset, name)
     if not sdir.is_dir():
         raise KitError(f"split {name} of {args.dataset} is not prepared (no folder {sdir})",
-                       split_command(args.dataset, protocol, seed, per_class))
+                       split_command(args.dataset, protocol, seed, per_class, work=args.work))
     from data_prep.verify import verify_split
-    fix = split_command(args.dataset, protocol, seed, per_class, force=True)
+    fix = split_command(args.dataset, protocol, seed, per_class, force=True, work=args.work)
     lines = verify_split(sdir, full=args.full, fix=fix)
     for line in lines:
         print(line)

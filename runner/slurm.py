@@ -12,8 +12,11 @@ Replicates (runner.train's `repeat`) are runs like any other, named by their
 folder (`A3B.r2`) in jobs.json and the status table; a job passes `--repeat r`,
 and the transfers of one base and one r are one array, after the r = 0 base.
 Job ids are kept in `<split>/slurm/jobs.json`, job logs in `<split>/slurm/`.
-Settings come from runner/slurm.toml (defaults, one comment per key) and an
-optional user file with the same keys.
+`submit` also serves make experiment (runner.experiment_slurm): its bases wait
+for the split's job, and with `dry` it submits nothing and collects the sbatch
+lines. Settings come from runner/slurm.toml (defaults, one comment per key; its
+[prepare] table for the experiment's CPU jobs) and an optional user file with
+the same keys, read strictly by runner.slurm_config.
 """
 from __future__ import annotations
 
@@ -24,45 +27,19 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kitcore import atomic, layout
 from kitcore.errors import KitError
 from kitcore.profiles import KIT
 from runner.runstate import run_state
+from runner.slurm_config import load_config as load_config  # re-exported: the grid's CLI and tests read it here
+from runner.slurm_config import prepare_config as prepare_config
 from runner.train import RunSpec
 
 log = logging.getLogger(__name__)
-DEFAULTS = Path(__file__).with_name("slurm.toml")
 ACTIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING"}
-_TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$")
-
-
-def load_config(path: Path | None = None) -> dict:
-    """The defaults of runner/slurm.toml, overridden by `path`; unknown keys and wrong types are errors."""
-    config = tomllib.loads(DEFAULTS.read_text())
-    if path is None:
-        return config
-    try:
-        user = tomllib.loads(Path(path).read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise KitError(f"cannot read the Slurm config {path} ({exc})",
-                       f"fix the file; its keys and types are those of {DEFAULTS}") from exc
-    for key, value in user.items():
-        if key not in config:
-            raise KitError(f"unknown key {key!r} in {path}", f"use only: {', '.join(config)} (see {DEFAULTS})")
-        want = type(config[key])
-        if type(value) is not want or (want is list and not all(isinstance(v, str) for v in value)):
-            raise KitError(f"{key} in {path} must be {want.__name__ if want is not list else 'a list of strings'}, "
-                           f"got {value!r}", f"write e.g. {key} = {json.dumps(config[key])}")
-        config[key] = value
-    if not _TIME.match(config["time"]):
-        raise KitError(f"time = {config['time']!r} is not a Slurm time", 'write e.g. time = "2-00:00:00" or "90:00"')
-    for key in ("cpus", "gpus", "mem_mb", "signal_s"):
-        if config[key] < (1 if key == "cpus" else 0):
-            raise KitError(f"{key} = {config[key]} is out of range", f"set {key} to a non-negative number (cpus >= 1)")
-    return config
 
 
 def _slurm(cmd: list[str], check: bool = True) -> subprocess.CompletedProcess:
@@ -85,7 +62,11 @@ def _train_cmd(spec: RunSpec, config: dict) -> list[str]:
     return [sys.executable, "-m", "runner.cli", "train", "--threads", str(config["cpus"]), *spec.cli_flags()]
 
 
-def _sbatch(name: str, script: str, config: dict, out_dir: Path, array: int = 0, after: str | None = None) -> str:
+def sbatch(name: str, script: str, config: dict, out_dir: Path, array: int = 0, after=None,
+            dry: list | None = None) -> str:
+    """Submit one job (an array of `array` tasks) after the jobs `after` (an id, or a list of ids); return its
+    id. `dry`: submit nothing, append (name, sbatch command) to it and return `<name>` for its dependents."""
+    after = [after] if isinstance(after, str) else list(after or [])
     cmd = ["sbatch", "--parsable", f"--job-name={name}", f"--chdir={KIT}", f"--time={config['time']}",
            f"--cpus-per-task={config['cpus']}", f"--signal=B:TERM@{config['signal_s']}",
            f"--output={out_dir}/%x-{'%A_%a' if array else '%j'}.out", "--kill-on-invalid-dep=yes"]
@@ -93,38 +74,88 @@ def _sbatch(name: str, script: str, config: dict, out_dir: Path, array: int = 0,
     cmd += [f"--gres=gpu:{config['gpus']}"] if config["gpus"] else []
     cmd += [f"--mem={config['mem_mb']}"] if config["mem_mb"] else []
     cmd += [f"--array=0-{array - 1}"] if array else []
-    cmd += [f"--dependency=afterok:{after}"] if after else []
+    cmd += [f"--dependency=afterok:{':'.join(after)}"] if after else []
     cmd += list(config["extra_args"]) + ["--wrap", script]
+    if dry is not None:
+        dry.append((name, cmd))
+        return f"<{name}>"
     job = _slurm(cmd).stdout.strip().split(";")[0]
-    log.info("submitted %s as job %s%s", name, job, f" after {after}" if after else "")
+    log.info("submitted %s as job %s%s", name, job, f" after {', '.join(after)}" if after else "")
     return job
+
+
+def cancel(job: str) -> None:
+    """Cancel a job (scancel)."""
+    _slurm(["scancel", job])
+
+
+def python_job(args: list[str]) -> str:
+    """The --wrap script of a job that runs `transfer-kit ARGS` with this Python, from the kit's folder."""
+    return f"exec {shlex.join([sys.executable, '-m', 'runner.cli', *args])}"
+
+
+@dataclass
+class Submission:
+    """What submitting a grid did: a line per run, the jobs of its unfinished runs, how many runs of each kind."""
+
+    lines: list[str] = field(default_factory=list)
+    jobs: list[str] = field(default_factory=list)  # submitted or already queued (array ids without a task)
+    new: list[str] = field(default_factory=list)  # the jobs it submitted
+    counts: dict[str, int] = field(default_factory=lambda: {"finished": 0, "queued": 0, "submitted": 0})
 
 
 def submit_grid(specs: list[RunSpec], config: dict) -> list[str]:
     """Submit the unfinished runs of `specs` (one split, dependency order); return one line per run."""
+    return submit(specs, config).lines
+
+
+def submit(specs: list[RunSpec], config: dict, after: str | None = None, dry: list | None = None) -> Submission:
+    """Submit the unfinished runs of `specs` (one split, dependency order), bases after the job `after` (the
+    split's), transfers after their base; `dry`: submit nothing (see sbatch). Return what it did."""
     if any(s.gpu for s in specs) and config["gpus"] < 1:
         raise KitError("--gpu needs a GPU per job but the Slurm config has gpus = 0", "set gpus = 1 in your config")
     split_dir = specs[0].split_dir
     out_dir = split_dir / "slurm"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if dry is None:
+        out_dir.mkdir(parents=True, exist_ok=True)
     known = job_states(split_dir)
     jobs = json.loads(_jobs_file(split_dir).read_text()) if _jobs_file(split_dir).exists() else {}
     job_of: dict[str, str] = {}
-    lines, transfers = [], {}
-    for spec in specs:
-        name, state = spec.run_dir.name, run_state(spec)
-        job = known.get(name)
-        if state["state"] == "finished":
-            lines.append(f"{name:10s} finished           {state['detail']}")
-        elif job and job["state"] in ACTIVE:
-            job_of[name] = job["id"]
-            lines.append(f"{name:10s} already queued     job {job['id']} {job['state']}")
-        elif spec.treatment.base_name is None:
-            script = f"exec {shlex.join(_train_cmd(spec, config) + ['--treatment', spec.treatment.name])}"
-            job_of[name] = jobs[name] = _sbatch(f"tk-{split_dir.name}-{name}", script, config, out_dir)
-            lines.append(f"{name:10s} submitted          job {job_of[name]} ({state['state']})")
-        else:
-            transfers.setdefault((spec.treatment.base_name, spec.repeat), []).append((spec, state))
+    done, transfers = Submission(), {}
+    word = "submitted" if dry is None else "to submit"
+    try:
+        for spec in specs:
+            name, state = spec.run_dir.name, run_state(spec)
+            job = known.get(name)
+            if state["state"] == "finished":
+                done.lines.append(f"{name:10s} finished           {state['detail']}")
+                done.counts["finished"] += 1
+            elif job and job["state"] in ACTIVE:
+                job_of[name] = job["id"]
+                done.jobs.append(job["id"].split("_")[0])
+                done.lines.append(f"{name:10s} already queued     job {job['id']} {job['state']}")
+                done.counts["queued"] += 1
+            elif spec.treatment.base_name is None:
+                script = f"exec {shlex.join(_train_cmd(spec, config) + ['--treatment', spec.treatment.name])}"
+                job_of[name] = jobs[name] = sbatch(f"tk-{split_dir.name}-{name}", script, config, out_dir,
+                                                    after=after, dry=dry)
+                done.jobs.append(job_of[name])
+                done.new.append(job_of[name])
+                done.lines.append(f"{name:10s} {word:18s} job {job_of[name]}"
+                                  f"{' after ' + after if after else ''} ({state['state']})")
+                done.counts["submitted"] += 1
+            else:
+                transfers.setdefault((spec.treatment.base_name, spec.repeat), []).append((spec, state))
+        _submit_arrays(transfers, split_dir, config, out_dir, job_of, jobs, done, after, word, dry)
+    finally:  # what was submitted is remembered, even when a later sbatch fails
+        if dry is None:
+            atomic.write_json(_jobs_file(split_dir), jobs)
+    return done
+
+
+def _submit_arrays(transfers: dict, split_dir: Path, config: dict, out_dir: Path, job_of: dict, jobs: dict,
+                   done: Submission, after: str | None, word: str, dry: list | None) -> None:
+    """One array per (base, replicate) of the transfers, after its base's job (or `after`, the split's)."""
     for (base, repeat), group in transfers.items():
         if base not in job_of and not layout.is_finished(layout.run_dir(split_dir, base)):
             raise KitError(f"{group[0][0].treatment.name} needs base {base}, "
@@ -133,14 +164,16 @@ def submit_grid(specs: list[RunSpec], config: dict) -> list[str]:
         names = [s.treatment.name for s, _ in group]
         script = ("set -- " + shlex.join(names) + '; shift "$SLURM_ARRAY_TASK_ID"; exec '
                   + shlex.join(_train_cmd(group[0][0], config)) + ' --treatment "$1"')  # one r: one --repeat
-        array = _sbatch(f"tk-{split_dir.name}-from-{layout.run_name(base, repeat)}", script, config, out_dir,
-                        len(names), job_of.get(base))
+        dep = job_of.get(base, after)
+        array = sbatch(f"tk-{split_dir.name}-from-{layout.run_name(base, repeat)}", script, config, out_dir,
+                        len(names), dep, dry=dry)
+        done.jobs.append(array)
+        done.new.append(array)
         for i, (spec, state) in enumerate(group):
             jobs[spec.run_dir.name] = f"{array}_{i}"
-            lines.append(f"{spec.run_dir.name:10s} submitted          job {array}_{i}"
-                         f"{' after ' + job_of[base] if base in job_of else ''} ({state['state']})")
-    atomic.write_json(_jobs_file(split_dir), jobs)
-    return lines
+            done.lines.append(f"{spec.run_dir.name:10s} {word:18s} job {array}_{i}"
+                              f"{' after ' + dep if dep else ''} ({state['state']})")
+            done.counts["submitted"] += 1
 
 
 def _field(text: str, key: str) -> str:
@@ -150,7 +183,12 @@ def _field(text: str, key: str) -> str:
 
 def job_states(split_dir: Path) -> dict[str, dict]:
     """Slurm's view of the jobs this split submitted: treatment -> {id, state, reason}."""
-    path = _jobs_file(split_dir)
+    return jobs_file_states(_jobs_file(split_dir))
+
+
+def jobs_file_states(path: Path) -> dict[str, dict]:
+    """Slurm's view of the jobs a jobs.json names (name -> job id), their output files beside it:
+    name -> {id, state, reason} (and `error`, the job's last error line, once it has ended)."""
     if not path.exists():
         return {}
     jobs: dict[str, str] = json.loads(path.read_text())

@@ -16,8 +16,10 @@
   `kill`) therefore ends in a snapshot too.
 - If the kit itself dies (even kill -9), the kernel sends caffe SIGINT
   (PR_SET_PDEATHSIG): it snapshots and stops instead of running on unsupervised.
-- Caffe writes its log straight into train.log (it survives the kit); the kit
-  tails that file to report the iteration as it goes.
+- Caffe writes its log straight into train.log (it survives the kit), never to
+  the terminal; the kit tails that file to report the iteration as it goes and,
+  when verbose (kitcore.caffe_env.verbose: --verbose, make VERBOSE=1), echoes
+  every line of it to stderr (above any progress bar).
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +38,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm import tqdm
+
+from kitcore.caffe_env import verbose
 from kitcore.errors import KitError
 
 log = logging.getLogger(__name__)
@@ -141,6 +147,7 @@ def run_caffe(cmd: list[str], run: Path, env: dict, lock_fd: int,
     logf = open(run / "train.log", "ab")
     start = logf.tell()
     last = None
+    echo = verbose()
     with logf, open(run / "train.log", "rb") as reader:
         reader.seek(start)
         proc = subprocess.Popen(cmd, cwd=run, stdout=logf, stderr=subprocess.STDOUT, env=env,
@@ -154,7 +161,11 @@ def run_caffe(cmd: list[str], run: Path, env: dict, lock_fd: int,
                 done = proc.poll() is not None
                 buf += reader.read()
                 *lines, buf = buf.split(b"\n")
+                if done and buf:  # a last line without its newline
+                    lines, buf = [*lines, buf], b""
                 for line in lines:
+                    if echo:
+                        tqdm.write(line.decode(errors="replace"), file=sys.stderr)
                     stopped = stopped or b"Optimization stopped early" in line
                     m = _ITER.search(line.decode(errors="replace"))
                     if m and on_iter is not None and int(m.group(1)) != last:

@@ -86,10 +86,12 @@ class RunSpec:
 
     def make_cmd(self, treatment: str | None = None, force: bool = False) -> str:
         """The make command that runs this run (treatment None: with its REPEAT), or the r = 0 run of
-        `treatment` (a base), on this run's split (same dataset, protocol, seed, k)."""
+        `treatment` (a base), on this run's split (same dataset, protocol, seed, k) with this run's settings
+        (ITERS, MODE, WORK)."""
         return layout.train_command(treatment or self.treatment.name, self.dataset, self.treatment.protocol,
                                     self.seed, self.per_class, force=force,
-                                    repeat=self.repeat if treatment is None else 0)
+                                    repeat=self.repeat if treatment is None else 0, iters=self.iters,
+                                    gpu=self.gpu, work=self.work)
 
 
 def iters_of(spec: RunSpec) -> int | None:
@@ -180,7 +182,7 @@ def train(spec: RunSpec, force: bool = False, on_iter=None) -> dict:
         if not layout.is_finished(run):
             raise KitError(f"{run}/result.json names a model that is missing or altered",
                            f"redo the run: {spec.make_cmd(force=True)}")
-        log.info("%s is finished; keeping it (use --force to redo)", run)
+        log.debug("%s is finished; keeping it (use --force to redo)", run)
         return {**json.loads((run / "result.json").read_text()), "status": "skipped"}
     found = preflight(spec)
     if force and run.exists():

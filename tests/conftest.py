@@ -1,7 +1,12 @@
-"""Shared test helpers: the real Caffe tools and the shared reference folder."""
+"""Shared test helpers: the real Caffe tools, the shared reference folder, a real single-node Slurm (`slurm`)."""
 from __future__ import annotations
 
+import os
+import shutil
+import socket
 import subprocess
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -27,3 +32,92 @@ def run_caffe(args: list[str], cwd: Path, log: Path) -> subprocess.CompletedProc
                               env=caffe_env(threads=1), check=False)
     assert proc.returncode == 0, log.read_text()[-3000:]
     return proc
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(pred, timeout: float, what: str) -> None:
+    """Poll `pred` every 0.2 s until it is true; TimeoutError naming `what` after `timeout` seconds."""
+    t0 = time.time()
+    while not pred():
+        if time.time() - t0 > timeout:
+            raise TimeoutError(what)
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    """A real slurmctld + slurmd + munged on localhost; yields the environment that reaches it."""
+    if not shutil.which("slurmctld") or not shutil.which("munged"):
+        pytest.skip("slurm-wlm and munge are not installed (make system installs them)")
+    root = Path(tempfile.mkdtemp(prefix="tks", dir="/tmp"))
+    os.chmod(root, 0o755)
+    (root / "munge").mkdir(mode=0o755)
+    (root / "state").mkdir()
+    (root / "spool").mkdir()
+    env = {**os.environ, "SLURM_CONF": str(root / "slurm.conf")}
+    conf = f"""ClusterName=tk
+SlurmctldHost=localhost
+SlurmctldPort={_port()}
+SlurmdPort={_port()}
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+AuthInfo=socket={root}/munge/munge.socket
+CredType=cred/munge
+StateSaveLocation={root}/state
+SlurmdSpoolDir={root}/spool
+SlurmctldPidFile={root}/slurmctld.pid
+SlurmdPidFile={root}/slurmd.pid
+SlurmctldLogFile={root}/slurmctld.log
+SlurmdLogFile={root}/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+MailProg=/bin/true
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+SchedulerParameters=batch_sched_delay=0
+ReturnToService=2
+MinJobAge=3600
+KillWait=30
+SlurmdParameters=config_overrides
+NodeName=localhost NodeAddr=127.0.0.1 CPUs=2 RealMemory=1000
+PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+"""
+    (root / "slurm.conf").write_text(conf)
+    procs = []
+    try:
+        subprocess.run(["mungekey", "--create", "--force", f"--keyfile={root}/munge/munge.key"], check=True)
+        m = root / "munge"
+        procs.append(subprocess.Popen(["munged", "--foreground", f"--socket={m}/munge.socket",
+                                       f"--key-file={m}/munge.key", f"--pid-file={m}/munged.pid",
+                                       f"--log-file={m}/munged.log", f"--seed-file={m}/munged.seed"]))
+        wait_until(lambda: (m / "munge.socket").exists(), 20, "munged")
+        procs.append(subprocess.Popen(["slurmctld", "-D", "-f", str(root / "slurm.conf")], env=env))
+        wait_until(lambda: "UP" in subprocess.run(["scontrol", "ping"], env=env, capture_output=True,
+                                             text=True).stdout, 30, "slurmctld")
+        procs.append(subprocess.Popen(["slurmd", "-D", "-N", "localhost", "-f", str(root / "slurm.conf")], env=env))
+        wait_until(lambda: subprocess.run(["sinfo", "-h", "-n", "localhost", "-o", "%t"], env=env, capture_output=True,
+                                     text=True).stdout.strip() == "idle", 30, "slurmd")
+        yield env
+    finally:
+        subprocess.run(["scancel", "--full", "--user", "root"], env=env, check=False, capture_output=True)
+        try:
+            wait_until(lambda: not subprocess.run(["squeue", "-h"], env=env, capture_output=True,
+                                             text=True).stdout.strip(), 45, "squeue empty")
+        except TimeoutError:
+            pass
+        subprocess.run(["scontrol", "shutdown"], env=env, check=False, capture_output=True)
+        for proc in reversed(procs):
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+                proc.wait(timeout=10)
+        shutil.rmtree(root, ignore_errors=True)

@@ -45,9 +45,12 @@ def test_replicate_folder_names_and_seeds(tmp_path):
     r2 = RunSpec(tmp_path, "fa20", 3, parse("B1B+"), iters=5, repeat=2)
     assert r0.run_dir == split / "runs" / "B1B+" and r2.run_dir == split / "runs" / "B1B+.r2"
     assert "--repeat" not in r0.cli_flags() and r2.cli_flags()[-2:] == ["--repeat", "2"]
-    assert r0.make_cmd(force=True) == "make train TREATMENT=B1B+ DATASET=fa20 PROTOCOL=random SEED=3 FORCE=1"
-    assert r2.make_cmd(force=True) == "make train TREATMENT=B1B+ DATASET=fa20 PROTOCOL=random SEED=3 REPEAT=2 FORCE=1"
-    assert r2.make_cmd("baseB") == "make train TREATMENT=baseB DATASET=fa20 PROTOCOL=random SEED=3"  # its r = 0 base
+    work = f"WORK={tmp_path.resolve()}"  # the runs' own work folder, and r2's ITERS, carried by their fix lines
+    assert r0.make_cmd(force=True) == f"make train TREATMENT=B1B+ DATASET=fa20 PROTOCOL=random SEED=3 FORCE=1 {work}"
+    assert r2.make_cmd(force=True) == \
+        f"make train TREATMENT=B1B+ DATASET=fa20 PROTOCOL=random SEED=3 REPEAT=2 FORCE=1 ITERS=5 {work}"
+    assert r2.make_cmd("baseB") == \
+        f"make train TREATMENT=baseB DATASET=fa20 PROTOCOL=random SEED=3 ITERS=5 {work}"  # its r = 0 base
 
 
 def test_a_replicate_changes_the_seed_and_nothing_else():

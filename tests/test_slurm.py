@@ -1,20 +1,18 @@
 """The Slurm engine: its strict config, and the grid on a real single-node Slurm (slow).
 
-The fixture starts munged, slurmctld and slurmd (Debian's slurm-wlm, munge) on
-localhost with all state under one /tmp folder and its own ports, as measured
-in ../shared/SLURM_NOTES.md, and stops them afterwards in a `finally`.
+The fixture `slurm` (tests/conftest.py) starts munged, slurmctld and slurmd
+(Debian's slurm-wlm, munge) on localhost with all state under one /tmp folder
+and its own ports, as measured in ../shared/SLURM_NOTES.md, and stops them
+afterwards in a `finally`.
 """
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +20,7 @@ import pytest
 from kitcore.errors import KitError
 from runner.slurm import load_config
 
-from conftest import ROOT
+from conftest import ROOT, wait_until
 
 
 @pytest.mark.parametrize("text, problem", [
@@ -63,94 +61,6 @@ def test_job_command_carries_the_protocol_and_run_options(tmp_path):
                                                       load_config()))
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(pred, timeout: float, what: str) -> None:
-    t0 = time.time()
-    while not pred():
-        if time.time() - t0 > timeout:
-            raise TimeoutError(what)
-        time.sleep(0.2)
-
-
-@pytest.fixture(scope="module")
-def slurm(tmp_path_factory):
-    """A real slurmctld + slurmd + munged on localhost; yields the environment that reaches it."""
-    if not shutil.which("slurmctld") or not shutil.which("munged"):
-        pytest.skip("slurm-wlm and munge are not installed (make system installs them)")
-    root = Path(tempfile.mkdtemp(prefix="tks", dir="/tmp"))
-    os.chmod(root, 0o755)
-    (root / "munge").mkdir(mode=0o755)
-    (root / "state").mkdir()
-    (root / "spool").mkdir()
-    env = {**os.environ, "SLURM_CONF": str(root / "slurm.conf")}
-    conf = f"""ClusterName=tk
-SlurmctldHost=localhost
-SlurmctldPort={_port()}
-SlurmdPort={_port()}
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-AuthInfo=socket={root}/munge/munge.socket
-CredType=cred/munge
-StateSaveLocation={root}/state
-SlurmdSpoolDir={root}/spool
-SlurmctldPidFile={root}/slurmctld.pid
-SlurmdPidFile={root}/slurmd.pid
-SlurmctldLogFile={root}/slurmctld.log
-SlurmdLogFile={root}/slurmd.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-MailProg=/bin/true
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-SchedulerParameters=batch_sched_delay=0
-ReturnToService=2
-MinJobAge=3600
-KillWait=30
-SlurmdParameters=config_overrides
-NodeName=localhost NodeAddr=127.0.0.1 CPUs=2 RealMemory=1000
-PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
-"""
-    (root / "slurm.conf").write_text(conf)
-    procs = []
-    try:
-        subprocess.run(["mungekey", "--create", "--force", f"--keyfile={root}/munge/munge.key"], check=True)
-        m = root / "munge"
-        procs.append(subprocess.Popen(["munged", "--foreground", f"--socket={m}/munge.socket",
-                                       f"--key-file={m}/munge.key", f"--pid-file={m}/munged.pid",
-                                       f"--log-file={m}/munged.log", f"--seed-file={m}/munged.seed"]))
-        _wait(lambda: (m / "munge.socket").exists(), 20, "munged")
-        procs.append(subprocess.Popen(["slurmctld", "-D", "-f", str(root / "slurm.conf")], env=env))
-        _wait(lambda: "UP" in subprocess.run(["scontrol", "ping"], env=env, capture_output=True,
-                                             text=True).stdout, 30, "slurmctld")
-        procs.append(subprocess.Popen(["slurmd", "-D", "-N", "localhost", "-f", str(root / "slurm.conf")], env=env))
-        _wait(lambda: subprocess.run(["sinfo", "-h", "-n", "localhost", "-o", "%t"], env=env, capture_output=True,
-                                     text=True).stdout.strip() == "idle", 30, "slurmd")
-        yield env
-    finally:
-        subprocess.run(["scancel", "--full", "--user", "root"], env=env, check=False, capture_output=True)
-        try:
-            _wait(lambda: not subprocess.run(["squeue", "-h"], env=env, capture_output=True,
-                                             text=True).stdout.strip(), 45, "squeue empty")
-        except TimeoutError:
-            pass
-        subprocess.run(["scontrol", "shutdown"], env=env, check=False, capture_output=True)
-        for proc in reversed(procs):
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.terminate()
-                proc.wait(timeout=10)
-        shutil.rmtree(root, ignore_errors=True)
-
-
 def kit(env: dict, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "runner.cli", *args], cwd=ROOT, capture_output=True, text=True,
                           env=env, check=False)
@@ -173,7 +83,7 @@ def states(env: dict, work: Path, grid: str) -> dict[str, str]:
 
 
 def wait_states(env, work, grid, pred, timeout=240) -> dict[str, str]:
-    _wait(lambda: pred(states(env, work, grid)), timeout, f"status of {grid}")
+    wait_until(lambda: pred(states(env, work, grid)), timeout, f"status of {grid}")
     return states(env, work, grid)
 
 
@@ -203,8 +113,8 @@ def test_cancelled_job_snapshots_and_resubmission_resumes(slurm, work):
     args = ("grid", "--engine", "slurm", "--slurm-config", str(config), "--work", str(work),
             "--treatments", "baseB", "--iters", "30")
     assert kit(slurm, *args).returncode == 0
-    _wait(lambda: (run / "snapshots" / "snap_iter_10.solverstate").exists(), 120, "first snapshot")
-    _wait(lambda: re.search(r"\] Iteration 1[1-9]\b", (run / "train.log").read_text()), 120,
+    wait_until(lambda: (run / "snapshots" / "snap_iter_10.solverstate").exists(), 120, "first snapshot")
+    wait_until(lambda: re.search(r"\] Iteration 1[1-9]\b", (run / "train.log").read_text()), 120,
           "a training iteration past the first snapshot")
     job = json.loads((work / "fa20" / "random0" / "slurm" / "jobs.json").read_text())["baseB"]
     subprocess.run(["scancel", job], env=slurm, check=True)

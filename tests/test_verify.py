@@ -208,7 +208,8 @@ def test_runner_refuses_a_changed_lmdb_of_either_dataset(split):
     assert str(split / LMDB) in err.value.problem and "corrupt or was changed" in err.value.problem
     want = "make split-random DATASET=imagenet SEED=0" if dataset == "imagenet" else \
         "make split-random DATASET=fa20 SEED=0"
-    assert err.value.fix.startswith(f"rebuild the split: {want}") and err.value.fix.endswith("FORCE=1")
+    assert err.value.fix.startswith(f"rebuild the split: {want}")
+    assert err.value.fix.endswith(f" FORCE=1 WORK={split.parents[1].resolve()}")  # the run's own work folder
 
 
 def test_runner_refuses_a_flipped_byte_in_a_small_lmdb(built, tmp_path):
