@@ -12,7 +12,7 @@ import pytest
 
 from analysis.records import check_pooled
 from analysis.small import check_small
-from kitcore import builds
+from kitcore import builds, sums
 from kitcore.errors import KitError
 from runner.evidence import publish_evidence
 
@@ -109,7 +109,8 @@ def test_publish_evidence_of_the_same_model(records, tmp_path):
     dest = records / "builds" / "b5" / "small0k5" / "baseB"
     assert line == (f"small0k5/baseB: build b5 ended in the model of the record on build b1 ({SHA['x'][:12]}...); "
                     f"evidence published in {dest}")
-    assert sorted(p.name for p in dest.iterdir()) == ["result.json", "run.json", "train.log.gz"]
+    assert sorted(p.name for p in dest.iterdir()) == ["SHA256SUMS", "result.json", "run.json", "train.log.gz"]
+    assert sums.verify_unit(dest) == 3  # the evidence verifies itself, as every published unit
     assert (dest / "run.json").read_bytes() == (run / "run.json").read_bytes()
     assert gzip.decompress((dest / "train.log.gz").read_bytes()) == (run / "train.log").read_bytes()
     assert not [p for p in dest.parent.iterdir() if p.name.startswith(".")]  # no temporary folder left
