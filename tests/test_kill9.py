@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from runner.supervise import lock_holder
+
 from conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -73,6 +75,15 @@ def kill_when(path: Path, *args: str) -> set[str]:
     return present
 
 
+def released(run: Path, limit: float = 60) -> None:
+    """Wait until no process holds the run's lock: a SIGKILLed group's last member (the caffe child) may still
+    be exiting when the killed kit process has been reaped, and a rerun then rightly refuses to start."""
+    deadline = time.monotonic() + limit
+    while lock_holder(run) is not None:
+        assert time.monotonic() < deadline, f"{run}'s lock still held {limit} s after the kill"
+        time.sleep(0.05)
+
+
 def _files(sdir: Path) -> dict:
     manifest = json.loads((sdir / "manifest.json").read_text())
     return {name: entry.get("sha256") for name, entry in manifest["files"].items()}
@@ -108,6 +119,7 @@ def test_kill9_during_generation_and_surgery_then_rerun(tmp_path):
     for delay in [None] + [f * wall for f in FRACTIONS]:
         if delay is not None:
             killed += kill_after(delay, *args)
+        released(runs / "A3B")
         finish("train", "--work", str(work), "--treatment", "A3B", "--iters", "2", "--threads", "1")
         got = {name: (runs / "A3B" / name).read_bytes() for name in want}
         assert got == want, f"killed after {delay} s"
