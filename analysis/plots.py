@@ -52,9 +52,11 @@ def _points(rows: list[dict]) -> dict[str, list[tuple[int, float, dict]]]:
 
 
 def _title(rows: list[dict]) -> str:
-    def values(key: str) -> str:
-        return "/".join(sorted({str(r.get(key)) for r in rows if r.get(key) is not None})) or "?"
-    return f"Transfer by layer: {values('dataset')}, split {values('split')}"
+    def values(key: str) -> list[str]:
+        return sorted({str(r.get(key)) for r in rows if r.get(key) is not None}) or ["?"]
+    splits = values("split")
+    named = "/".join(splits) if len(splits) <= 3 else f"{splits[0]} ... {splits[-1]} ({len(splits)} splits)"
+    return f"Transfer by layer: {'/'.join(values('dataset'))}, split{'s' * (len(splits) > 1)} {named}"
 
 
 def class_caption(classes: dict[str, list[str]] | None, limit: int = 6) -> str:

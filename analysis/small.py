@@ -39,7 +39,7 @@ from pathlib import Path
 from analysis import intervals as iv
 from analysis.findings import control_lines, control_measures, seed_controls, split_measures
 from analysis.records import record_dirs, record_rows
-from analysis.rules import group_of, scored
+from analysis.rules import GROUPS, group_of, scored
 from kitcore.atomic import write_text
 from kitcore.builds import canonical, classes
 from kitcore.errors import KitError
@@ -79,7 +79,7 @@ def full_k(split_jsons: list[Path]) -> int | None:
 def _point(rows: list[dict]) -> dict:
     """Every measure of one (seed, k) split's rows."""
     good = [r for r in rows if scored(r)]
-    groups: dict[str, dict[int, list[float]]] = {g: {} for g in ("base", "BnB", "BnB+", "AnB", "AnB+")}
+    groups: dict[str, dict[int, list[float]]] = {g: {} for g in GROUPS}
     for row in good:
         if (group := group_of(row, {"B"})) is not None:
             groups[group].setdefault(0 if group == "base" else int(row["n"]), []).append(float(row["score"]))

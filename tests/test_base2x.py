@@ -42,3 +42,15 @@ def test_it_is_never_the_baseline():
              "budget": 2}]
     assert [group_of(r) for r in rows] == ["base", "base2x"]
     assert baseline(rows)[0] == pytest.approx(0.90) and pooled_groups(rows)["base2x"] == {0: [0.95]}
+
+
+def test_the_small_target_reads_a_full_split_with_its_base2x():
+    """The small target's points at the full k come from the random splits, whose records hold baseB2x too."""
+    from test_small import ROWS
+
+    from analysis.small import points
+    extra = [{**r, "treatment": "baseB2x", "budget": 2, "score": 0.99} for r in ROWS
+             if r["split"] == "random0" and r["kind"] == "base" and r["target"] == "B"]
+    assert extra
+    full = [p for p in points(ROWS + extra, 800) if p["k"] == 800]
+    assert [p["baseB"] for p in full] == [p["baseB"] for p in points(ROWS, 800) if p["k"] == 800]
