@@ -148,7 +148,8 @@ def _num(value) -> float:
 def seed_controls(rows: list[dict], keep=usable) -> dict[str, float]:
     """Every control measure of one split's rows that `keep` keeps (nan where its runs are missing)."""
     rows = [r for r in rows if keep(r)]
-    bases = {t: [r for r in rows if r.get("kind") == "base" and r.get("target") == t] for t in "AB"}
+    bases = {t: [r for r in rows if r.get("kind") == "base" and r.get("target") == t
+                 and int(r.get("budget") or 1) == 1] for t in "AB"}  # never baseB2x: the controls are baseB's
 
     def b1b(finetuned: bool) -> float:
         return _mean([float(r["score"]) for r in rows if r.get("kind") == "transfer" and int(r["n"]) == 1

@@ -148,7 +148,7 @@ def base_means(rows: list[dict]) -> dict[tuple[str, str], float]:
     """Mean score of the scored base runs by (split, target): what Figure 3 normalizes each run by."""
     acc: dict[tuple[str, str], list[float]] = {}
     for row in filter(scored, rows):
-        if row.get("kind") == "base":
+        if row.get("kind") == "base" and int(row.get("budget") or 1) == 1:  # never baseB2x
             acc.setdefault((str(row.get("split")), str(row.get("target"))), []).append(float(row["score"]))
     return {k: mean(v) for k, v in acc.items()}
 
@@ -172,7 +172,7 @@ def figure3_controls(rows: list[dict]) -> list[dict]:
     """Figure 3's controls against their own bases (pp), one value per replicate: {key, label, claim, values}."""
     pieces = collect(rows)
     bases = base_means(rows)
-    base_rows = [r for r in rows if r.get("kind") == "base"]
+    base_rows = [r for r in rows if r.get("kind") == "base" and int(r.get("budget") or 1) == 1]
     out = []
 
     def add(key: str, label: str, piece: str, split: str, n: int, pair=None, target: str = "all") -> None:

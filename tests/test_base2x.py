@@ -54,3 +54,16 @@ def test_the_small_target_reads_a_full_split_with_its_base2x():
     assert extra
     full = [p for p in points(ROWS + extra, 800) if p["k"] == 800]
     assert [p["baseB"] for p in full] == [p["baseB"] for p in points(ROWS, 800) if p["k"] == 800]
+
+
+def test_the_controls_and_figure3_never_read_base2x():
+    """Control (b) and Figure 3's normalisation are baseB's: a baseB2x beside it changes neither."""
+    from test_small import ROWS
+
+    from analysis.findings import seed_controls
+    from analysis.rules import base_means
+    rows = [r for r in ROWS if r["split"] == "random0"]
+    extra = [{**r, "treatment": "baseB2x", "budget": 2, "score": 0.99} for r in rows
+             if r["kind"] == "base" and r["target"] == "B"]
+    assert seed_controls(rows + extra) == pytest.approx(seed_controls(rows), nan_ok=True)
+    assert base_means(rows + extra) == base_means(rows)
