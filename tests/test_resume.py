@@ -46,11 +46,16 @@ def wait_for(pred, timeout: float = 120.0) -> None:
         time.sleep(0.1)
 
 
-def caffe_child(parent: int) -> int:
-    """Pid of the `caffe` process whose parent is `parent`."""
-    out = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True).stdout.split()
-    assert out, f"no child of {parent}"
-    return int(out[0])
+def caffe_child(parent: int, timeout: float = 60.0) -> int:
+    """Pid of the `caffe` process whose parent is `parent`, once it has started (the kit writes its restart
+    marker into train.log before it starts caffe: under load the child may come a moment later)."""
+    found: list[str] = []
+
+    def started() -> bool:
+        found[:] = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True).stdout.split()
+        return bool(found)
+    wait_for(started, timeout)
+    return int(found[0])
 
 
 @pytest.fixture(scope="module")
