@@ -47,7 +47,9 @@ from kitcore.layout import split_protocol
 
 SMALL_RECORDS = "small"  # <records>/small/<split>/<treatment>/: the small-target grids' run records
 MEASURES = ("over_base", "over_self", "dip", "dip_n", "anb7", "baseB", "plateau_B", "plateau_A", "b1b", "b1bplus",
-            "after_step", "run_seconds")  # run_seconds: the sum of the split's run wall times (what its grid costs)
+            "after_step", "run_seconds", "iters_A", "iters_B")
+# run_seconds: the sum of the split's run wall times (what its grid costs); iters_A: baseA's iterations, iters_B:
+# those of the runs on B (baseB and every transfer: AnB+ trained iters_A + iters_B in all, BnB+ 2 iters_B)
 BOUNDS = ("over_base", "over_self", "dip", "anb7")  # the drawn measures: their 95% interval on the k's mean row
 TUNING_SEED = 0  # solvers/small_iters.toml was chosen on seed 0's small grids (docs/protocol.md): shown apart
 COLUMNS = ("k", "seed", "split", "runs", "tuning", *MEASURES, *(f"{m}_{end}" for m in BOUNDS for end in ("lo", "hi")))
@@ -86,9 +88,15 @@ def _point(rows: list[dict]) -> dict:
     m = split_measures(groups)
     c = seed_controls(good, keep=scored)
     seconds = [float(r["wall_seconds"]) for r in rows if r.get("wall_seconds") not in (None, "")]
+
+    def iters(keep) -> float:  # the iterations the runs of a kind trained for (their logs' last iteration)
+        found = {int(r["iterations"]) for r in good if keep(r) and r.get("iterations") not in (None, "")}
+        return float(max(found)) if found else math.nan
     return {"over_base": m["anbplus"], "over_self": m["anbplus_self"],
             "dip": m["dip"], "dip_n": m["dip_n"], "anb7": m["anb7"], **c,
-            "run_seconds": sum(seconds) if seconds else math.nan}
+            "run_seconds": sum(seconds) if seconds else math.nan,
+            "iters_A": iters(lambda r: r.get("kind") == "base" and r.get("target") == "A"),
+            "iters_B": iters(lambda r: r.get("target") == "B" and int(r.get("budget") or 1) == 1)}
 
 
 def points(rows: list[dict], k_full: int | None = None) -> list[dict]:
@@ -137,6 +145,14 @@ def mean_rows(pts: list[dict]) -> list[dict]:
     return out
 
 
+def _iters(r: dict) -> str:
+    """`3000 + 300, 300 + 300 (baseB 300)`: what AnB+ and BnB+ trained for in all, at one k."""
+    a, b = r["iters_A"], r["iters_B"]
+    if math.isnan(a) or math.isnan(b):
+        return "n/a"
+    return f"{a:.0f} + {b:.0f}; {b:.0f} + {b:.0f} (baseB {b:.0f})"
+
+
 def _fmt(v: float) -> str:
     return "n/a" if math.isnan(v) else f"{v:+.2f}"
 
@@ -161,11 +177,12 @@ def to_markdown(pts: list[dict], k_full: int | None) -> str:
            f"to its first k train images per class, half A and the val sets whole{full}; seed {TUNING_SEED}, which "
            "chose the iterations per k, is left out: its grids are in the records and drawn hollow)", "",
            "| k | seeds | baseB, % | AnB+ - baseB | AnB+ - BnB+ | dip: BnB - baseB, n = 3..6 | A7B - baseB "
-           "| a grid's runs, min |", "|---|---|---|---|---|---|---|---|"]
+           "| iterations: AnB+ (baseA + its own), BnB+ and baseB (baseB + its own) | a grid's runs, min |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for r in ks:
         out.append(f"| {r['k']} | {len(r['seeds'])} | {r['baseB']:.2f} | {r['over_base_iv'].text()} "
                    f"| {r['over_self_iv'].text()} | {r['dip_iv'].text()} "
-                   f"| {r['anb7_iv'].text()} | {r['run_seconds'] / 60:.1f} |")
+                   f"| {r['anb7_iv'].text()} | {_iters(r)} | {r['run_seconds'] / 60:.1f} |")
     out += ["", "A grid's runs: the sum of its 30 runs' wall times (each run on one core; two grids side by side "
             "on 2 cores take about that long for both), mean over the seeds.", "",
             f"Verdicts per k ({iv.METHOD}):", "", *(f"- {line}" for line in verdict_lines(ks))]

@@ -80,7 +80,7 @@ def test_per_k_means_intervals_and_verdicts():
     assert all(": held (" in line for line in k5["controls"] + k800["controls"])
     text = to_markdown(points(ROWS, 800), 800)
     assert ("| 5 | 3 | 51.00 | +5.00 [+2.52, +7.48] | +5.00 [+2.52, +7.48] | -2.00 [-4.48, +0.48] "
-            "| -5.00 [-5.00, -5.00] | 1.0 |") in text
+            "| -5.00 [-5.00, -5.00] | n/a | 1.0 |") in text
     assert ("- k = 5 (seeds 1, 2, 3): boost over baseB +5.00 [+2.52, +7.48] pp: shown; over BnB+ +5.00 [+2.52, +7.48] "
             "pp: shown; co-adaptation dip (n = 3..6) -2.00 [-4.48, +0.48] pp: inconclusive (about 4 seeds would "
             "decide it at this spread); AnB drop at n = 7 -5.00 [-5.00, -5.00] pp: shown; controls (a)") in text
@@ -159,3 +159,10 @@ def test_check_small_pools_only_builds_shown_alike():
     check_small(small, full, {"b1": "b1", "b2": "b1"})  # evidence joins b2 to b1's class (kitcore.builds.classes)
     with pytest.raises(KitError, match="more than one protocol"):
         check_small(small + [{**small[-1], "protocol_key": "q"}], full, {"b2": "b1"})
+
+
+def test_the_table_says_what_anb_plus_and_bnb_plus_trained_for():
+    """AnB+ at a small k trains its base's 3000 iterations on all of A and then k's own on B; BnB+ k's twice."""
+    rows = [{**r, "iterations": 3000 if r["target"] == "A" and r["kind"] == "base" else 300}
+            for r in _grid("small1k5", 0.5, 0.04, -0.03)]
+    assert "| 3000 + 300; 300 + 300 (baseB 300) |" in to_markdown(points(rows), None)
