@@ -10,7 +10,8 @@ controls read too):
   frozen, `randfrozen{n}`) and the bases of the same split (`all`);
 - random-split AnB: frozen transfers with source != target on `random<s>` splits.
 Bottom panel: every piece normalized by its own base, i.e. a run's score minus
-the mean score of the base runs on the same split with the same target.
+the mean score of the base runs on the same split with the same target; natman's
+two directions (AnB, BnA) are series of their own, since their bases differ.
 A piece with no runs is drawn as absent and named in the returned list.
 Every point drawn is written beside the picture as `<stem>.csv` (COLUMNS):
 panel `natman` or `random` (top; a base point is its split's base mean, at
@@ -57,7 +58,7 @@ def summary(records: list[dict]) -> str:
     """What the bottom panel shows, from the figure's CSV records: each series' mean (pp, minus its own base)
     at n = 1 and at n = 7, and its lowest mean with the layer; the authors' series are left out."""
     parts = []
-    for series in [PIECES[p][0] for p in PIECES]:
+    for series in [name for *_, name, _ in NATMAN_SERIES] + [PIECES[p][0] for p in PIECES if p != "natman"]:
         by_n: dict[int, list[float]] = {}
         for r in records:
             if r["panel"] == "normalized" and r["series"] == series:
@@ -101,6 +102,19 @@ def _normalized(pieces: dict[str, list[dict]], bases: dict) -> dict[str, list[tu
     return out
 
 
+NATMAN_SERIES = (("A", "B", "natman AnB (A to B)", "tab:brown"),  # the top panel's colours: target B brown,
+                 ("B", "A", "natman BnA (B to A)", "tab:orange"))  # target A orange
+
+
+def _series(piece: str, pts: list[tuple]) -> list[tuple[str, str, str, list[tuple]]]:
+    """The bottom panel's series of a piece: natman's two directions apart (their bases differ), else one."""
+    label, colour, marker = PIECES[piece]
+    if piece != "natman":
+        return [(label, colour, marker, pts)]
+    return [(name, shade, marker, mine) for source, target, name, shade in NATMAN_SERIES
+            if (mine := [p for p in pts if p[3].split(".")[0][:1] == source and p[3].split(".")[0][-1:] == target])]
+
+
 def plot_figure3(rows: list[dict], out_stem: Path, overlay: list[dict] | None = None,
                  caption: str = "") -> tuple[list[Path], list[str]]:
     """Draw Figure 3 from results rows; return (png, pdf and csv paths, or [] when no piece exists; absent pieces)."""
@@ -126,9 +140,9 @@ def plot_figure3(rows: list[dict], out_stem: Path, overlay: list[dict] | None = 
             ax.legend(fontsize=7, frameon=False)
     for pieces, bases, hollow in collected:
         for piece, pts in _normalized(pieces, bases).items():
-            label, colour, marker = PIECES[piece]
-            records += _line(bottom, pts, colour, marker, ("authors' " if hollow else "") + label, hollow,
-                             "normalized")
+            for label, colour, marker, mine in _series(piece, pts):
+                records += _line(bottom, mine, colour, marker, ("authors' " if hollow else "") + label, hollow,
+                                 "normalized")
     unnormalized = [p for p in PIECES if collected[0][0][p] and not _normalized(collected[0][0], collected[0][1])[p]]
     absent += [f"figure3 bottom {PIECES[p][0]}: no base run to normalize by" for p in unnormalized]
     bottom.axhline(0, color="black", linestyle=":", linewidth=1)

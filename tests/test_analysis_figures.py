@@ -100,7 +100,7 @@ def test_write_figures_everything(tmp_path: Path):
     # figure3.csv: the kit's points and the authors' (their 30 rows: no natman or `all` bases to normalize by)
     f3 = Counter((r["panel"], r["series"]) for r in _read(out["figure3_csv"]))
     assert f3 == {("natman", "target A"): 7 + 1, ("natman", "target B"): 7 + 1, ("random", "target all"): 7 + 1,
-                  ("normalized", "natman transfer (XnY, dissimilar)"): 14,
+                  ("normalized", "natman AnB (A to B)"): 7, ("normalized", "natman BnA (B to A)"): 7,
                   ("normalized", "random frozen weights (randfrozen{n})"): 7,
                   ("normalized", "random-split AnB (similar)"): 7,
                   ("natman", "authors' target A"): 4, ("natman", "authors' target B"): 4,
@@ -160,7 +160,7 @@ def test_figure3_csv_holds_every_point_drawn(tmp_path: Path):
     for n in range(1, 8):  # the scores _all_rows gives, and minus their own base (natman A 0.60, B 0.50; all 0.57)
         assert got["natman", "target B", "natman", f"A{n}B"] == pytest.approx(0.5 - n / 30)
         assert got["random", "target all", "all", f"None{n}all"] == pytest.approx(0.4 / n)
-        assert got["normalized", "natman transfer (XnY, dissimilar)", "natman", f"B{n}A"] == \
+        assert got["normalized", "natman BnA (B to A)", "natman", f"B{n}A"] == \
             pytest.approx(-0.05 - n / 30)
         assert got["normalized", "random frozen weights (randfrozen{n})", "all", f"None{n}all"] == \
             pytest.approx(0.4 / n - 0.57)

@@ -109,8 +109,8 @@ def test_the_report_is_what_the_records_give(tmp_path):
 
 
 def test_figure3_summary_reads_the_bottom_panel():
-    from analysis.figure3 import PIECES, summary
-    natman, frozen = PIECES["natman"][0], PIECES["random"][0]
+    from analysis.figure3 import NATMAN_SERIES, PIECES, summary
+    natman, frozen = NATMAN_SERIES[0][2], PIECES["random"][0]  # natman AnB: one direction, a series of its own
     records = [{"panel": "normalized", "series": natman, "n": n, "value": v} for n, v in ((1, -0.001), (7, -0.3),
                                                                                           (7, -0.4))]
     records += [{"panel": "normalized", "series": frozen, "n": n, "value": v} for n, v in ((1, -0.01), (5, -0.8))]
