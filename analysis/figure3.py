@@ -73,6 +73,26 @@ def summary(records: list[dict]) -> str:
             if parts else "")
 
 
+def paper_contrast(records: list[dict]) -> str:
+    """One sentence on where the random-weights curve differs from the paper's (labelled as the paper's): its
+    Figure 3 falls to near chance from n = 3 on; here, each layer's mean minus its base, from the CSV records."""
+    frozen = PIECES["random"][0]
+    by_n: dict[int, list[float]] = {}
+    for r in records:
+        if r["panel"] == "normalized" and r["series"] == frozen:
+            by_n.setdefault(int(r["n"]), []).append(100 * float(r["value"]))
+    if not by_n:
+        return ""
+    means = {n: float(np.mean(v)) for n, v in sorted(by_n.items())}
+    kept = [n for n in means if n >= 3 and means[n] > -20]  # n >= 3 within 20 pp of the base: not near chance
+    runs = max(len(v) for v in by_n.values())
+    where = (f"here randfrozen3 to randfrozen{max(kept)} stay within {-min(means[n] for n in kept):.0f} pp of their "
+             "base" if kept else "here too every n >= 3 loses more than 20 pp")
+    return (f"The paper's random frozen weights fall to near chance from n = 3 on (its Figure 3); {where}, and "
+            f"the lowest is {means[min(means, key=means.get)]:+.1f} pp at n = {min(means, key=means.get)} "
+            f"({runs} run{'s' * (runs != 1)} per n).")
+
+
 def _absent(ax, text: str) -> None:
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=9, color="grey")
 

@@ -179,9 +179,10 @@ def write_report(records: Path, out: Path, allow_mixed: bool = False, docs: Path
     metas = metas_of(records)
     figure3 = ""
     if "figure3_csv" in outputs:
-        from analysis.figure3 import summary  # noqa: PLC0415  (matplotlib is slow to import)
+        from analysis.figure3 import paper_contrast, summary  # noqa: PLC0415  (matplotlib is slow to import)
         with open(outputs["figure3_csv"], newline="", encoding="utf-8") as f:
-            figure3 = summary(list(csv.DictReader(f)))
+            drawn = list(csv.DictReader(f))
+            figure3 = " ".join(filter(None, (summary(drawn), paper_contrast(drawn))))
     small_out, small_rows, _, small_ks = write_small_records(records, rows, out)
     outputs.update(small_out)
     outputs["verdicts_csv"] = write_verdicts(rows, out / "verdicts.csv", small_ks)

@@ -120,3 +120,15 @@ def test_figure3_summary_reads_the_bottom_panel():
                                 f"n = 1: -0.10, n = 7: -35.00; lowest -35.00 at n = 7; {frozen}: n = 1: -1.00; "
                                 "lowest -80.00 at n = 5.")
     assert summary([]) == ""
+
+
+def test_figure3_says_where_random_weights_differ_from_the_paper():
+    from analysis.figure3 import PIECES, paper_contrast
+    frozen = PIECES["random"][0]
+    records = [{"panel": "normalized", "series": frozen, "n": n, "value": v}
+               for n, v in ((1, -0.01), (3, -0.05), (4, -0.09), (5, -0.8), (6, -0.6))]
+    assert paper_contrast(records) == (
+        "The paper's random frozen weights fall to near chance from n = 3 on (its Figure 3); here randfrozen3 to "
+        "randfrozen4 stay within 9 pp of their base, and the lowest is -80.0 pp at n = 5 (1 run per n).")
+    assert "every n >= 3 loses more than 20 pp" in paper_contrast([{**r, "value": -0.5} for r in records])
+    assert paper_contrast([]) == ""
