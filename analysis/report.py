@@ -195,16 +195,17 @@ def write_report(records: Path, out: Path, allow_mixed: bool = False, docs: Path
         small_metas = metas_of(records / SMALL_RECORDS)
         outputs["findings_md"] = atomic.write_text(out / "findings.md", to_markdown(rows) + "\n" + section)
 
+    selection = ["## The score without selection", "",  # once: both pages (out, docs) show the same
+                 "Each run's score is the mean of its 10 best tests on the val set it is scored on (the "
+                 "authors' figure of merit). The same measures from each run's final test and from the mean of "
+                 "its last 10 tests, which select nothing (verdicts.csv: `*_final`, `*_last10`):", "",
+                 *readings_markdown(verdict_rows(rows), reading_rows(rows)), ""]
+    noise = ["## The run-to-run noise", "", "Replicates (`REPEAT`: the same run with another Caffe random "
+             "seed) beside the spread over seeds of the same treatment (the seeds' replicate 0; `noise.csv`):",
+             "", *noise_table, ""] if noise_table else []
+
     def page(img: str) -> str:
         small = small_section(small_rows, shown, small_metas, section, img)
-        selection = ["## The score without selection", "",
-                     "Each run's score is the mean of its 10 best tests on the val set it is scored on (the "
-                     "authors' figure of merit). The same measures from each run's final test and from the mean of "
-                     "its last 10 tests, which select nothing (verdicts.csv: `*_final`, `*_last10`):", "",
-                     *readings_markdown(verdict_rows(rows), reading_rows(rows)), ""]
-        noise = ["## The run-to-run noise", "", "Replicates (`REPEAT`: the same run with another Caffe random "
-                 "seed) beside the spread over seeds of the same treatment (the seeds' replicate 0; `noise.csv`):",
-                 "", *noise_table, ""] if noise_table else []
         return results_page(rows, shown, metas, outputs["absent"], img, figure3, selection + noise + (small or []),
                             evidence_lines(records, shown))
     outputs["results_md"] = atomic.write_text(out / "results.md", page("."))
