@@ -49,7 +49,7 @@ FULL     ?=
 # Run records: RECORDS = a folder of published run records (results/fa20; make publish writes it, make plots
 # RECORDS=... draws from it alone; DOCS=1 also rewrites docs/img, docs/results.md and the README's results);
 # SPLITS = the split folders make publish takes (default: every finished grid); MIXED=1 allows records of
-# several Caffe builds or protocols side by side.
+# several Caffe builds or protocols side by side, and make plots of a work folder to pool runs of other settings.
 ORIGINAL ?=
 RESULTS_DIR ?=
 RESULTS  ?=
@@ -167,13 +167,13 @@ grid: setup  ## every treatment of a protocol, bases first: PROTOCOL=random DATA
 	$(KIT) grid $(GRID_ARGS) --jobs $(JOBS) --engine $(ENGINE) --$(MODE) $(if $(ITERS),--iters $(ITERS)) $(if $(SLURM_CONFIG),--slurm-config '$(SLURM_CONFIG)')
 
 status: setup  ## the state of every run of a grid (and its Slurm jobs): PROTOCOL=random DATASET=fa20 SEED=0 [PERCLASS=k] [REPEATS=R]
-	$(KIT) status $(GRID_ARGS)
+	$(KIT) status $(GRID_ARGS) $(if $(ITERS),--iters $(ITERS))
 
 verify: setup  ## check a prepared split's LMDBs, means and manifest: DATASET=fa20 PROTOCOL=random SEED=0 [PERCLASS=k] [FULL=1: every record]
 	$(KIT) verify --work $(WORK) --dataset $(DATASET) --protocol $(PROTOCOL) --seed $(SEED) $(if $(PERCLASS),--per-class '$(PERCLASS)') $(if $(filter 1,$(FULL)),--full)
 
 plots: $(if $(RECORDS),venv,setup)  ## results table, Figures 2 and 3, Table 1, curves from the runs' logs [ORIGINAL=authors.csv]; RECORDS=results/fa20: from the published records alone [OUT=dir] [DOCS=1: into docs/ and the README]
-	$(KIT) plots --work $(WORK) --dataset $(DATASET) --seed $(SEED) $(if $(ORIGINAL),--original '$(ORIGINAL)') $(if $(RECORDS),--records '$(RECORDS)' $(if $(OUT),--out '$(OUT)') $(if $(filter 1,$(DOCS)),--docs docs) $(if $(filter 1,$(MIXED)),--allow-mixed))
+	$(KIT) plots --work $(WORK) --dataset $(DATASET) --seed $(SEED) $(if $(ORIGINAL),--original '$(ORIGINAL)') $(if $(RECORDS),--records '$(RECORDS)' $(if $(OUT),--out '$(OUT)') $(if $(filter 1,$(DOCS)),--docs docs)) $(if $(filter 1,$(MIXED)),--allow-mixed)
 
 publish: venv  ## publish WORK's finished grids (each split's every run) as run records into RECORDS=results/DATASET [SPLITS=random0,natman] [MIXED=1] [REPEATS=1: the runs beyond the grids instead (replicates, baseB2x), into RECORDS/extra/]
 	$(KIT) publish --work $(WORK) --dataset $(DATASET) $(if $(RECORDS),--records '$(RECORDS)') $(if $(SPLITS),--splits '$(SPLITS)') $(if $(filter 1,$(MIXED)),--allow-mixed) $(if $(REPEATS),--repeats)

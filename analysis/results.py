@@ -35,6 +35,7 @@ import math
 import re
 from pathlib import Path
 
+from kitcore import layout
 from kitcore.caffe_log import SCORE_TOP, ParsedLog, best_indices, parse_log, score, write_csv_atomic, write_csvs
 from kitcore.errors import KitError
 from kitcore.layout import is_finished, run_name
@@ -162,7 +163,8 @@ def collect_runs(split_dir: Path) -> list[dict]:
         segments = log_segments(run_dir)
         parsed = parse_log(segments)
         _write_curves(run_dir, parsed, segments)
-        rows.append(run_row(meta, parsed, run_dir, is_finished(run_dir, check_model=False)))
+        row = run_row(meta, parsed, run_dir, is_finished(run_dir, check_model=False))
+        rows.append({**row, "protocol_key": (meta.get("protocol_files") or {}).get("key")})
     log.info("%d run(s) under %s, %d finished", len(rows), runs, sum(r["finished"] for r in rows))
     return rows
 
@@ -223,14 +225,40 @@ def split_classes(split_dir: Path) -> dict[str, list[str]]:
     return {half: [str(n) for n in v] for half, v in names.items()} if isinstance(names, dict) else {}
 
 
-def analyze_split(split_dir: Path, original: Path | None = None) -> dict:
+POOLED_PROTOCOLS = ("random", "natman", "whole")  # the protocols Figures 2, 3 and Table 1 draw side by side
+
+
+def check_one_setting(rows: list[dict], allow_mixed: bool = False) -> None:
+    """Raise KitError when runs that the figures pool (the random, natman and whole splits; each other split on
+    its own) ran with different protocol settings (run.json's protocol key: templates, iterations, batch, test
+    iterations), unless allow_mixed: the work folder's counterpart of analysis.records.check_pooled."""
+    groups: dict[str, dict] = {}
+    for row in rows:
+        split = str(row.get("split"))
+        try:
+            pooled = layout.split_protocol(split)[0] in POOLED_PROTOCOLS
+        except KitError:
+            pooled = False
+        by_key = groups.setdefault("the random, natman and whole splits" if pooled else split, {})
+        by_key.setdefault(row.get("protocol_key"), []).append(row)
+    for where, by_key in groups.items():
+        if len(by_key) > 1 and not allow_mixed:
+            seen = "; ".join(f"{len(rs)} like {rs[0]['split']}/{run_name(rs[0]['treatment'], rs[0]['repeat'])} "
+                             f"({rs[0].get('iterations')} iterations)" for rs in by_key.values())
+            raise KitError(f"the runs of {where} ran with {len(by_key)} different settings: {seen}",
+                           "retrain the odd ones with the same ITERS (FORCE=1), plot another WORK, or pool them "
+                           "anyway with MIXED=1 (--allow-mixed)")
+
+
+def analyze_split(split_dir: Path, original: Path | None = None, allow_mixed: bool = False) -> dict:
     """Collect the split's runs; write results/results.csv and every figure and table (analysis.figures).
 
     results.csv holds this split's rows and those of the dataset's other
     splits: other random seeds (the spread in Figure 2 and Table 1), `natman`
     and `all` (the controls of Figure 3); the figures are drawn from it alone,
     plus this split's curve CSVs. `original`: an
-    imported authors' table, drawn as a hollow overlay (and its own Table 1).
+    imported authors' table, drawn as a hollow overlay (and its own Table 1). Runs of other settings are
+    refused (check_one_setting) unless allow_mixed.
     """
     from analysis.figures import write_figures  # matplotlib is slow to import
     split_dir = Path(split_dir)
@@ -241,6 +269,7 @@ def analyze_split(split_dir: Path, original: Path | None = None) -> dict:
     siblings = sorted(p for p in split_dir.parent.iterdir()
                       if p != split_dir and (p / "runs").is_dir())
     others = [row for sib in siblings for row in collect_runs(sib)]
+    check_one_setting(rows + others, allow_mixed)
     out = split_dir / "results"
     out.mkdir(parents=True, exist_ok=True)
     results_csv = write_results_csv(rows + others, out / "results.csv")

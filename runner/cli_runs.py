@@ -89,6 +89,9 @@ def add_parsers(sub, fmt) -> None:
     p = subcommand(sub, "status", fmt, "state of every run of a grid (and its Slurm jobs)")
     add_common(p)
     _grid_options(p)
+    p.add_argument("--iters", type=positive_int, default=None,
+                   help="the grid's iteration budget per run: a finished run of another is 'other settings' "
+                        "(default: the solver's max_iter)")
     _run_options(p)
     p.set_defaults(handler=_status)
     p = subcommand(sub, "demo", fmt,
@@ -119,7 +122,7 @@ def add_parsers(sub, fmt) -> None:
                    help="with --records: also write the figures' PNG and CSV into DOCS/img, DOCS/results.md and the "
                         "README's results block (default: none)")
     p.add_argument("--allow-mixed", action="store_true",
-                   help="with --records: pool records of different Caffe builds or protocols")
+                   help="pool runs of different protocol settings (with --records: also of different Caffe builds)")
     p.set_defaults(handler=_plots)
     p = subcommand(sub, "publish", fmt,
                    "publish a work folder's finished grids (a split's every run) as run records under results/")
@@ -165,7 +168,8 @@ def _status(args: argparse.Namespace) -> int:
                        "pass the --work folder the grid ran in (make status WORK=DIR)")
     from runner import status
     print(status.format_status(status.status_rows(args.work, args.dataset, args.seed, args.protocol, _only(args),
-                                                  repeats=args.repeats, **_spec_options(args))))
+                                                  repeats=args.repeats, iters=args.iters,
+                                                  **_spec_options(args))))
     return 0
 
 
@@ -230,11 +234,11 @@ def _plots(args: argparse.Namespace) -> int:
         out = args.out if args.out is not None else args.work / args.dataset / "records"
         print_outputs(write_report(args.records, out, allow_mixed=args.allow_mixed, docs=args.docs))
         return 0
-    if args.out is not None or args.docs is not None or args.allow_mixed:
-        raise KitError("--out, --docs and --allow-mixed go with --records", "add --records results/fa20 (RECORDS=...)")
+    if args.out is not None or args.docs is not None:
+        raise KitError("--out and --docs go with --records", "add --records results/fa20 (RECORDS=...)")
     from analysis.results import analyze_split
     sdir = split_dir(args.work, args.dataset, split_name("random", args.seed))
-    print_outputs(analyze_split(sdir, original=args.original))
+    print_outputs(analyze_split(sdir, original=args.original, allow_mixed=args.allow_mixed))
     return 0
 
 

@@ -102,6 +102,9 @@ def base_model(spec) -> tuple[Path, str]:
     name = spec.treatment.base_name
     run = layout.run_dir(spec.split_dir, name)
     record = layout.read_result(run)
+    if record is None and (run / "result.json").exists():
+        raise KitError(f"the result.json of {spec.treatment.name}'s base run {name} cannot be read ({run})",
+                       f"rebuild it from the base's final model and log: {spec.make_cmd(name)}")
     if record is None:
         raise KitError(f"missing base model for {spec.treatment.name}: run {name} has not finished",
                        spec.make_cmd(name))

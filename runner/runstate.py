@@ -1,4 +1,5 @@
-"""The state of one run from its folder: finished, running, failed, resumable at iteration N, not started.
+"""The state of one run from its folder: finished, other settings (finished, but with settings other than
+asked), running, failed, resumable at iteration N, not started; what make train does with each agrees.
 
 Used by the grid's status table (runner.grid) and by the Slurm engine (runner.slurm)
 to skip finished runs.
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from kitcore.layout import is_finished, read_result
 from runner import snapshots, supervise
-from runner.train import RunSpec
+from runner.train import RunSpec, settings_differ
 
 
 def _last_iter(log_path: Path) -> int | None:
@@ -30,11 +31,16 @@ def run_state(spec: RunSpec) -> dict:
     `treatment` names the run by its folder (`A3B`, a replicate `A3B.r2`)."""
     run = spec.run_dir
     row = {"treatment": run.name, "state": "not started", "detail": "", "iter": None}
+    result = read_result(run)
     if is_finished(run):
-        result = read_result(run)
         score = result.get("score")
-        return {**row, "state": "finished", "iter": result.get("iterations"),
-                "detail": f"score {score:.4f}" if score is not None else "no test accuracy"}
+        row.update(iter=result.get("iterations"))
+        if (diff := settings_differ(spec)) is not None:  # make train refuses it (runner.train.check_settings)
+            return {**row, "state": "other settings", "detail": f"finished with {diff}"}
+        return {**row, "state": "finished", "detail": f"score {score:.4f}" if score is not None else "no test accuracy"}
+    if result is not None:  # make train refuses it: redo with FORCE=1
+        return {**row, "state": "failed", "detail": f"the final model {result.get('model')} is missing or differs "
+                                                    "from result.json's sha256; redo: FORCE=1"}
     pid = supervise.lock_holder(run) if run.is_dir() else None
     if pid is not None:
         it = _last_iter(run / "train.log")
@@ -44,6 +50,8 @@ def run_state(spec: RunSpec) -> dict:
         row.update(state=f"resumable at iter {found[0]}", iter=found[0])
     elif (run / "train.log").exists():
         row.update(state="resumable at iter 0", iter=0)
+    if (run / "result.json").exists():  # unreadable: make train rebuilds it (runner.train.rebuild_result)
+        row.update(detail="result.json unreadable: make train rebuilds it from the final model and log")
     if (run / "failed.json").exists():
         error = json.loads((run / "failed.json").read_text()).get("error", "")
         row.update(state="failed", detail=f"{error[:160]} ({row['state']})")

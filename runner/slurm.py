@@ -36,7 +36,7 @@ from kitcore.profiles import KIT
 from runner.runstate import run_state
 from runner.slurm_config import load_config as load_config  # re-exported: the grid's CLI and tests read it here
 from runner.slurm_config import prepare_config as prepare_config
-from runner.train import RunSpec
+from runner.train import RunSpec, check_settings
 
 log = logging.getLogger(__name__)
 ACTIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING"}
@@ -130,6 +130,8 @@ def submit(specs: list[RunSpec], config: dict, after: str | None = None, dry: li
             if state["state"] == "finished":
                 done.lines.append(f"{name:10s} finished           {state['detail']}")
                 done.counts["finished"] += 1
+            elif state["state"] == "other settings":
+                check_settings(spec)  # raises: what differs, and the two ways out
             elif job and job["state"] in ACTIVE:
                 job_of[name] = job["id"]
                 done.jobs.append(job["id"].split("_")[0])

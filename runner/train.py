@@ -17,6 +17,7 @@ failed.json, and only a whole final model gets a result.json.
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import logging
@@ -175,15 +176,78 @@ def preflight(spec: RunSpec) -> inputs.RunInputs:
     return found
 
 
+def settings_differ(spec: RunSpec, record: dict | None = None) -> str | None:
+    """How the settings a run folder ran with (its run.json, or `record`) differ from those `spec` asks for:
+    iterations, batch, test iterations, the net and solver templates ("iterations 300 (asked: 3000), ...");
+    None when they agree, or when the folder has no readable run.json."""
+    if record is None:
+        try:
+            record = json.loads((spec.run_dir / "run.json").read_text())
+        except (OSError, ValueError):
+            return None
+    t, prof = spec.treatment, spec.profile
+    asked = {"iterations": budget(spec), "batch": spec.batch, "test_iter": spec.test_iter}
+    ran_files = record.get("protocol_files") or {}
+    ran = {"iterations": record.get("max_iter"), "batch": record.get("batch"),
+           "test_iter": (ran_files.get("overrides") or {}).get("test_iter", spec.test_iter)}
+    diffs = [f"{name} {_setting(ran[name])} (asked: {_setting(asked[name])})" for name in asked
+             if ran[name] != asked[name]]
+    now = provenance.protocol_record(prof.net_template_path(), prof.solver_template(t.protocol), KIT)
+    for part in ("net", "solver"):
+        path, digest = ran_files.get(f"{part}_template"), ran_files.get(f"{part}_sha256")
+        if path is None:  # a run folder of a kit older than protocol_files
+            continue
+        if path != now[f"{part}_template"]:
+            diffs.append(f"{part} template {path} (asked: {now[f'{part}_template']})")
+        elif digest != now[f"{part}_sha256"]:
+            diffs.append(f"{path} changed since it ran")
+    return ", ".join(diffs) or None
+
+
+def _setting(value) -> str:
+    return "the template's" if value is None else str(value)
+
+
+def check_settings(spec: RunSpec, record: dict | None = None) -> None:
+    """Raise KitError when a finished run ran with other settings than `spec` asks for (settings_differ): what
+    differs, and the two ways out (keep it: ask with its settings; redo: FORCE=1)."""
+    diff = settings_differ(spec, record)
+    if diff is None:
+        return
+    ran_iters = (record or _run_json(spec.run_dir) or {}).get("protocol_files", {}).get("overrides", {}).get("iters")
+    keep = dataclasses.replace(spec, iters=ran_iters).make_cmd() if "iterations" in diff else None
+    raise KitError(f"{spec.run_dir} finished with other settings than asked: {diff}",
+                   (f"keep it: {keep}; " if keep else "keep it: ask with its settings; ")
+                   + f"redo it with these: {spec.make_cmd(force=True)}")
+
+
+def _run_json(run: Path) -> dict | None:
+    try:
+        return json.loads((Path(run) / "run.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def train(spec: RunSpec, force: bool = False, on_iter=None) -> dict:
-    """Run (or resume, or skip if finished) one treatment; return its result.json content."""
+    """Run (or resume, or skip if finished) one treatment; return its result.json content.
+
+    A finished run asked for with other settings is an error (check_settings); one whose result.json cannot
+    be read gets it rebuilt from its final model and log (rebuild_result), or resumes when that model is not
+    whole."""
     run = spec.run_dir
     if (run / "result.json").exists() and not force:
-        if not layout.is_finished(run):
-            raise KitError(f"{run}/result.json names a model that is missing or altered",
-                           f"redo the run: {spec.make_cmd(force=True)}")
-        log.debug("%s is finished; keeping it (use --force to redo)", run)
-        return {**json.loads((run / "result.json").read_text()), "status": "skipped"}
+        if layout.read_result(run) is None:
+            rebuilt = rebuild_result(spec)
+            if rebuilt is not None:
+                return rebuilt
+        else:
+            if not layout.is_finished(run):
+                model = run / str(layout.read_result(run).get("model"))
+                what = "is missing" if not model.is_file() else "differs from its sha256 in result.json"
+                raise KitError(f"the final model {model} {what}", f"redo the run: {spec.make_cmd(force=True)}")
+            check_settings(spec)
+            log.debug("%s is finished; keeping it (use --force to redo)", run)
+            return {**json.loads((run / "result.json").read_text()), "status": "skipped"}
     found = preflight(spec)
     if force and run.exists():
         if supervise.lock_holder(run) is not None:
@@ -207,6 +271,28 @@ def train(spec: RunSpec, force: bool = False, on_iter=None) -> dict:
         except KitError as exc:
             _mark_failed(run, exc)
             raise
+
+
+def rebuild_result(spec: RunSpec) -> dict | None:
+    """A run whose result.json cannot be read: set that file aside (result.json.unreadable) and rebuild it from
+    the final model and train.log, run.json kept as it is; None when the final model is not whole (or run.json
+    cannot be read either): the run then resumes from its newest whole snapshot, as an interrupted one."""
+    run = spec.run_dir
+    record = _run_json(run)
+    if record is not None:
+        check_settings(spec, record)
+    with supervise.run_lock(run):
+        (run / "result.json").replace(run / "result.json.unreadable")
+        log.warning("%s/result.json could not be read; set aside as result.json.unreadable", run)
+        if record is None:
+            return None
+        model = run / "snapshots" / f"snap_iter_{record['max_iter']}.caffemodel"
+        if not model.is_file() or snapshots.model_problem(model, snapshots.expected_blobs(run / "train_val.prototxt")):
+            log.warning("%s is not whole: resuming the run from its newest whole snapshot", model)
+            return None
+        result = _finish(spec, record, 0.0, "rebuilt")
+        log.warning("%s/result.json rebuilt from %s and train.log", run, model.name)
+        return result
 
 
 def _mark_failed(run: Path, exc: KitError) -> None:
@@ -268,6 +354,6 @@ def _finish(spec: RunSpec, record: dict, seconds: float, status: str) -> dict:
     result = {"treatment": spec.treatment.name, "model": str(model.relative_to(run)),
               "model_sha256": atomic.sha256(model), "score": score(accs) if accs else None,
               "final_accuracy": accs[-1] if accs else None, "iterations": record["max_iter"],
-              "wall_seconds": round(seconds, 1), "caffe_starts": starts}
+              "wall_seconds": round(parsed.active_seconds or seconds, 1), "caffe_starts": starts}
     atomic.write_json(run / "result.json", result)
     return {**result, "status": status}

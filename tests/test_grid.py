@@ -83,7 +83,7 @@ def test_grid_rerun_skips_finished_and_status_lists_all(grid):
     proc = kit("grid", "--work", str(work), "--treatments", GRID, "--iters", "2")
     assert proc.returncode == 0
     assert sum(" skipped " in ln for ln in proc.stderr.splitlines()) == 4
-    status = kit("status", "--work", str(work), "--treatments", GRID + ",A2B")
+    status = kit("status", "--work", str(work), "--treatments", GRID + ",A2B", "--iters", "2")
     rows = {ln.split()[0]: ln for ln in status.stdout.splitlines()[1:-1]}
     assert all("finished" in rows[n] and "score" in rows[n] for n in GRID.split(","))
     assert "not started" in rows["A2B"] and status.stdout.splitlines()[-1] == "4 finished, 1 not started"
@@ -192,3 +192,79 @@ def test_a_diverged_run_is_an_error_naming_the_solver_to_fix(tmp_path):
     assert "make train TREATMENT=A1B+ DATASET=fa20 PROTOCOL=random SEED=0 FORCE=1" in err
     (spec.run_dir / "train.log").write_text("".join(lines[:2]))
     assert diverged(spec) is None
+
+
+def _copy_all(work: Path, dest: Path) -> Path:
+    """A copy of the grid's split, every run of it finished."""
+    subprocess.run(["cp", "-a", str(work / "fa20"), str(dest / "fa20")], check=True)
+    return dest
+
+
+def _status_rows(work: Path, *args: str) -> dict[str, str]:
+    """Status lines by run, the grid's ITERS=2 unless args say otherwise."""
+    proc = kit("status", "--work", str(work), "--treatments", GRID, *(args or ("--iters", "2")))
+    assert proc.returncode == 0, proc.stderr
+    return {ln.split()[0]: ln for ln in proc.stdout.splitlines()[1:-1]}
+
+
+@pytest.mark.slow
+def test_truncated_result_json_is_rebuilt_and_status_train_and_transfers_agree(grid, tmp_path):
+    """A result.json cut in half beside an intact model and log: status says make train rebuilds it, a
+    transfer names the base's broken file, and make train rebuilds it (same model, score; run.json untouched)."""
+    work = _copy_all(grid[0], tmp_path)
+    run = runs(work) / "baseA"
+    intact = json.loads((run / "result.json").read_text())
+    run_json = (run / "run.json").read_bytes()
+    starts = (run / "train.log").read_text().count("#### transfer-kit")
+    text = (run / "result.json").read_text()
+    (run / "result.json").write_text(text[: len(text) // 2])
+    row = _status_rows(work)["baseA"]
+    assert "resumable at iter 2" in row and "result.json unreadable: make train rebuilds it" in row
+    one_line_error(train(work, "A2B"), "result.json of A2B's base run baseA cannot be read",
+                   "make train TREATMENT=baseA DATASET=fa20 PROTOCOL=random SEED=0")
+    assert not (runs(work) / "A2B").exists()
+    proc = train(work, "baseA")
+    assert proc.returncode == 0, proc.stderr
+    assert "result.json rebuilt from snap_iter_2.caffemodel and train.log" in proc.stderr
+    assert (run / "train.log").read_text().count("#### transfer-kit") == starts  # caffe did not run again
+    rebuilt = json.loads((run / "result.json").read_text())
+    for key in ("model", "model_sha256", "score", "final_accuracy", "iterations"):
+        assert rebuilt[key] == intact[key], key
+    assert (run / "run.json").read_bytes() == run_json
+    from kitcore.caffe_log import parse_log  # wall_seconds: caffe's time over all its starts, from the log
+    assert rebuilt["wall_seconds"] == round(parse_log([run / "train.log"]).active_seconds, 1) > 0
+    assert (run / "result.json.unreadable").read_text() == text[: len(text) // 2]
+    assert _status_rows(work)["baseA"].split()[1] == "finished"
+    # the final model cut short as well: the run resumes from its newest whole snapshot and finishes
+    run = runs(work) / "baseB"
+    (run / "result.json").write_text("{")
+    model = run / "snapshots" / "snap_iter_2.caffemodel"
+    model.write_bytes(model.read_bytes()[:1000])
+    proc = train(work, "baseB")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((run / "result.json").read_text())["iterations"] == 2
+    assert _status_rows(work)["baseB"].split()[1] == "finished"
+
+
+@pytest.mark.slow
+def test_finished_runs_asked_with_other_settings_are_refused_by_train_status_grid_and_plots(grid, tmp_path):
+    """A run finished at 2 iterations asked for at 3: train and grid refuse it naming what differs and the two ways
+    out, status says 'other settings'; plots refuses a work folder whose runs ran at 2 and 3 unless told."""
+    work = _copy_all(grid[0], tmp_path)
+    before = (runs(work) / "baseA" / "result.json").read_bytes()
+    line = one_line_error(kit("train", "--work", str(work), "--treatment", "baseA", "--iters", "3"),
+                          "finished with other settings than asked: iterations 2 (asked: 3)",
+                          "keep it: make train TREATMENT=baseA", "ITERS=2", "FORCE=1")
+    assert "ITERS=3" in line.split("redo it with these:")[1]
+    one_line_error(kit("grid", "--work", str(work), "--treatments", GRID, "--iters", "3"),
+                   "finished with other settings than asked: iterations 2 (asked: 3)")
+    assert (runs(work) / "baseA" / "result.json").read_bytes() == before
+    rows = _status_rows(work, "--iters", "3")
+    assert all(rows[n].split()[1:3] == ["other", "settings"] and "iterations 2 (asked: 3)" in rows[n]
+               for n in GRID.split(","))
+    assert all(row.split()[1] == "finished" for row in _status_rows(work).values())
+    assert kit("train", "--work", str(work), "--treatment", "A2B", "--iters", "3", "--threads", "1").returncode == 0
+    one_line_error(kit("plots", "--work", str(work)), "ran with 2 different settings", "(3 iterations)",
+                   "(2 iterations)", "MIXED=1")
+    proc = kit("plots", "--work", str(work), "--allow-mixed")
+    assert proc.returncode == 0, proc.stderr[-2000:]

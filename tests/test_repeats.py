@@ -121,7 +121,7 @@ def test_a_replicate_trains_with_its_seed_from_the_r0_base(work):
 def test_grid_rerun_and_status_name_replicates_by_folder(work):
     proc = kit("grid", "--work", str(work), "--treatments", GRID, "--repeats", "2", "--iters", "2")
     assert proc.returncode == 0 and sum(" skipped " in ln for ln in proc.stderr.splitlines()) == 4
-    status = kit("status", "--work", str(work), "--treatments", GRID, "--repeats", "3")
+    status = kit("status", "--work", str(work), "--treatments", GRID, "--repeats", "3", "--iters", "2")
     rows = {ln.split()[0]: ln for ln in status.stdout.splitlines()[1:-1]}
     assert sorted(rows) == sorted(["baseB", "baseB.r1", "baseB.r2", "B1B+", "B1B+.r1", "B1B+.r2"])
     assert "not started" in rows["baseB.r2"] and status.stdout.splitlines()[-1] == "5 finished, 1 not started"

@@ -78,7 +78,7 @@ def work(slurm, tmp_path_factory) -> tuple[Path, Path]:
 
 
 def states(env: dict, work: Path, grid: str) -> dict[str, str]:
-    out = kit(env, "status", "--work", str(work), "--treatments", grid).stdout.splitlines()[1:-1]
+    out = kit(env, "status", "--work", str(work), "--treatments", grid, "--iters", "2").stdout.splitlines()[1:-1]
     return {ln.split()[0]: ln for ln in out}
 
 
