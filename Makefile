@@ -59,13 +59,16 @@ RECORDS  ?=
 DOCS     ?=
 SPLITS   ?=
 MIXED    ?=
-GRID_ARGS = --work $(WORK) --dataset $(DATASET) --seed $(SEED) --protocol $(PROTOCOL) $(if $(TREATMENTS),--treatments '$(TREATMENTS)') $(if $(PERCLASS),--per-class '$(PERCLASS)') $(if $(REPEATS),--repeats '$(REPEATS)')
+GRID_ARGS = --work $(WORK) --dataset $(DATASET) --seed $(SEED) --protocol $(PROTOCOL) $(if $(TREATMENTS),--treatments '$(TREATMENTS)') $(if $(PERCLASS),--per-class '$(PERCLASS)') $(if $(MIX),--mix '$(MIX)') $(if $(REPEATS),--repeats '$(REPEATS)')
 # Your own images (make dataset DATASET=NAME IMAGES=DIR): NET = small (the CPU-scale net at the
 # images' size; the default for 64 px or less) or caffenet (the paper's); VAL_FRACTION = share of
 # each class held out as val when DIR has no train/ and val/; GROUPS = class,group CSV of split-groups.
 NET      ?=
 VAL_FRACTION ?=
 GROUPS   ?=
+# Task distance (make split-mix, PROTOCOL=mix): MIX = m, the classes swapped between natman's halves (FA-20: 0..5),
+# or P% of half A's classes (0%..50%; ImageNet, your GROUPS); split mix<SEED>m<m>
+MIX      ?=
 # make demo: GRIDS = random (the default: each seed's random split), or all (adds natman and the
 # whole dataset: Figure 3), or a comma-separated list of random, natman, whole
 GRIDS    ?=
@@ -103,7 +106,7 @@ KIT      := $(VENV)/bin/transfer-kit$(if $(filter 1,$(VERBOSE)), --verbose)
 STAMP    := $(VENV)/.kit-venv-complete
 export GLOG_logtostderr := 1
 
-.PHONY: help setup system venv caffe caffe-opencv caffe-cuda caffe-reference caffe-nodnnl dataset split-random split-natural split-whole split-reduced split-small split-groups train grid status verify plots publish publish-evidence import-original table1 filters bench bench-import demo experiment experiment-status lint test test-cuda test-fast gpu-pack gpu-check compare-original
+.PHONY: help setup system venv caffe caffe-opencv caffe-cuda caffe-reference caffe-nodnnl dataset split-random split-natural split-whole split-reduced split-small split-mix split-groups train grid status verify plots publish publish-evidence import-original table1 filters bench bench-import demo experiment experiment-status lint test test-cuda test-fast gpu-pack gpu-check compare-original
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -160,8 +163,11 @@ split-reduced: setup  ## ImageNet, first PERCLASS train images of every class: P
 split-small: setup  ## a small target: SEED's random halves, B's train set cut to its first PERCLASS images per class: DATASET=fa20 SEED=0 PERCLASS=k
 	$(KIT) split-small --work $(WORK) --dataset $(DATASET) --seed $(SEED) $(if $(PERCLASS),--per-class '$(PERCLASS)') $(if $(FORCE),--force) $(LIST_ARGS)
 
-train: setup  ## train one treatment: TREATMENT=A3B+ DATASET=fa20 SEED=0 [PROTOCOL=random] [MODE=gpu] [PERCLASS=k] [REPEAT=r: replicate r]
-	$(KIT) train --work $(WORK) --dataset $(DATASET) --seed $(SEED) --protocol $(PROTOCOL) --treatment '$(TREATMENT)' --$(MODE) $(if $(ITERS),--iters $(ITERS)) $(if $(PERCLASS),--per-class '$(PERCLASS)') $(if $(REPEAT),--repeat '$(REPEAT)') $(if $(FORCE),--force)
+split-mix: setup  ## task distance: natman's halves with MIX classes swapped, drawn with SEED: SEED=0 MIX=m [DATASET=fa20] [GROUPS=file.csv: your dataset's] (imagenet: LISTS=dir [IMAGES=dir])
+	$(KIT) split-mix --work $(WORK) --dataset $(DATASET) --seed $(SEED) $(if $(MIX),--mix '$(MIX)') $(if $(GROUPS),--groups '$(GROUPS)') $(if $(FORCE),--force) $(LIST_ARGS)
+
+train: setup  ## train one treatment: TREATMENT=A3B+ DATASET=fa20 SEED=0 [PROTOCOL=random] [MODE=gpu] [PERCLASS=k] [MIX=m] [REPEAT=r: replicate r]
+	$(KIT) train --work $(WORK) --dataset $(DATASET) --seed $(SEED) --protocol $(PROTOCOL) --treatment '$(TREATMENT)' --$(MODE) $(if $(ITERS),--iters $(ITERS)) $(if $(PERCLASS),--per-class '$(PERCLASS)') $(if $(MIX),--mix '$(MIX)') $(if $(REPEAT),--repeat '$(REPEAT)') $(if $(FORCE),--force)
 
 grid: setup  ## every treatment of a protocol, bases first: PROTOCOL=random DATASET=fa20 SEED=0 [JOBS=2] [ENGINE=slurm] [REPEATS=R: r = 0..R-1 of each]
 	$(KIT) grid $(GRID_ARGS) --jobs $(JOBS) --engine $(ENGINE) --$(MODE) $(if $(ITERS),--iters $(ITERS)) $(if $(SLURM_CONFIG),--slurm-config '$(SLURM_CONFIG)')
@@ -170,7 +176,7 @@ status: setup  ## the state of every run of a grid (and its Slurm jobs): PROTOCO
 	$(KIT) status $(GRID_ARGS) $(if $(ITERS),--iters $(ITERS))
 
 verify: setup  ## check a prepared split's LMDBs, means and manifest: DATASET=fa20 PROTOCOL=random SEED=0 [PERCLASS=k] [FULL=1: every record]
-	$(KIT) verify --work $(WORK) --dataset $(DATASET) --protocol $(PROTOCOL) --seed $(SEED) $(if $(PERCLASS),--per-class '$(PERCLASS)') $(if $(filter 1,$(FULL)),--full)
+	$(KIT) verify --work $(WORK) --dataset $(DATASET) --protocol $(PROTOCOL) --seed $(SEED) $(if $(PERCLASS),--per-class '$(PERCLASS)') $(if $(MIX),--mix '$(MIX)') $(if $(filter 1,$(FULL)),--full)
 
 plots: $(if $(RECORDS),venv,setup)  ## results table, Figures 2 and 3, Table 1, curves from the runs' logs [ORIGINAL=authors.csv]; RECORDS=results/fa20: from the published records alone [OUT=dir] [DOCS=1: into docs/ and the README]
 	$(KIT) plots --work $(WORK) --dataset $(DATASET) --seed $(SEED) $(if $(ORIGINAL),--original '$(ORIGINAL)') $(if $(RECORDS),--records '$(RECORDS)' $(if $(OUT),--out '$(OUT)') $(if $(filter 1,$(DOCS)),--docs docs)) $(if $(filter 1,$(MIXED)),--allow-mixed)

@@ -26,7 +26,7 @@ ImageNet's splits (`image_lists.write_split_lists`,
 relabelled 0..K-1 per half, data/{half}_mean.binaryproto, manifest.json last.
 Protocols: random (the authors' K//2 classes to A), whole (`all`), reduced
 (the first k train images of each class), natman from a groups CSV
-(`read_groups`).
+(`read_groups`), mix (natman's halves with m classes swapped, from the same CSV).
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ from pathlib import Path
 
 from data_prep import folder_tree, image_store
 from data_prep.image_lists import ImageLists, make_split, read_image_list, write_split_lists
-from data_prep.splits import Split
+from data_prep.splits import Split, mix_record, mixed_split
 from data_prep.store_splits import prepare_split_db
 from kitcore import layout
 from kitcore.atomic import remove_path, sha256, write_json, write_text
@@ -194,25 +194,28 @@ def _store(work: Path, name: str) -> tuple[Path, dict]:
 
 
 def prepare_user_split(work: Path, name: str, protocol: str, seed: int = 0, per_class: int | None = None,
-                       groups: Path | None = None, force: bool = False) -> Path:
+                       groups: Path | None = None, force: bool = False, mix=None) -> Path:
     """Write the split folder of `protocol` of a user dataset (see the module docstring); return it."""
     wdir, meta = _store(work, name)
     load_user_profiles(work)
     profile(name).check_protocol(protocol)
-    if (protocol == "natman") != (groups is not None):
+    if (protocol in ("natman", "mix")) != (groups is not None):
         raise KitError(f"the {protocol} split of {name} {'needs' if groups is None else 'takes no'} groups file",
-                       "pass GROUPS=file.csv (--groups) of class,group lines for the natman split only")
+                       "pass GROUPS=file.csv (--groups) of class,group lines for the natman and mix splits only")
     classes = tuple(meta["class_names"])
     entries = {p: read_image_list(wdir / f"{p}.txt", len(classes)) for p in folder_tree.PHASES}
     lists = ImageLists(folder=Path(meta["images"]), synsets=classes, entries=entries,
                         sha256={f"{p}.txt": meta["lmdbs"][p]["list_sha256"] for p in folder_tree.PHASES})
-    kinds = None
-    if protocol == "natman":
+    kinds, facts = None, None
+    if groups is not None:
         of = read_groups(groups, classes, name)
-        first = sorted(set(of.values()))[0]
+        pair = tuple(sorted(set(of.values())))  # group 1 (natman's A) first
         split = Split(name=layout.split_name("natman"), num_classes=len(classes),
-                      halves={"A": [i for i, c in enumerate(classes) if of[c] == first],
-                              "B": [i for i, c in enumerate(classes) if of[c] != first]})
+                      halves={"A": [i for i, c in enumerate(classes) if of[c] == pair[0]],
+                              "B": [i for i, c in enumerate(classes) if of[c] != pair[0]]})
+        if protocol == "mix":
+            split = mixed_split([of[c] for c in classes], pair, check_seed(seed), mix)
+            facts = {"mix": mix_record(split, [of[c] for c in classes], pair)}
         kinds = {h: [of[classes[i]] for i in cs] for h, cs in split.halves.items()}
     else:
         variables = layout.protocol_spec(protocol).variables
@@ -226,7 +229,7 @@ def prepare_user_split(work: Path, name: str, protocol: str, seed: int = 0, per_
                            f"(DIR/val/<class>/) and rerun make dataset DATASET={name} FORCE=1, or choose other groups")
     sdir = layout.split_dir(work, name, split.name)
     write_split_lists(sdir, lists, split, per_class=per_class, kinds=kinds,
-                      force=force, dataset=name)
+                      force=force, dataset=name, facts=facts)
     prepare_split_db(sdir, wdir, force=force)
     log.info("split %s of %s ready in %s", split.name, name, sdir)
     return sdir

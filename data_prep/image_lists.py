@@ -17,6 +17,8 @@ classes in input order, relabelled 0..K-1 in ascending original label
 - `reduced<k>`: one half `all` (every class, labels unchanged) whose train
   list keeps the first k lines of each class in list order (the authors used
   k = 1, 2, 5, ..., 1300); val unchanged;
+- `mix<s>m<m>`: natman's halves with m classes swapped between them, drawn
+  with seed s (`splits.mixed_split`); m = 0: natman's lists;
 - `small<s>k<k>`: random<s>'s halves, B's train list cut to the first k lines
   of each class in list order (A and the val lists as random<s>'s);
 - `all`: every class, every image (the 1000-class base net).
@@ -29,7 +31,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_prep.splits import Split, apply_split_to_list, make_random_split, whole_split
+from data_prep.splits import Split, apply_split_to_list, make_random_split, mixed_split, whole_split
 from kitcore.atomic import sha256, write_json, write_text
 from kitcore.errors import KitError
 from kitcore.layout import cut_halves, protocol_spec, split_name, split_protocol
@@ -140,9 +142,13 @@ def uncut_per_class(lists: ImageLists, split: Split, half: str) -> list[int]:
     return [min(counts.values(), default=0), max(counts.values(), default=0)]
 
 
-def make_split(protocol: str, lists: ImageLists, seed: int | None = None, per_class: int | None = None) -> Split:
-    """Return the Split of a protocol (random, natman, whole, reduced, small) for these lists (see the module
-    docstring)."""
+def make_split(protocol: str, lists: ImageLists, seed: int | None = None, per_class: int | None = None,
+               mix=None) -> Split:
+    """Return the Split of a protocol (random, natman, whole, reduced, small, mix) for these lists (see the module
+    docstring; mix: MIX=m or a share P%, resolved against the natural half)."""
+    if protocol == "mix":
+        from data_prep.natman import GROUPS, kinds_of
+        return mixed_split(kinds_of(lists.synsets), GROUPS, seed, mix)
     name = split_name(protocol, seed, per_class)
     if protocol == "random":
         return make_random_split(lists.num_classes, seed)
@@ -173,9 +179,10 @@ def half_lists(lists: ImageLists, split: Split, per_class: int | None = None) ->
 
 def write_split_lists(sdir: Path, lists: ImageLists, split: Split, per_class: int | None = None,
                       kinds: dict[str, list[str]] | None = None, force: bool = False,
-                      dataset: str = DATASET) -> dict:
+                      dataset: str = DATASET, facts: dict | None = None) -> dict:
     """Write `sdir`/split.json and `sdir`/lists/*.txt atomically; return split.json's content (`dataset`:
-    ImageNet, or a user's folder dataset whose lists name its class folders as `synsets`)."""
+    ImageNet, or a user's folder dataset whose lists name its class folders as `synsets`; `facts`: more keys,
+    a mixed split's `mix`)."""
     sdir = Path(sdir)
     protocol = split_protocol(split.name)[0]
     per_class = per_class if "per_class" in protocol_spec(protocol).variables else None  # k of reduced, small
@@ -198,6 +205,7 @@ def write_split_lists(sdir: Path, lists: ImageLists, split: Split, per_class: in
                       for n, t in texts.items()}}
     if kinds is not None:
         meta["kinds"] = kinds
+    meta.update(facts or {})
     write_json(sdir / "split.json", meta, sort_keys=False)
     log.info("wrote split %s: %s", split.name, ", ".join(f"{n} ({t.count(chr(10))} lines)" for n, t in texts.items()))
     return meta

@@ -21,13 +21,14 @@ import logging
 from collections.abc import Sequence
 
 from data_prep.splits import Split
-from data_prep.wordnet import WordNet
+from data_prep.wordnet import WordNet, load_wordnet
 from kitcore.layout import split_name
 
 log = logging.getLogger(__name__)
 
 NATURAL, MANMADE = "natural", "man-made"
 HALF_OF_KIND = {NATURAL: "A", MANMADE: "B"}  # the authors' letters (the paper's text swapped them)
+GROUPS = (NATURAL, MANMADE)  # a mixed split's groups 1 and 2 (data_prep.splits.mixed_split): natman's A and B
 
 MANMADE_ROOTS: dict[str, str] = {
     "n00021939": "artifact: every man-made object WordNet knows as such (522 classes)",
@@ -58,6 +59,12 @@ def reason_of(wn: WordNet, wnid: str) -> str:
     above = wn.ancestors(wnid)
     hits = [f"{wn.name(r)} ({r})" for r in (*MANMADE_ROOTS, *NATURAL_EXCEPTIONS) if r in above]
     return ", ".join(hits) or "no man-made root above it"
+
+
+def kinds_of(synsets: Sequence[str]) -> list[str]:
+    """The kind of each synset (label = position) by the rule, from the kit's WordNet 3.0."""
+    wn = load_wordnet()
+    return [kind_of(wn, s) for s in synsets]
 
 
 def natural_manmade_split(wn: WordNet, synsets: Sequence[str]) -> Split:

@@ -11,6 +11,8 @@ work/fa20/natman/             the same with halves A (natural: the 10 animals) a
 work/fa20/all/                the same with one half 'all' (all 20 classes)
 work/fa20/small<seed>k<k>/    random<seed>'s halves; B's train LMDB holds the first k
                               images of each class (in FA-20's order), the rest as random<seed>
+work/fa20/mix<seed>m<m>/      natman's halves with m classes swapped between them (data_prep.splits);
+                              split.json's `mix` says which; m = 0: natman's LMDBs and means, byte for byte
 ```
 Labels are re-indexed 0..K-1 within each half, in ascending original-label
 order (`splits.idxmap`). Images are stored as (N, 1, 28, 28). Means come from
@@ -24,7 +26,8 @@ Shuffle seeds: the LMDB of half number h (0 = first, in split.json order) and
 phase p (0 = train, 1 = val) of a random split with seed s is shuffled with
 `default_rng(1_000_003 * (s + 1) + 10 * h + p)`; the whole-dataset split uses
 s = -1 and the natural/man-made split s = 2**32, one past the largest split
-seed (so their seeds never collide with a random split's).
+seed (so their seeds never collide with a random split's); a mixed split is
+shuffled as natman (SHUFFLE_AS), whose halves it mixes.
 """
 from __future__ import annotations
 
@@ -39,7 +42,15 @@ import numpy as np
 
 from data_prep import fa20
 from data_prep.lmdb_io import compute_mean, is_complete_lmdb, write_datum_lmdb
-from data_prep.splits import Split, make_random_split, natman_split, whole_split, write_split_json
+from data_prep.splits import (
+    Split,
+    make_random_split,
+    mix_record,
+    mixed_split,
+    natman_split,
+    whole_split,
+    write_split_json,
+)
 from kitcore import layout
 from kitcore.atomic import remove_path, sha256, write_json
 from kitcore.errors import KitError
@@ -90,6 +101,7 @@ def split_dir(work: Path, dataset: str, split_name: str) -> Path:
 
 
 NON_RANDOM_SEEDS = {"all": -1, "natman": 2**32}  # stand-in split seeds of the LMDB shuffle
+SHUFFLE_AS = {"mix": "natman"}  # protocol -> the split whose shuffle seeds its LMDBs take (m = 0: natman's LMDBs)
 
 
 def shuffle_seed(split_seed: int | str | None, half_index: int, phase: str) -> int:
@@ -169,8 +181,15 @@ def _half_arrays(x: np.ndarray, y: np.ndarray, split: Split, half: str,
     return np.ascontiguousarray(x[keep][:, None]), lookup[y[keep]]
 
 
-def _prepare(work: Path, dataset: str, split: Split, force: bool, per_class: int | None = None) -> Path:
-    """Build (or reuse) the LMDBs, means and manifest of `split`; return its folder."""
+def _shuffle_key(split: Split) -> int | str | None:
+    """What shuffle_seed reads for a split: its seed, its name (non-random splits) or SHUFFLE_AS's split."""
+    protocol = layout.split_protocol(split.name)[0]
+    return SHUFFLE_AS.get(protocol) or (split.name if split.seed is None else split.seed)
+
+
+def _prepare(work: Path, dataset: str, split: Split, force: bool, per_class: int | None = None,
+             facts: dict | None = None) -> Path:
+    """Build (or reuse) the LMDBs, means and manifest of `split` (`facts`: more keys of split.json); return it."""
     spec = dataset_spec(dataset)
     ddir, sdir = dataset_dir(work, dataset), split_dir(work, dataset, split.name)
     spec.build(ddir)
@@ -194,7 +213,7 @@ def _prepare(work: Path, dataset: str, split: Split, force: bool, per_class: int
         uncut[half] = [int(counts.min()), int(counts.max())]
     remove_path(sdir / "manifest.json")  # from here on the folder is unfinished
     cut_facts = {"per_class": per_class, "cut_halves": cut, "uncut_per_class": uncut} if cut else {}
-    extra = {"dataset": dataset, **cut_facts,
+    extra = {"dataset": dataset, **cut_facts, **(facts or {}),
              "class_names": {h: [names[c] for c in cs] for h, cs in split.halves.items()},
              "idxmap": {h: {str(o): n for o, n in split.idxmap(h).items()} for h in split.halves}}
     if hasattr(data, "kinds"):
@@ -206,7 +225,7 @@ def _prepare(work: Path, dataset: str, split: Split, force: bool, per_class: int
         for phase, (x, y) in phases.items():
             rel = f"data/{half}_{phase}_lmdb"
             images, labels = _half_arrays(x, y, split, half, per_class if phase == "train" and half in cut else None)
-            seed = shuffle_seed(split.name if split.seed is None else split.seed, h_index, phase)
+            seed = shuffle_seed(_shuffle_key(split), h_index, phase)
             entry = write_datum_lmdb(sdir / rel, images, labels, seed, force=True)
             files[rel] = {"half": half, "phase": phase, **entry}
         rel = f"data/{half}_mean.binaryproto"
@@ -254,11 +273,21 @@ def prepare_small(work: Path, dataset: str, seed: int, per_class: int, force: bo
     return _prepare(Path(work), dataset, split, force, per_class=k)
 
 
+def prepare_mix(work: Path, dataset: str, seed: int, mix, force: bool = False) -> Path:
+    """Prepare split mix<seed>m<m> of `dataset`: natman's halves with m classes swapped (MIX=m, or a share P% of
+    A's classes; data_prep.splits.mixed_split); return it."""
+    spec, groups = dataset_spec(dataset), ("natural", "man-made")  # natman's A and B
+    split = mixed_split(spec.kinds, groups, seed, mix)
+    return _prepare(Path(work), dataset, split, force, facts={"mix": mix_record(split, spec.kinds, groups)})
+
+
 def prepare_for(work: Path, dataset: str, protocol: str, seed: int = 0, force: bool = False,
-                per_class: int | None = None) -> Path:
-    """Prepare the split a protocol trains on (random: random<seed>, natman, whole: all, small: small<seed>k<k>);
-    return it."""
+                per_class: int | None = None, mix=None) -> Path:
+    """Prepare the split a protocol trains on (random: random<seed>, natman, whole: all, small: small<seed>k<k>,
+    mix: mix<seed>m<m>); return it."""
     profile(dataset).check_protocol(protocol)
+    if protocol == "mix":
+        return prepare_mix(work, dataset, seed, mix, force=force)
     if protocol == "random":
         return prepare_split(work, dataset, seed, force=force)
     if protocol == "small":
@@ -268,4 +297,4 @@ def prepare_for(work: Path, dataset: str, protocol: str, seed: int = 0, force: b
     if protocol == "whole":
         return prepare_whole(work, dataset, force=force)
     raise KitError(f"protocol {protocol!r} has no split of {dataset}",
-                   "use --protocol random, natman, whole or small (reduced is for ImageNet: make split-reduced)")
+                   "use --protocol random, natman, whole, small or mix (reduced is for ImageNet: make split-reduced)")

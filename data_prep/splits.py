@@ -1,4 +1,4 @@
-"""Class splits: the authors' random A/B halves, natural/man-made, and the whole-dataset "split".
+"""Class splits: the authors' random A/B halves, natural/man-made, mixed halves, and the whole-dataset "split".
 
 The authors' procedure (yosinski/convnet_transfer, seeds 0..3):
 `np.random.seed([seed])`, then `np.random.choice(arange(K), K//2,
@@ -7,12 +7,22 @@ replace=False)`, sorted, is half A; half B is the rest, sorted. Here a private
 numpy's global generator. Within a half, a class's new label is its position
 in the sorted half (ascending original label), as in the authors' relabelled
 `files.txt` lists.
+
+A mixed split `mix<s>m<m>` (task distance as a curve) starts from two groups
+of classes (natural / man-made: A and B of `natman`): half A takes group 1's
+classes but m of them, which it gives to B for m of group 2's, so both halves
+keep their size. Which classes move is drawn as the authors draw a random
+split: `RandomState([s])`, then `choice(group 1, m, replace=False)` (to B) and
+`choice(group 2, m, replace=False)` (to A). A draw without replacement is a
+prefix of one permutation, so a seed's m + 1 moves those of m and one more.
+m = 0 is natman's halves; m = |A| // 2 makes A half and half. MIX=P% asks
+for the share P of A's classes instead (m = round(P |A| / 100)).
 """
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from kitcore.atomic import write_json
-from kitcore.layout import split_name
+from kitcore.errors import KitError
+from kitcore.layout import parse_mix, split_name
 from kitcore.profiles import check_seed  # noqa: F401  (the seeds rule lives with the profiles; re-exported)
 
 
@@ -111,6 +122,55 @@ def natman_split(kinds: Iterable[str]) -> Split:
     if not halves["A"] or not halves["B"]:
         raise ValueError("a natural/man-made split needs classes of both kinds")
     return Split(name=split_name("natman"), halves=halves, num_classes=len(kinds))
+
+
+def mix_classes(group_1: int, group_2: int, mix) -> int:
+    """m of MIX (a count, or a share P% of A's `group_1` classes) for groups of these sizes; KitError when the
+    groups are not two, m is out of range or group 2 is too small for it."""
+    m = parse_mix(mix)
+    if not group_1 or not group_2:
+        raise KitError(f"the classes fall in one group only ({group_1} and {group_2} classes): a mixed split "
+                       "needs two", "use a dataset whose classes are of two groups (GROUPS=file.csv of class,group "
+                       "lines for your own; ImageNet: natural and man-made synsets)")
+    top = group_1 // 2
+    if isinstance(m, float):  # a share: the nearest count, 50% the largest m
+        m = min(int(m * group_1 / 100 + 0.5), top)
+    if m > top:
+        raise KitError(f"mix m = {m} is out of range for a half A of {group_1} classes",
+                       f"pass MIX=0..{top} (MIX={top}: A half and half), or a share MIX=P% with P from 0 to 50")
+    if m > group_2:
+        raise KitError(f"group 2 has {group_2} classes, too few to give A m = {m}",
+                       f"pass MIX={group_2} or less, or put more classes in group 2")
+    return m
+
+
+def mixed_split(kinds: Sequence[str], groups: tuple[str, str], seed: int, mix) -> Split:
+    """The mixed split mix<seed>m<m> of classes whose group is `kinds[label]`: A = group groups[0] with m of
+    its classes swapped for m of group groups[1] (drawn with the seed, see the module docstring), B the rest."""
+    seed = check_seed(seed)
+    one = [c for c, k in enumerate(kinds) if k == groups[0]]
+    two = [c for c, k in enumerate(kinds) if k == groups[1]]
+    if len(one) + len(two) != len(kinds):
+        others = sorted(set(kinds) - set(groups))
+        raise KitError(f"classes of a third group {others[0]!r} beside {groups[0]!r} and {groups[1]!r}",
+                       "give every class one of two groups")
+    m = mix_classes(len(one), len(two), mix)
+    rs = np.random.RandomState([seed])
+    to_b = {int(c) for c in rs.choice(np.array(one), m, replace=False)} if m else set()
+    to_a = {int(c) for c in rs.choice(np.array(two), m, replace=False)} if m else set()
+    halves = {"A": [c for c in one if c not in to_b] + sorted(to_a),
+              "B": [c for c in two if c not in to_a] + sorted(to_b)}
+    return Split(name=split_name("mix", seed, mix=m), halves=halves, num_classes=len(kinds), seed=seed)
+
+
+def mix_record(split: Split, kinds: Sequence[str], groups: tuple[str, str]) -> dict[str, Any]:
+    """split.json's `mix` of a mixed split: m, A's share from group 2, the groups and their sizes, and the
+    classes each half holds of the other half's group."""
+    a_from_2 = [c for c in split.halves["A"] if kinds[c] == groups[1]]
+    b_from_1 = [c for c in split.halves["B"] if kinds[c] == groups[0]]
+    return {"m": len(a_from_2), "share": len(a_from_2) / len(split.halves["A"]), "seed": split.seed,
+            "groups": list(groups), "group_sizes": [sum(k == g for k in kinds) for g in groups],
+            "A_from_group_2": a_from_2, "B_from_group_1": b_from_1}
 
 
 def write_split_json(path: Path, split: Split, extra: Mapping[str, Any] | None = None) -> Path:

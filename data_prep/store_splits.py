@@ -19,10 +19,11 @@ from pathlib import Path
 from data_prep import image_store
 from data_prep.image_lists import DATASET, PHASES, read_image_list
 from data_prep.lmdb_io import compute_mean, is_complete_lmdb
-from data_prep.prepare import MANIFEST_FORMAT, read_manifest, shuffle_seed
+from data_prep.prepare import MANIFEST_FORMAT, SHUFFLE_AS, read_manifest, shuffle_seed
 from data_prep.splits import Split
 from kitcore.atomic import remove_path, sha256, write_json
 from kitcore.errors import KitError
+from kitcore.layout import split_protocol
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +57,15 @@ def prepare_split_db(sdir: Path, wdir: Path, force: bool = False) -> dict:
     bad = image_store.bad_paths(wdir)
     files: dict[str, dict] = {"split.json": {"sha256": split_sha}}
     skipped_total = 0
+    # a mixed split is shuffled as natman, whose seed is None here (m = 0: natman's LMDBs, byte for byte)
+    key = None if split_protocol(split.name)[0] in SHUFFLE_AS else split.seed
     for h_index, half in enumerate(split.halves):
         for phase in PHASES:
             rel = f"data/{half}_{phase}_lmdb"
             entries = read_image_list(sdir / "lists" / f"{half}_{phase}.txt", len(split.halves[half]))
             remove_path(sdir / rel)
             entry = image_store.derive_lmdb(wdir / f"{phase}_lmdb", entries, sdir / rel,
-                                            shuffle_seed(split.seed, h_index, phase), bad[phase], encoded, chw)
+                                            shuffle_seed(key, h_index, phase), bad[phase], encoded, chw)
             names = meta["class_names"][half]
             entry["class_counts"] = {names[int(k)]: n for k, n in entry["label_counts"].items()}
             files[rel] = {"half": half, "phase": phase, "list": f"lists/{half}_{phase}.txt", **entry}

@@ -8,7 +8,7 @@
 ```
 The protocol table, PROTOCOLS, says how a protocol's split folder is
 named (random -> `random<seed>`, natman -> `natman`, whole -> `all`, reduced ->
-`reduced<k>`, small -> `small<seed>k<k>`), which halves keep only their first
+`reduced<k>`, small -> `small<seed>k<k>`, mix -> `mix<seed>m<m>`), which halves keep only their first
 k train images per class (`cut`), read back (split_protocol) and made (its make target); the
 dataset's store is `<work>/<dataset>/dataset` (dataset_dir). A run is finished when its
 result.json names a model that is there (and, checked, has the recorded
@@ -38,9 +38,9 @@ from kitcore.profiles import KIT, check_seed, profile
 class Protocol:
     """One row of the protocol table: how its split folder is named, what picks one, the target making it."""
 
-    name: str            # random, natman, whole, reduced, small
-    folder: str          # the split folder's name; `{seed}`, `{per_class}` stand for its variables
-    variables: tuple[str, ...]  # of "seed", "per_class", in folder order (none: the protocol has one split)
+    name: str            # random, natman, whole, reduced, small, mix
+    folder: str          # the split folder's name; `{seed}`, `{per_class}`, `{mix}` stand for its variables
+    variables: tuple[str, ...]  # of "seed", "per_class", "mix", in folder order (none: the protocol has one split)
     target: str          # the make target that makes its split
     cut: tuple[str, ...] = ()  # the halves whose train set keeps its first k images per class ("*": every half)
 
@@ -51,8 +51,11 @@ PROTOCOLS = {p.name: p for p in (
     Protocol("whole", "all", (), "split-whole"),
     Protocol("reduced", "reduced{per_class}", ("per_class",), "split-reduced", cut=("*",)),
     Protocol("small", "small{seed}k{per_class}", ("seed", "per_class"), "split-small", cut=("B",)),
+    Protocol("mix", "mix{seed}m{mix}", ("seed", "mix"), "split-mix"),
 )}
-_VARIABLE = {"seed": r"(?P<seed>0|[1-9]\d*)", "per_class": r"(?P<per_class>[1-9]\d*)"}  # a folder name's variables
+_VARIABLE = {"seed": r"(?P<seed>0|[1-9]\d*)", "per_class": r"(?P<per_class>[1-9]\d*)",
+             "mix": r"(?P<mix>0|[1-9]\d*)"}  # a folder name's variables
+_SHARE = re.compile(r"(?P<p>\d+(?:\.\d+)?)%")  # MIX=P%: a mixed split's share of A's classes from group 2
 DATASET_STORE = "dataset"  # <work>/<dataset>/dataset: a dataset's whole-set store (its LMDBs, list, profile)
 REPEAT_MARK = ".r"  # runs/<treatment>.r<r>: replicate r >= 1 of a treatment
 _REPLICATE = re.compile(r"(?P<treatment>.+)\.r(?P<repeat>[1-9]\d*)")  # a replicate's run folder name
@@ -78,20 +81,54 @@ def check_per_class(per_class, protocol: str = "reduced") -> int:
     return per_class
 
 
+def parse_mix(mix) -> int | float:
+    """m of MIX=m (the classes each half of a mixed split takes from the other group: an int >= 0, or its
+    digits), or the share p of MIX=P% (0 <= p <= 50, in percent, a float); else KitError."""
+    if mix is None:
+        raise KitError("the mix protocol needs m, the classes half A takes from group 2 (and B from group 1)",
+                       "pass --mix m (MIX=m, e.g. MIX=1; FA-20: 0..5) or a share of A's classes, MIX=P% (0..50%)")
+    text = str(mix).strip()
+    if isinstance(mix, bool) or not (isinstance(mix, int) or text.isdigit() or _SHARE.fullmatch(text)):
+        raise KitError(f"invalid mix {mix!r}", "pass MIX=m, the classes moved (a whole number >= 0, e.g. MIX=2), "
+                       "or MIX=P%, a share of A's classes from 0% to 50%")
+    if m := _SHARE.fullmatch(text):
+        share = float(m["p"])
+        if share > 50:
+            raise KitError(f"mix {text} is more than half of A's classes",
+                           "pass a share from 0% to 50% (50%: both halves equally mixed)")
+        return share
+    if int(text) < 0:
+        raise KitError(f"invalid mix {mix!r}", "pass a whole number of classes >= 0, e.g. MIX=2")
+    return int(text)
+
+
+def check_mix(mix) -> int:
+    """Return m, the classes moved, of a mixed split's folder (mix<seed>m<m>), else KitError (a share P% is
+    resolved by make split-mix only, which names the folder)."""
+    m = parse_mix(mix)
+    if isinstance(m, float):
+        raise KitError(f"mix {mix} is a share; a split's runs name its folder's m",
+                       "pass MIX=m, the classes moved, as in the folder make split-mix wrote (mix<seed>m<m>)")
+    return m
+
+
 def cut_halves(protocol: str, halves) -> list[str]:
     """The halves (of `halves`) whose train set a protocol cuts to its first k images per class."""
     cut = protocol_spec(protocol).cut
     return [h for h in halves if "*" in cut or h in cut]
 
 
-def split_name(protocol: str, seed: int | None = 0, per_class: int | None = None) -> str:
-    """The split folder a protocol's runs train on (random: its seed's; reduced: its k's; small: both)."""
+def split_name(protocol: str, seed: int | None = 0, per_class: int | None = None, mix: int | None = None) -> str:
+    """The split folder a protocol's runs train on (random: its seed's; reduced: its k's; small: both; mix: its
+    seed's and m's)."""
     spec = protocol_spec(protocol)
     values = {}
     if "seed" in spec.variables:
         values["seed"] = check_seed(seed)
     if "per_class" in spec.variables:
         values["per_class"] = check_per_class(per_class, protocol)
+    if "mix" in spec.variables:
+        values["mix"] = check_mix(mix)
     return spec.folder.format(**values)
 
 
@@ -106,8 +143,14 @@ def split_protocol(name: str) -> tuple[str, int, int | None]:
             per_class = values.get("per_class")
             return spec.name, int(values.get("seed") or 0), None if per_class is None else int(per_class)
     raise KitError(f"unknown split name {name!r}",
-                   "pass random<seed>, natman, all, reduced<k> or small<seed>k<k>, "
-                   "or --protocol P --seed S --per-class K instead")
+                   "pass random<seed>, natman, all, reduced<k>, small<seed>k<k> or mix<seed>m<m>, "
+                   "or --protocol P --seed S --per-class K (--mix M) instead")
+
+
+def split_mix(name: str) -> int | None:
+    """m of a mixed split's folder name (`mix2m3` -> 3), None for any other split."""
+    m = re.fullmatch(r"mix(?:0|[1-9]\d*)m" + _VARIABLE["mix"], name)
+    return int(m["mix"]) if m else None
 
 
 def split_seed(name: str) -> int | None:
@@ -187,14 +230,20 @@ def work_setting(work: Path | str | None) -> list[str]:
     return [f"WORK={shlex.quote(str(work if inside else work.resolve()))}"]
 
 
+def _variable_words(protocol: str, per_class: int | None, mix: int | None) -> list[str]:
+    """PERCLASS= and MIX= of a protocol whose split folder names them."""
+    variables = protocol_spec(protocol).variables
+    return ([f"PERCLASS={per_class or 'k'}"] if "per_class" in variables else []) + (
+        [f"MIX={'m' if mix is None else mix}"] if "mix" in variables else [])
+
+
 def train_command(treatment: str, dataset: str, protocol: str, seed: int, per_class: int | None = None,
                   force: bool = False, repeat: int = 0, iters: int | None = None, gpu: bool = False,
-                  work: Path | str | None = None) -> str:
+                  work: Path | str | None = None, mix: int | None = None) -> str:
     """The make command that trains `treatment` (replicate `repeat`) on the same split as the run that needs it,
     with the same settings (`iters`, `gpu`, `work`: the run's, which the command repeats)."""
-    words = [f"make train TREATMENT={treatment}", f"DATASET={dataset}", f"PROTOCOL={protocol}", f"SEED={seed}"]
-    if "per_class" in protocol_spec(protocol).variables:
-        words.append(f"PERCLASS={per_class or 'k'}")
+    words = [f"make train TREATMENT={treatment}", f"DATASET={dataset}", f"PROTOCOL={protocol}", f"SEED={seed}",
+             *_variable_words(protocol, per_class, mix)]
     if check_repeat(repeat):
         words.append(f"REPEAT={repeat}")
     words += ["FORCE=1"] if force else []
@@ -203,13 +252,12 @@ def train_command(treatment: str, dataset: str, protocol: str, seed: int, per_cl
 
 
 def split_command(dataset: str, protocol: str, seed: int = 0, per_class: int | None = None,
-                  force: bool = False, work: Path | str | None = None) -> str:
+                  force: bool = False, work: Path | str | None = None, mix: int | None = None) -> str:
     """The make command that makes (force: rebuilds) the split a protocol trains on (in `work`: WORK=)."""
     spec = protocol_spec(protocol)
     words = [f"make {spec.target}", f"DATASET={dataset}"]
     if "seed" in spec.variables:
         words.append(f"SEED={seed}")
-    if "per_class" in spec.variables:
-        words.append(f"PERCLASS={per_class or 'k'}")
+    words += _variable_words(protocol, per_class, mix)
     extra = profile(dataset).split_args
     return " ".join(words + ([extra] if extra else []) + (["FORCE=1"] if force else []) + work_setting(work))

@@ -43,7 +43,7 @@ class Profile:
     transfer_mean: str = "source"          # a transfer reads the mean of its base's half ("source") or its target's
     preparer: str = "lists"                # how its splits are made: a key of PREPARERS
     split_args: str = ""                   # make arguments every split command of this dataset needs
-    protocols: tuple[str, ...] = ("random", "natman", "whole", "small")  # protocols with a split of this dataset
+    protocols: tuple[str, ...] = ("random", "natman", "whole", "small", "mix")  # protocols with a split of it
     seeds: str = "random splits take any seed 0 <= s < 2**32; the paper used 0..3"
     extra: dict = field(default_factory=dict)  # further facts a user dataset records (class names, source)
 
@@ -148,7 +148,7 @@ register(Profile(
     exact_classes=False,   # the authors kept 1000 outputs for their 449-, 500- and 551-class halves
     whole_val_test=False,  # the paper's test_iter 1000 x batch 50 = the whole 50,000-image val set
     split_args="LISTS=dir IMAGES=dir",
-    protocols=("random", "natman", "whole", "reduced", "small")))
+    protocols=("random", "natman", "whole", "reduced", "small", "mix")))
 
 
 NETS = {  # NET= of `make dataset`: the net template and solvers a user dataset trains with
@@ -169,7 +169,8 @@ def user_profile(name: str, net: str, image_shape: tuple[int, int, int], extra: 
     c, h, w = image_shape
     return Profile(name=name, description=f"a user's class-per-folder dataset ({c}x{h}x{w}, NET={net})",
                    net_template=template, solvers=dict(solvers), image_shape=(c, h, w), exact_classes=True,
-                   whole_val_test=True, preparer="folder", protocols=("random", "natman", "whole", "reduced", "small"),
+                   whole_val_test=True, preparer="folder",
+                   protocols=("random", "natman", "whole", "reduced", "small", "mix"),
                    extra={"user": True, "net": net, **(extra or {})})
 
 

@@ -14,6 +14,7 @@ Protocols (the split a protocol trains on is chosen by the runner):
 | whole    | all               | base (all classes), randfrozen{n} (n in 1..7)          |
 | reduced  | reduced{k}        | base (all classes, k training images per class)        |
 | small    | small{s}k{k}      | baseA (all of A), baseB, BnB, BnB+, AnB, AnB+ (B: its first k train images per class) |
+| mix      | mix{s}m{m}        | baseA, baseB, AnB, AnB+ (A: group 1 but m classes of group 2; B the rest) |
 
 `baseA2x`, `baseB2x` (random protocol; EXTRA_NAMES, outside every grid unit)
 are the base nets trained for twice the solver's iterations, its schedule
@@ -35,7 +36,7 @@ from kitcore.layout import protocol_spec
 NUM_WEIGHT_LAYERS = 8
 HALVES = ("A", "B")
 ALL = "all"  # the one 'half' of the whole-dataset and reduced splits
-PROTOCOLS = tuple(TABLE)  # kitcore.layout's protocol table: random, natman, whole, reduced, small
+PROTOCOLS = tuple(TABLE)  # kitcore.layout's protocol table: random, natman, whole, reduced, small, mix
 
 _BASE = re.compile(r"^base(?P<target>[AB])$")
 _BASE2X = re.compile(r"^base(?P<target>[AB])2x$")
@@ -110,6 +111,8 @@ def valid_names(protocol: str = "random") -> list[str]:
         return ["base"]
     if protocol == "small":
         return figure2_names()
+    if protocol == "mix":
+        return [f"base{h}" for h in HALVES] + _transfers([("A", "B")])
     raise KitError(f"protocol {protocol!r} has no treatments yet", "add its names to kitcore.treatments.valid_names")
 
 
@@ -124,7 +127,7 @@ def figure2_names() -> list[str]:
 def grid_names(protocol: str) -> list[str]:
     """The runs of one split's grid in the paper's experiment (a unit of `make demo` and of the published records):
     random and small: Figure 2's 30; natman: the bases and the frozen AnB, BnA of Figure 3; whole: base and
-    randfrozen1..7."""
+    randfrozen1..7; mix: its 16, baseA, baseB, AnB and AnB+ for n = 1..7."""
     if protocol in ("random", "small"):
         return figure2_names()
     if protocol == "natman":
@@ -138,14 +141,15 @@ def _match(name: str, protocol: str) -> Treatment | None:
         return Treatment(name=name, target=ALL, protocol=protocol)
     if protocol == "whole" and (m := _RANDFROZEN.match(name)):
         return Treatment(name=name, target=ALL, n=int(m["n"]), random_weights=True, protocol=protocol)
-    if protocol not in ("random", "natman", "small"):
+    if protocol not in ("random", "natman", "small", "mix"):
         return None
     if m := _BASE.match(name):
         return Treatment(name=name, target=m["target"], protocol=protocol)
     if protocol == "random" and (m := _BASE2X.match(name)):
         return Treatment(name=name, target=m["target"], protocol=protocol, budget=2)
     if m := _TRANSFER.match(name):
-        if (protocol == "natman" and m["source"] == m["target"]) or (protocol == "small" and m["target"] != "B"):
+        if ((protocol == "natman" and m["source"] == m["target"]) or (protocol == "small" and m["target"] != "B")
+                or (protocol == "mix" and (m["source"], m["target"]) != ("A", "B"))):
             return None
         return Treatment(name=name, target=m["target"], source=m["source"], n=int(m["n"]),
                          finetune=m["plus"] == "+", protocol=protocol)
@@ -162,7 +166,8 @@ def parse(name: str, protocol: str = "random") -> Treatment:
     raise KitError(f"invalid treatment {name!r} for protocol {protocol}",
                    f"use one of {len(names)} names, e.g. {shown}{', ...' if len(names) > 6 else ''} "
                    f"(random: baseA, baseB, baseA2x, baseB2x or XnY / XnY+ with X, Y in A, B and n in 1..7; "
-                   f"whole: base, randfrozen1..7; reduced: base; small: baseA, baseB, XnB, XnB+)")
+                   f"whole: base, randfrozen1..7; reduced: base; small: baseA, baseB, XnB, XnB+; "
+                   f"mix: baseA, baseB, AnB, AnB+)")
 
 
 def in_dependency_order(treatments: list[Treatment]) -> list[Treatment]:

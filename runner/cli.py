@@ -2,7 +2,7 @@
 
 Subcommands (most mirror a Makefile target):
   data      dataset, split-random, split-natural, split-whole, split-reduced, split-small,
-            split-groups (runner/cli_data.py)
+            split-mix, split-groups (runner/cli_data.py)
   verify    verify, publish-evidence: check a prepared split's files against its manifest.json; publish a
             build's runs that ended in their records' models (runner/cli_verify.py)
   runs      train, grid, status, demo, plots, publish (runner/cli_runs.py)

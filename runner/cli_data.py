@@ -1,5 +1,5 @@
 """The data subcommands of transfer-kit: dataset, split-random, split-natural, split-whole, split-reduced,
-split-small, split-groups.
+split-small, split-mix, split-groups.
 
 An embedded dataset (its profile's `embedded`: FA-20) is built by the kit and
 its splits come from data_prep.prepare; a user's dataset (`dataset --dataset
@@ -91,6 +91,19 @@ def add_parsers(sub, fmt) -> None:
     p.add_argument("--force", action="store_true", help="rebuild the split's LMDBs and means")
     _list_options(p)
     p.set_defaults(handler=_split)
+    p = subcommand(sub, "split-mix", fmt,
+                   "task distance: natman's halves with m classes swapped between them, drawn with SEED (fa20, "
+                   "ImageNet from its lists, your dataset from its GROUPS); m = 0 is natman's split")
+    add_common(p)
+    p.add_argument("--mix", default=None,
+                   help="m, the classes half A takes from group 2 and gives B (FA-20: 0..5), or P%%, a share of A's "
+                        "classes from 0%% to 50%% (default: none; required)")
+    p.add_argument("--groups", type=Path, default=None,
+                   help="your dataset's CSV of class,group lines, as split-groups (default: none; fa20 and ImageNet "
+                        "use natural / man-made)")
+    p.add_argument("--force", action="store_true", help="rebuild the split's LMDBs and means")
+    _list_options(p)
+    p.set_defaults(handler=_split)
     p = subcommand(sub, "split-groups", fmt, "your dataset's dissimilar split: two groups of classes from a CSV "
                    "of class,group lines (the first group in sorted order is A), as the paper's natural/man-made")
     add_common(p, seed=False)
@@ -134,6 +147,9 @@ def _split(args: argparse.Namespace) -> int:
                        f"pass {dataset_flags(having)}")
     if dataset.user:
         return _user_split(args, protocol)
+    if args.command == "split-mix" and args.groups is not None:
+        raise KitError(f"GROUPS (--groups) is for your own datasets; {args.dataset}'s groups are natural and "
+                       "man-made", "leave GROUPS out")
     if args.command == "split-groups":
         raise KitError(f"split-groups is for your own datasets, not {args.dataset}",
                        f"use {split_command(args.dataset, 'natman', work=args.work)} for its natural/man-made split")
@@ -144,7 +160,7 @@ def _split(args: argparse.Namespace) -> int:
                            f"pass {dataset_flags(dataset_names(embedded=False))}, or leave them out")
         from data_prep.prepare import prepare_for
         sdir = prepare_for(args.work, args.dataset, protocol, getattr(args, "seed", 0), force=args.force,
-                           per_class=getattr(args, "per_class", None))
+                           per_class=getattr(args, "per_class", None), mix=getattr(args, "mix", None))
         print(f"split ready: {sdir}")
         return 0
     if args.lists is None:
@@ -152,7 +168,8 @@ def _split(args: argparse.Namespace) -> int:
                        "pass --lists DIR (LISTS=DIR) holding Caffe's synsets.txt, train.txt, val.txt")
     from data_prep.imagenet import prepare_imagenet
     sdir = prepare_imagenet(args.work, args.lists, protocol, seed=getattr(args, "seed", None),
-                            per_class=getattr(args, "per_class", None), images=args.images, jobs=args.jobs,
+                            per_class=getattr(args, "per_class", None), mix=getattr(args, "mix", None),
+                            images=args.images, jobs=args.jobs,
                             force=args.force, encoded=args.encoded)
     print(f"split ready: {sdir}" + ("" if args.images else " (lists only; --images DIR builds LMDBs and means)"))
     return 0
@@ -169,6 +186,6 @@ def _user_split(args: argparse.Namespace, protocol: str) -> int:
     from data_prep.folder import prepare_user_split
     sdir = prepare_user_split(args.work, args.dataset, protocol, seed=getattr(args, "seed", 0) or 0,
                               per_class=getattr(args, "per_class", None), groups=getattr(args, "groups", None),
-                              force=args.force)
+                              force=args.force, mix=getattr(args, "mix", None))
     print(f"split ready: {sdir}")
     return 0

@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 
 from kitcore.errors import KitError
-from kitcore.layout import split_dir, split_name
+from kitcore.layout import check_mix, split_dir, split_name
 from kitcore.profiles import profile
 from runner.cli_common import (
     add_common,
@@ -29,12 +29,23 @@ from runner.cli_common import (
 log = logging.getLogger(__name__)
 
 
+def mix_classes(text: str) -> int:
+    """argparse type of --mix: m, a whole number >= 0 (kitcore.layout.check_mix; a share is make split-mix's)."""
+    try:
+        return check_mix(text)
+    except KitError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _run_options(p: argparse.ArgumentParser) -> None:
     """Options of a run beyond its treatment: the reduced and small protocols' k, and the toy-size settings."""
     p.add_argument("--per-class", type=positive_int, default=None,
                    help="protocols reduced and small: k, the train images per class of split reduced{k} (make "
                         "split-reduced) or of half B of small{seed}k{k} (make split-small) (default: none; "
                         "those protocols need it)")
+    p.add_argument("--mix", type=mix_classes, default=None,
+                   help="protocol mix: m, the classes swapped between natman's halves in split mix{seed}m{m} (make "
+                        "split-mix) (default: none; the mix protocol needs it)")
     p.add_argument("--batch", type=positive_int, default=None,
                    help="train and val batch instead of the net template's, for toy runs of the paper's CaffeNet "
                         "(default: the template's)")
@@ -44,7 +55,7 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 
 def _spec_options(args: argparse.Namespace) -> dict:
     """RunSpec keyword arguments from _run_options (argparse has checked each is positive)."""
-    return {"per_class": args.per_class, "batch": args.batch, "test_iter": args.test_iter}
+    return {"per_class": args.per_class, "batch": args.batch, "test_iter": args.test_iter, "mix": args.mix}
 
 
 def _grid_options(p: argparse.ArgumentParser) -> None:
@@ -180,7 +191,7 @@ def _grid(args: argparse.Namespace) -> int:
     grid.treatments(args.protocol, only)  # an unknown protocol or treatment fails before any work
     if profile(args.dataset).embedded:  # the kit makes the split itself (a no-op when done)
         from data_prep.prepare import prepare_for
-        prepare_for(args.work, args.dataset, args.protocol, args.seed, per_class=args.per_class)
+        prepare_for(args.work, args.dataset, args.protocol, args.seed, per_class=args.per_class, mix=args.mix)
     if args.engine == "slurm":
         from runner import slurm
         from runner.train import RunSpec

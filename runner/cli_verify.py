@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 
 from kitcore.errors import KitError
-from kitcore.layout import split_command, split_dir, split_name, split_protocol
+from kitcore.layout import split_command, split_dir, split_mix, split_name, split_protocol
 from kitcore.profiles import profile
 from runner.cli_common import positive_int, subcommand
 
@@ -32,6 +32,7 @@ def add_parsers(sub, fmt) -> None:
     p.add_argument("--seed", type=int, default=None, help="random split seed (default: 0)")
     p.add_argument("--per-class", type=positive_int, default=None,
                    help="protocol reduced: k of split reduced{k} (default: none; the reduced protocol needs it)")
+    p.add_argument("--mix", type=int, default=None, help="protocol mix: m of split mix{seed}m{m} (default: none)")
     p.add_argument("--split", default=None,
                    help="the split's folder name instead of --protocol/--seed/--per-class, e.g. random0, natman, "
                         "all, reduced5 (default: none)")
@@ -62,29 +63,29 @@ def _evidence(args: argparse.Namespace) -> int:
     return 0
 
 
-def _selection(args: argparse.Namespace) -> tuple[str, int, int | None]:
-    """(protocol, seed, per_class) from --split, or from --protocol/--seed/--per-class."""
+def _selection(args: argparse.Namespace) -> tuple[str, int, int | None, int | None]:
+    """(protocol, seed, per_class, mix) from --split, or from --protocol/--seed/--per-class/--mix."""
     if args.split is None:
-        return args.protocol or "random", 0 if args.seed is None else args.seed, args.per_class
-    if args.protocol is not None or args.seed is not None or args.per_class is not None:
+        return args.protocol or "random", 0 if args.seed is None else args.seed, args.per_class, args.mix
+    if args.protocol is not None or args.seed is not None or args.per_class is not None or args.mix is not None:
         raise KitError(f"--split {args.split} names the split already",
-                       "pass either --split NAME or --protocol/--seed/--per-class, not both")
-    return split_protocol(args.split)
+                       "pass either --split NAME or --protocol/--seed/--per-class/--mix, not both")
+    return (*split_protocol(args.split), split_mix(args.split))
 
 
 def _verify(args: argparse.Namespace) -> int:
     """Check one split; print each line verify_split returns and a final OK line."""
-    protocol, seed, per_class = _selection(args)
+    protocol, seed, per_class, mix = _selection(args)
     dataset = profile(args.dataset)
     dataset.check_protocol(protocol)
     dataset.check_seed(seed)
-    name = split_name(protocol, seed, per_class)
+    name = split_name(protocol, seed, per_class, mix)
     sdir = split_dir(args.work, args.dataset, name)
     if not sdir.is_dir():
         raise KitError(f"split {name} of {args.dataset} is not prepared (no folder {sdir})",
-                       split_command(args.dataset, protocol, seed, per_class, work=args.work))
+                       split_command(args.dataset, protocol, seed, per_class, work=args.work, mix=mix))
     from data_prep.verify import verify_split
-    fix = split_command(args.dataset, protocol, seed, per_class, force=True, work=args.work)
+    fix = split_command(args.dataset, protocol, seed, per_class, force=True, work=args.work, mix=mix)
     lines = verify_split(sdir, full=args.full, fix=fix)
     for line in lines:
         print(line)

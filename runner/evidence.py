@@ -34,7 +34,8 @@ def publish_evidence(work: Path, dataset: str, records: Path, split: str, treatm
     run = layout.run_dir(layout.split_dir(Path(work), dataset, split), treatment)
     protocol, seed, per_class = layout.split_protocol(split)
     if not layout.is_finished(run):
-        cmd = layout.train_command(treatment, dataset, protocol, seed, per_class, work=work)
+        cmd = layout.train_command(treatment, dataset, protocol, seed, per_class, work=work,
+                                   mix=layout.split_mix(split))
         raise KitError(f"{run} is not a finished run", f"train it first: {cmd}")
     twin = published_run(records, split, treatment)
     mine = json.loads((run / "result.json").read_text())["model_sha256"]

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 def _split_cmd(spec) -> str:
     """The make command that rebuilds the split of `spec` (kitcore.layout.split_command)."""
     return layout.split_command(spec.dataset, spec.treatment.protocol, spec.seed, spec.per_class, force=True,
-                                work=spec.work)
+                                mix=spec.mix, work=spec.work)
 
 
 @dataclass(frozen=True)

@@ -106,25 +106,26 @@ def replicates(sdir: Path) -> list[tuple[str, int]]:
     return sorted((t, r) for t, r in found if r > 0 or t in EXTRA_NAMES)
 
 
-def _grid_cmd(work: Path, dataset: str, protocol: str, seed: int, per_class: int | None) -> str:
+def _grid_cmd(work: Path, dataset: str, protocol: str, seed: int, per_class: int | None, mix: int | None) -> str:
     """The make command that runs a split's grid in `work` (WORK= unless it is the kit's `work`)."""
     return " ".join([f"make grid DATASET={dataset} PROTOCOL={protocol} SEED={seed}",
-                     *([f"PERCLASS={per_class}"] if per_class else []), *layout.work_setting(work)])
+                     *([f"PERCLASS={per_class}"] if per_class else []), *([f"MIX={mix}"] if mix is not None else []),
+                     *layout.work_setting(work)])
 
 
 def unit(work: Path, dataset: str, split: str, repeats: bool = False) -> tuple[Path, dict[str, dict]]:
     """The split folder of a unit and the run.json of each of its runs by run folder name, all checked (KitError
     if not ready): the split's grid, or (repeats) its replicate runs."""
-    protocol, seed, per_class = layout.split_protocol(split)
+    (protocol, seed, per_class), mix = layout.split_protocol(split), layout.split_mix(split)
     sdir = layout.split_dir(work, dataset, split)
     runs = replicates(sdir) if repeats else [(name, 0) for name in grid_names(protocol)]
     if not runs:
         raise KitError(f"{sdir} has no replicate runs (<treatment>.r<r>)",
-                       f"train some first: {_grid_cmd(work, dataset, protocol, seed, per_class)} REPEATS=2")
+                       f"train some first: {_grid_cmd(work, dataset, protocol, seed, per_class, mix)} REPEATS=2")
     metas, waiting = {}, []
     for name, r in runs:
         run, cmd = layout.run_dir(sdir, name, r), layout.train_command(name, dataset, protocol, seed, per_class,
-                                                                       repeat=r, work=work)
+                                                                       repeat=r, work=work, mix=mix)
         if not layout.is_finished(run):
             waiting.append((run.name, cmd))
             continue
@@ -138,7 +139,7 @@ def unit(work: Path, dataset: str, split: str, repeats: bool = False) -> tuple[P
                            f"finish them first ({waiting[0][1]}, ...), or move the unwanted ones aside")
         raise KitError(f"{sdir}: {len(waiting)} of its {len(metas) + len(waiting)} runs are not finished "
                        f"{listed}; a split's grid is published whole",
-                       f"finish the grid first: {_grid_cmd(work, dataset, protocol, seed, per_class)}")
+                       f"finish the grid first: {_grid_cmd(work, dataset, protocol, seed, per_class, mix)}")
     groups: dict[bool, set] = {}  # runs on a cut half, and the others: one (build, protocol) pair each
     for m in metas.values():
         groups.setdefault(bool(layout.cut_halves(protocol, [m.get("target")])), set()).add(keys_of(m))

@@ -58,6 +58,7 @@ class RunSpec:
     batch: int | None = None  # train and val batch instead of the template's (toy runs of the paper's net)
     test_iter: int | None = None  # test batches per test instead of the profile's policy
     repeat: int = 0  # replicate r: runs/<treatment>.r<r>, solver seed + 1000 * r (0: the run as it always was)
+    mix: int | None = None  # protocol mix: m, the classes swapped between natman's halves (mix{s}m{m})
 
     @property
     def profile(self) -> Profile:
@@ -67,7 +68,7 @@ class RunSpec:
     @property
     def split_dir(self) -> Path:
         """Folder of the split the run trains on."""
-        name = layout.split_name(self.treatment.protocol, self.seed, self.per_class)
+        name = layout.split_name(self.treatment.protocol, self.seed, self.per_class, self.mix)
         return layout.split_dir(Path(self.work), self.dataset, name)
 
     @property
@@ -83,6 +84,7 @@ class RunSpec:
         for option, value in (("--iters", self.iters), ("--per-class", self.per_class), ("--batch", self.batch),
                               ("--test-iter", self.test_iter), ("--repeat", self.repeat)):
             flags += [option, str(value)] if value else []
+        flags += ["--mix", str(self.mix)] if self.mix is not None else []
         return flags + (["--gpu"] if self.gpu else [])
 
     def make_cmd(self, treatment: str | None = None, force: bool = False) -> str:
@@ -92,7 +94,7 @@ class RunSpec:
         return layout.train_command(treatment or self.treatment.name, self.dataset, self.treatment.protocol,
                                     self.seed, self.per_class, force=force,
                                     repeat=self.repeat if treatment is None else 0, iters=self.iters,
-                                    gpu=self.gpu, work=self.work)
+                                    gpu=self.gpu, work=self.work, mix=self.mix)
 
 
 def iters_of(spec: RunSpec) -> int | None:

@@ -17,7 +17,7 @@ from runner.cli_common import HelpFormatter, KitParser, positive_int
 
 from conftest import ROOT
 
-SUBCOMMANDS = {"dataset", "split-random", "split-natural", "split-whole", "split-reduced", "split-small",
+SUBCOMMANDS = {"dataset", "split-random", "split-natural", "split-whole", "split-reduced", "split-small", "split-mix",
                "split-groups", "verify", "publish-evidence", "experiment", "experiment-status", "store", "train",
                "grid", "status", "demo", "plots", "publish",
                "import-original", "figures", "table1", "findings", "filters", "compare-original"}

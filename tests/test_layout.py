@@ -133,13 +133,14 @@ def test_the_protocol_table_names_folders_and_targets(tmp_path):
     """Every row: its folder read back to it, its make target in the Makefile, made by split_command."""
     makefile = (KIT / "Makefile").read_text()
     for spec in layout.PROTOCOLS.values():
-        name = layout.split_name(spec.name, 7, 9)
+        name = layout.split_name(spec.name, 7, 9, mix=5)
         assert layout.split_protocol(name) == (spec.name, 7 if "seed" in spec.variables else 0,
                                                9 if "per_class" in spec.variables else None)
+        assert layout.split_mix(name) == (5 if "mix" in spec.variables else None)
         assert f"\n{spec.target}:" in makefile, spec.target
-        assert layout.split_command("fa20", spec.name, 7, 9).startswith(f"make {spec.target} DATASET=fa20")
+        assert layout.split_command("fa20", spec.name, 7, 9, mix=5).startswith(f"make {spec.target} DATASET=fa20")
     assert layout.dataset_dir(tmp_path, "mine") == tmp_path / "mine" / "dataset"
-    for bad in ("reduced0", "small1", "small1k0", "small01k5", "small1k5x"):
+    for bad in ("reduced0", "small1", "small1k0", "small01k5", "small1k5x", "mix1", "mix01m2", "mix1m", "mix1m02"):
         with pytest.raises(KitError, match=f"unknown split name '{bad}'"):
             layout.split_protocol(bad)
 
