@@ -32,7 +32,8 @@ from kitcore.errors import KitError
 from kitcore.layout import is_finished
 from kitcore.treatments import Treatment, in_dependency_order, parse, valid_names
 from runner import snapshots, supervise
-from runner.train import RunSpec, budget, check_settings, settings_differ, train
+from runner.finished import check_settings, settings_differ
+from runner.train import RunSpec, budget, train
 
 log = logging.getLogger(__name__)
 BAR = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} it [{elapsed} < ETA {remaining}]"

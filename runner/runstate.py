@@ -12,7 +12,8 @@ from pathlib import Path
 
 from kitcore.layout import is_finished, read_result
 from runner import snapshots, supervise
-from runner.train import RunSpec, settings_differ
+from runner.finished import settings_differ
+from runner.train import RunSpec
 
 
 def _last_iter(log_path: Path) -> int | None:
@@ -35,7 +36,7 @@ def run_state(spec: RunSpec) -> dict:
     if is_finished(run):
         score = result.get("score")
         row.update(iter=result.get("iterations"))
-        if (diff := settings_differ(spec)) is not None:  # make train refuses it (runner.train.check_settings)
+        if (diff := settings_differ(spec)) is not None:  # make train refuses it (runner.finished.check_settings)
             return {**row, "state": "other settings", "detail": f"finished with {diff}"}
         return {**row, "state": "finished", "detail": f"score {score:.4f}" if score is not None else "no test accuracy"}
     if result is not None:  # make train refuses it: redo with FORCE=1
@@ -50,7 +51,7 @@ def run_state(spec: RunSpec) -> dict:
         row.update(state=f"resumable at iter {found[0]}", iter=found[0])
     elif (run / "train.log").exists():
         row.update(state="resumable at iter 0", iter=0)
-    if (run / "result.json").exists():  # unreadable: make train rebuilds it (runner.train.rebuild_result)
+    if (run / "result.json").exists():  # unreadable: make train rebuilds it (runner.finished.rebuild_result)
         row.update(detail="result.json unreadable: make train rebuilds it from the final model and log")
     if (run / "failed.json").exists():
         error = json.loads((run / "failed.json").read_text()).get("error", "")

@@ -33,10 +33,11 @@ from pathlib import Path
 from kitcore import atomic, layout
 from kitcore.errors import KitError
 from kitcore.profiles import KIT
+from runner.finished import check_settings
 from runner.runstate import run_state
 from runner.slurm_config import load_config as load_config  # re-exported: the grid's CLI and tests read it here
 from runner.slurm_config import prepare_config as prepare_config
-from runner.train import RunSpec, check_settings
+from runner.train import RunSpec
 
 log = logging.getLogger(__name__)
 ACTIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING"}

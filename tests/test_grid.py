@@ -178,7 +178,8 @@ def test_a_diverged_run_is_an_error_naming_the_solver_to_fix(tmp_path):
     from kitcore.caffe_log import parse_log
     from kitcore.runlog import diverged_at
     from kitcore.treatments import parse
-    from runner.train import RunSpec, diverged
+    from runner.finished import diverged
+    from runner.train import RunSpec
 
     from test_analysis import glog
     spec = RunSpec(tmp_path, "fa20", 0, parse("A1B+"))
