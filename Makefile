@@ -118,8 +118,8 @@ $(STAMP): requirements.txt setup.py
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11)' 2>/dev/null || { echo "error: the kit needs Python 3.11 as '$(PYTHON)'; fix: make PYTHON=/path/to/python3.11" >&2; exit 1; }
 	@rm -f $(STAMP)
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps -r requirements.txt
-	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps -e .
+	$(VENV)/bin/pip install -qq --disable-pip-version-check --no-deps -r requirements.txt
+	$(VENV)/bin/pip install -qq --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
 venv: $(STAMP)  ## the Python venv with the pinned packages and the kit
