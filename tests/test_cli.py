@@ -61,14 +61,19 @@ def test_bad_arguments(tmp_path, args, problem, fix):
 @pytest.mark.parametrize("args", [
     ["train", "--treatment", "baseA", "--iters", "0"], ["train", "--treatment", "baseA", "--threads", "-1"],
     ["train", "--treatment", "baseA", "--batch", "two"], ["grid", "--jobs", "0"], ["grid", "--test-iter", "0"],
-    ["status", "--per-class", "0"], ["demo", "--iters", "-5"], ["split-random", "--jobs", "0"],
-    ["split-reduced", "--per-class", "0"], ["verify", "--per-class", "0"],
+    ["demo", "--iters", "-5"], ["split-random", "--jobs", "0"],
+    ["status", "--per-class", "0"], ["split-reduced", "--per-class", "0"], ["split-small", "--per-class", "-2"],
+    ["verify", "--per-class", "0"], ["train", "--treatment", "baseA", "--protocol", "reduced", "--per-class", "x"],
 ])
 def test_counts_must_be_positive(tmp_path, args):
     flag, value = args[-2:]
     line = one_line_error(kit(*args, "--work", str(tmp_path)))
     assert f"argument {flag}: must be a positive integer, got '{value}'" in line
-    assert "fix: pass a whole number above 0, or leave the flag out" in line
+    if flag == "--per-class":  # k has no default: leaving the flag out is an error too, so the fix never offers it
+        assert "fix: pass k, the train images per class, a whole number above 0, e.g. --per-class 10" in line
+        assert "leave" not in line
+    else:
+        assert "fix: pass a whole number above 0, or leave the flag out for its default" in line
     assert not any(tmp_path.iterdir())
 
 
