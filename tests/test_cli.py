@@ -205,3 +205,22 @@ def test_verify_a_prepared_split(tmp_path):
     mean.write_bytes(mean.read_bytes()[:-4] + b"\0\0\0\1")
     line = one_line_error(kit("verify", "--work", str(tmp_path), "--split", "random1"))
     assert "B_mean.binaryproto" in line and "fix: make split-random DATASET=fa20 SEED=1 FORCE=1" in line
+
+
+def test_split_random_on_a_full_disk_is_one_line_then_rerun_finishes(small_disk):
+    """`transfer-kit split-random` on a 12 MiB file system: the dataset (6.8 MB) fits, the split's LMDBs do not.
+    One line names the LMDB and the room left (no traceback), no manifest: the split is unfinished; with room,
+    the same command finishes and the split verifies."""
+    mnt = small_disk("12m")
+    args = ("split-random", "--work", str(mnt / "w"), "--seed", "0")
+    proc = kit(*args)
+    lines = [ln for ln in re.split(r"[\r\n]", proc.stderr) if ln.strip()]  # progress bars end in \r
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    sdir = mnt / "w" / "fa20" / "random0"
+    assert lines[-1].startswith(f"error: disk full while writing {sdir / 'data' / 'A_train_lmdb'} (")
+    assert "KiB free, about 6625 KiB needed; mdb_txn_commit: " in lines[-1] and "; fix: free space" in lines[-1]
+    assert not (sdir / "manifest.json").exists() and not (sdir / "data" / "A_train_lmdb").exists()
+    small_disk.resize(mnt, "32m")
+    assert kit(*args).returncode == 0
+    proc = kit("verify", "--work", str(mnt / "w"), "--seed", "0")
+    assert proc.returncode == 0 and "OK: split random0 of fa20: 7 files match manifest.json" in proc.stdout, proc
