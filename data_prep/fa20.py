@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kitcore import diskspace
 from kitcore.atomic import clean_stale_tmp, replacing, sha256, write_json
 from kitcore.errors import KitError
 
@@ -242,7 +243,7 @@ def build_fa20(out_dir: Path) -> Path:
         "image_shape": [28, 28],
     }
     write_json(out_dir / CLASSES_NAME, meta)
-    with replacing(npz_path) as tmp, open(tmp, "wb") as fh:
+    with diskspace.writing(npz_path), replacing(npz_path) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, **arrays)
         fh.flush()
         os.fsync(fh.fileno())

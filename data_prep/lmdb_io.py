@@ -23,8 +23,10 @@ from pathlib import Path
 
 import lmdb
 import numpy as np
+from google.protobuf.message import DecodeError
 from tqdm import tqdm
 
+from kitcore import diskspace
 from kitcore.atomic import clean_stale_tmp, remove_path, replacing, sha256, tmp_path
 from kitcore.errors import KitError
 
@@ -124,15 +126,17 @@ def write_datum_lmdb(path: Path, images: np.ndarray, labels: np.ndarray, shuffle
     n, c, h, w = images.shape
     order = np.random.default_rng(shuffle_seed).permutation(n)
     tmp = tmp_path(path)
-    map_size = max(1 << 20, 2 * n * (c * h * w + 64))  # grown on demand by _put_all
+    need = n * (c * h * w + 64)  # about a Datum each
+    map_size = max(1 << 20, 2 * need)  # grown on demand by _put_all
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        env = lmdb.open(str(tmp), map_size=map_size, subdir=True, create=True, sync=True)
-        try:
-            sample = _put_all(env, np.ascontiguousarray(images), labels, order, path.name)
-            env.sync(True)
-        finally:
-            env.close()
+        with diskspace.writing(path, need, also=(lmdb.Error,), partial=tmp, refuse_low=True):
+            env = lmdb.open(str(tmp), map_size=map_size, subdir=True, create=True, sync=True)
+            try:
+                sample = _put_all(env, np.ascontiguousarray(images), labels, order, path.name)
+                env.sync(True)
+            finally:
+                env.close()
         if path.exists():  # force: swap the old one out, then drop it
             old = path.with_name(f"{path.name}.old-{os.getpid()}")
             os.replace(path, old)
@@ -199,7 +203,14 @@ def compute_mean(lmdb_path: Path, out_path: Path) -> Path:
     with replacing(out_path) as tmp:
         cmd = [tool, "-backend", "lmdb", str(lmdb_path), str(tmp)]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-        if proc.returncode != 0 or not tmp.is_file():
+        try:  # whole: it parses to its shape (a full disk can cut it short even at exit 0)
+            whole = proc.returncode == 0 and read_mean(tmp).size > 0
+        except (OSError, DecodeError, ValueError):
+            whole = False
+        if not whole:
+            if diskspace.low_space(out_path):  # its CHECK(SerializeToOstream) failed, or the mean was cut short
+                tmp.unlink(missing_ok=True)  # first: the message gives the room a rerun has
+                raise diskspace.disk_full(out_path, f"compute_image_mean exit {proc.returncode}")
             tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
             if "requires OpenCV" in proc.stderr:
                 raise KitError(f"{tool} refuses to run without OpenCV (an unpatched Caffe build)",
@@ -242,24 +253,25 @@ def write_records_lmdb(path: Path, records, total: int, desc: str, map_size: int
     sampled, sample, last = set(sample_positions(total)), {}, None
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        env = lmdb.open(str(tmp), map_size=max(1 << 20, map_size), subdir=True, create=True, sync=True)
-        try:
-            with tqdm(total=total, desc=desc, unit="img", file=sys.stderr, mininterval=1.0, leave=False) as bar:
-                chunk: list[tuple[bytes, bytes]] = []
-                for position, item in enumerate(records):
-                    if position in sampled:
-                        sample[item[0].decode()] = value_sha256(item[1])
-                    last = item
-                    chunk.append(item)
-                    if len(chunk) >= batch:
-                        _put_chunk(env, chunk, digest)
-                        bar.update(len(chunk))
-                        chunk = []
-                _put_chunk(env, chunk, digest)
-                bar.update(len(chunk))
-            env.sync(True)
-        finally:
-            env.close()
+        with diskspace.writing(path, map_size, also=(lmdb.Error,), partial=tmp, refuse_low=True):
+            env = lmdb.open(str(tmp), map_size=max(1 << 20, map_size), subdir=True, create=True, sync=True)
+            try:
+                with tqdm(total=total, desc=desc, unit="img", file=sys.stderr, mininterval=1.0, leave=False) as bar:
+                    chunk: list[tuple[bytes, bytes]] = []
+                    for position, item in enumerate(records):
+                        if position in sampled:
+                            sample[item[0].decode()] = value_sha256(item[1])
+                        last = item
+                        chunk.append(item)
+                        if len(chunk) >= batch:
+                            _put_chunk(env, chunk, digest)
+                            bar.update(len(chunk))
+                            chunk = []
+                    _put_chunk(env, chunk, digest)
+                    bar.update(len(chunk))
+                env.sync(True)
+            finally:
+                env.close()
         os.replace(tmp, path)
     finally:
         if tmp.exists():

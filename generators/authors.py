@@ -28,6 +28,7 @@ class AuthorsRun:
     protocol: str
     split: str
     treatment: Treatment
+    per_class: int | None = None  # a reduced run's k, the train images per class (reduced-0025: 25)
 
     @property
     def num_classes(self) -> int:
@@ -48,4 +49,4 @@ class AuthorsRun:
 def parse_run_name(name: str) -> AuthorsRun:
     """Read an authors' run-folder name (e.g. 'transfer-ft0A0B_1_3') as the kit's treatment (KitError if not one)."""
     read = read_authors_name(name)
-    return AuthorsRun(name, read.protocol, read.split, read.treatment)
+    return AuthorsRun(name, read.protocol, read.split, read.treatment, read.images_per_class)

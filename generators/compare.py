@@ -184,8 +184,10 @@ def authors_messages(folder: Path) -> tuple:
 
 def kit_messages(run: AuthorsRun) -> tuple:
     """The kit's (train net, test net, solver) for an authors' run: exactly what `transfer-kit train`
-    writes for that treatment on ImageNet (generators.runfiles.run_files), split seed 0 (random_seed 1)."""
-    files = run_files(profile("imagenet"), run.treatment, run.num_classes, seed=0, data_root="data")
+    writes for that treatment on ImageNet (generators.runfiles.run_files), split seed 0 (random_seed 1), and a
+    reduced run's k from its folder name (reduced-0025: PERCLASS=25)."""
+    files = run_files(profile("imagenet"), run.treatment, run.num_classes, seed=0, data_root="data",
+                      per_class=run.per_class)
     return netgen.phase_net(files.net, "TRAIN"), netgen.phase_net(files.net, "TEST"), files.solver
 
 

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from kitcore import diskspace
+
 log = logging.getLogger(__name__)
 
 TMP_TAG = ".tmp-"
@@ -82,8 +84,9 @@ def replacing(path: Path) -> Iterator[Path]:
 
 
 def write_bytes(path: Path, data: bytes) -> Path:
-    """Write `data` to a temporary name beside `path`, fsync, then rename over `path`."""
-    with replacing(path) as tmp, open(tmp, "wb") as fh:
+    """Write `data` to a temporary name beside `path`, fsync, then rename over `path` (a full disk: the one-line
+    error naming `path`, kitcore.diskspace, and no `path` written)."""
+    with diskspace.writing(path, len(data)), replacing(path) as tmp, open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())

@@ -25,9 +25,11 @@ import argparse
 import errno
 import logging
 import sys
+from pathlib import Path
 
 from tqdm import tqdm
 
+from kitcore import diskspace
 from kitcore.caffe_env import set_verbose
 from kitcore.errors import KitError
 from kitcore.profiles import load_user_profiles, profile
@@ -86,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, run, and turn a KitError into one line and exit status 2."""
+    args = None
     try:
         args = build_parser().parse_args(argv)
         setup_logging(args.verbose)
@@ -93,11 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     except KitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)
-    except OSError as exc:
+    except OSError as exc:  # a full disk where no step of the kit named the file: the file, else the work folder
         if exc.errno != errno.ENOSPC:
             raise
-        print(f"error: disk full while writing {exc.filename or ''} ({exc.strerror}); "
-              "fix: free space there (or use another --work), then rerun the same command", file=sys.stderr)
+        where = exc.filename or getattr(args, "work", None) or Path.cwd()
+        print(f"error: {diskspace.disk_full(where, exc)}", file=sys.stderr)
         return 2
 
 

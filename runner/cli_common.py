@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from kitcore.errors import KitError
+from kitcore.layout import AUTHORS_PER_CLASS
 from kitcore.profiles import PROFILES
 
 
@@ -37,16 +38,27 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer above 0 (counts: iterations, threads, jobs, images per class, batches)."""
+def _positive(text: str, fix: str) -> int:
+    """An integer above 0 read from `text`, else argparse's type error with `fix`."""
     try:
         value = int(text)
     except ValueError:
         value = 0
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}; "
-                                         "fix: pass a whole number above 0, or leave the flag out for its default")
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}; fix: {fix}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer above 0 for a count with a default (iterations, threads, jobs, batches)."""
+    return _positive(text, "pass a whole number above 0, or leave the flag out for its default")
+
+
+def per_class_count(text: str) -> int:
+    """argparse type: k, the train images per class (--per-class), an integer above 0; it has no default
+    (the protocols that read it need it), so the fix never offers to leave it out."""
+    return _positive(text, "pass k, the train images per class, a whole number above 0, e.g. --per-class 10 "
+                           f"(PERCLASS=10; the authors used {' '.join(map(str, AUTHORS_PER_CLASS))})")
 
 
 def replicate_number(text: str) -> int:

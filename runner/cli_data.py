@@ -18,7 +18,7 @@ from kitcore.errors import KitError
 from kitcore.layout import PROTOCOLS as TABLE
 from kitcore.layout import split_command
 from kitcore.profiles import PROFILES, profile
-from runner.cli_common import add_common, dataset_flags, dataset_names, positive_int, subcommand
+from runner.cli_common import add_common, dataset_flags, dataset_names, per_class_count, positive_int, subcommand
 
 PROTOCOLS = {p.target: p.name for p in TABLE.values()} | {"split-groups": "natman"}  # make target -> protocol
 
@@ -77,7 +77,7 @@ def add_parsers(sub, fmt) -> None:
     p = subcommand(sub, "split-reduced", fmt,
                    "ImageNet: all classes, the first k train images of each; LMDBs and means with --images")
     add_common(p, seed=False)
-    p.add_argument("--per-class", type=positive_int, default=None,
+    p.add_argument("--per-class", type=per_class_count, default=None,
                    help="train images per class, k (the authors used 1 2 5 10 25 50 100 250 500 750 1000 1300) "
                         "(default: none; required)")
     _list_options(p, lists_only=True)
@@ -86,7 +86,7 @@ def add_parsers(sub, fmt) -> None:
                    "a small target: random split SEED's halves, half B's train set cut to its first k images per "
                    "class (A, and both val sets, as the random split's)")
     add_common(p)
-    p.add_argument("--per-class", type=positive_int, default=None,
+    p.add_argument("--per-class", type=per_class_count, default=None,
                    help="train images per class of half B, k (default: none; required)")
     p.add_argument("--force", action="store_true", help="rebuild the split's LMDBs and means")
     _list_options(p)

@@ -21,6 +21,7 @@ from runner.cli_common import (
     add_mode_options,
     dataset_flags,
     dataset_names,
+    per_class_count,
     positive_int,
     replicate_number,
     subcommand,
@@ -39,7 +40,7 @@ def mix_classes(text: str) -> int:
 
 def _run_options(p: argparse.ArgumentParser) -> None:
     """Options of a run beyond its treatment: the reduced and small protocols' k, and the toy-size settings."""
-    p.add_argument("--per-class", type=positive_int, default=None,
+    p.add_argument("--per-class", type=per_class_count, default=None,
                    help="protocols reduced and small: k, the train images per class of split reduced{k} (make "
                         "split-reduced) or of half B of small{seed}k{k} (make split-small) (default: none; "
                         "those protocols need it)")

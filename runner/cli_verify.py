@@ -19,7 +19,7 @@ from pathlib import Path
 from kitcore.errors import KitError
 from kitcore.layout import split_command, split_dir, split_mix, split_name, split_protocol
 from kitcore.profiles import profile
-from runner.cli_common import positive_int, subcommand
+from runner.cli_common import per_class_count, subcommand
 
 
 def add_parsers(sub, fmt) -> None:
@@ -30,7 +30,7 @@ def add_parsers(sub, fmt) -> None:
     p.add_argument("--protocol", default=None,
                    help="protocol whose split to check (random, natman, whole, reduced) (default: random)")
     p.add_argument("--seed", type=int, default=None, help="random split seed (default: 0)")
-    p.add_argument("--per-class", type=positive_int, default=None,
+    p.add_argument("--per-class", type=per_class_count, default=None,
                    help="protocol reduced: k of split reduced{k} (default: none; the reduced protocol needs it)")
     p.add_argument("--mix", type=int, default=None, help="protocol mix: m of split mix{seed}m{m} (default: none)")
     p.add_argument("--split", default=None,

@@ -42,7 +42,7 @@ import logging
 import os
 from pathlib import Path
 
-from kitcore import atomic, builds, layout, sums
+from kitcore import atomic, builds, diskspace, layout, sums
 from kitcore.caffe_log import parse_log, score
 from kitcore.errors import KitError
 from kitcore.runlog import diverged_at, log_segments
@@ -211,17 +211,18 @@ def publish_unit(work: Path, dataset: str, split: str, records: Path, allow_mixe
     dest.parent.mkdir(parents=True, exist_ok=True)
     atomic.clean_stale_tmp(dest.parent / f".{split}")  # what a killed publish left (never read: its name starts with .)
     tmp = atomic.tmp_path(dest.parent / f".{split}")
+    total = sum(len(b) for fs in files.values() for b in fs.values())
     try:
-        for run, fs in files.items():
-            for name, data in fs.items():
-                path = tmp / run / name
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(data)
-        sums.write_sums(tmp)  # last: the unit's checksums travel with it in the one rename
+        with diskspace.writing(dest, total, partial=tmp, elsewhere="or publish into another RECORDS=dir"):
+            for run, fs in files.items():
+                for name, data in fs.items():
+                    path = tmp / run / name
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(data)
+            sums.write_sums(tmp)  # last: the unit's checksums travel with it in the one rename
         os.replace(tmp, dest)
     finally:
         atomic.remove_path(tmp)
-    total = sum(len(b) for fs in files.values() for b in fs.values())
     return f"{label}: published {len(metas)} runs into {dest} ({total / 1000:.0f} kB)"
 
 

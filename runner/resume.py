@@ -14,12 +14,12 @@ import functools
 import logging
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from kitcore import diskspace
 from kitcore.caffe_env import caffe_env, tool
 from kitcore.errors import KitError
 from runner import snapshots, supervise
@@ -33,16 +33,14 @@ def _mark(run: Path, text: str) -> None:
 
 
 def low_space(run: Path) -> bool:
-    """Whether the file system of `run` has less room than two snapshot files (or 1 MiB)."""
+    """Whether the file system of `run` has less room than two snapshot files (or 1 MiB: kitcore.diskspace)."""
     sizes = [p.stat().st_size for p in (Path(run) / "snapshots").glob("snap_iter_*")]
-    return shutil.disk_usage(run).free < max(2 * max(sizes, default=0), 1 << 20)
+    return diskspace.low_space(run, 2 * max(sizes, default=0))
 
 
 def disk_full(run: Path, detail: object) -> KitError:
-    """The one-line error of a full disk under `run`."""
-    free = shutil.disk_usage(run).free
-    return KitError(f"disk full while writing in {run} ({free // 1024} KiB free; {detail})",
-                    "free space on that file system (or use another --work), then rerun the same command to resume")
+    """The one-line error of a full disk under run folder `run` (kitcore.diskspace's, whose rerun resumes)."""
+    return diskspace.disk_full(run, detail, then="rerun the same command to resume")
 
 
 @functools.cache

@@ -24,6 +24,39 @@ def reference_dir() -> Path:
     return ref
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """mount(size) -> a fresh tmpfs of that size ("4m") under tmp_path, and resize(path, size) to give it more
+    room (as a user freeing space would); root only, else the test is skipped; unmounted after the test."""
+    mounted: list[Path] = []
+
+    def mount(size: str) -> Path:
+        if os.geteuid() != 0:
+            pytest.skip("mounting a small tmpfs needs root")
+        mnt = tmp_path / f"small{len(mounted)}"
+        mnt.mkdir()
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
+                          check=False).returncode:
+            pytest.skip("cannot mount a tmpfs here")
+        mounted.append(mnt)
+        return mnt
+
+    def resize(mnt: Path, size: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={size}", str(mnt)], check=True)
+
+    mount.resize = resize
+    yield mount
+    for mnt in mounted:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill(mnt: Path, leave: int = 0) -> Path:
+    """Fill the file system of `mnt` with one file until at most `leave` bytes are free; return the file."""
+    filler = mnt / "filler"
+    filler.write_bytes(b"\0" * max(0, shutil.disk_usage(mnt).free - leave))
+    return filler
+
+
 def run_caffe(args: list[str], cwd: Path, log: Path) -> subprocess.CompletedProcess:
     """Run the real `caffe` binary with glog to `log`; fail the test on a non-zero exit."""
     from kitcore.caffe_env import caffe_env, tool

@@ -61,14 +61,19 @@ def test_bad_arguments(tmp_path, args, problem, fix):
 @pytest.mark.parametrize("args", [
     ["train", "--treatment", "baseA", "--iters", "0"], ["train", "--treatment", "baseA", "--threads", "-1"],
     ["train", "--treatment", "baseA", "--batch", "two"], ["grid", "--jobs", "0"], ["grid", "--test-iter", "0"],
-    ["status", "--per-class", "0"], ["demo", "--iters", "-5"], ["split-random", "--jobs", "0"],
-    ["split-reduced", "--per-class", "0"], ["verify", "--per-class", "0"],
+    ["demo", "--iters", "-5"], ["split-random", "--jobs", "0"],
+    ["status", "--per-class", "0"], ["split-reduced", "--per-class", "0"], ["split-small", "--per-class", "-2"],
+    ["verify", "--per-class", "0"], ["train", "--treatment", "baseA", "--protocol", "reduced", "--per-class", "x"],
 ])
 def test_counts_must_be_positive(tmp_path, args):
     flag, value = args[-2:]
     line = one_line_error(kit(*args, "--work", str(tmp_path)))
     assert f"argument {flag}: must be a positive integer, got '{value}'" in line
-    assert "fix: pass a whole number above 0, or leave the flag out" in line
+    if flag == "--per-class":  # k has no default: leaving the flag out is an error too, so the fix never offers it
+        assert "fix: pass k, the train images per class, a whole number above 0, e.g. --per-class 10" in line
+        assert "leave" not in line
+    else:
+        assert "fix: pass a whole number above 0, or leave the flag out for its default" in line
     assert not any(tmp_path.iterdir())
 
 
@@ -200,3 +205,22 @@ def test_verify_a_prepared_split(tmp_path):
     mean.write_bytes(mean.read_bytes()[:-4] + b"\0\0\0\1")
     line = one_line_error(kit("verify", "--work", str(tmp_path), "--split", "random1"))
     assert "B_mean.binaryproto" in line and "fix: make split-random DATASET=fa20 SEED=1 FORCE=1" in line
+
+
+def test_split_random_on_a_full_disk_is_one_line_then_rerun_finishes(small_disk):
+    """`transfer-kit split-random` on a 12 MiB file system: the dataset (6.8 MB) fits, the split's LMDBs do not.
+    One line names the LMDB and the room left (no traceback), no manifest: the split is unfinished; with room,
+    the same command finishes and the split verifies."""
+    mnt = small_disk("12m")
+    args = ("split-random", "--work", str(mnt / "w"), "--seed", "0")
+    proc = kit(*args)
+    lines = [ln for ln in re.split(r"[\r\n]", proc.stderr) if ln.strip()]  # progress bars end in \r
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    sdir = mnt / "w" / "fa20" / "random0"
+    assert lines[-1].startswith(f"error: disk full while writing {sdir / 'data' / 'A_train_lmdb'} (")
+    assert "KiB free, about 6625 KiB needed; mdb_txn_commit: " in lines[-1] and "; fix: free space" in lines[-1]
+    assert not (sdir / "manifest.json").exists() and not (sdir / "data" / "A_train_lmdb").exists()
+    small_disk.resize(mnt, "32m")
+    assert kit(*args).returncode == 0
+    proc = kit("verify", "--work", str(mnt / "w"), "--seed", "0")
+    assert proc.returncode == 0 and "OK: split random0 of fa20: 7 files match manifest.json" in proc.stdout, proc

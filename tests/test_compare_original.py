@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 from google.protobuf import text_format
@@ -137,6 +138,34 @@ def test_compare_original_fails_on_an_altered_copy(reference_dir, tmp_path, caps
     bad = [line for line in out.splitlines() if "NOT ALLOWED" in line]
     assert len(bad) == 1 and expect in bad[0], out
     assert out.strip().splitlines()[-1].endswith("1 not allowed: FAIL")
+
+
+def _reduced_folder(reference_dir, tmp_path, k: int, schedule: tuple[float, int, int]) -> Path:
+    """An authors' reduced-volume run folder `reduced-<k:04d>` as theirs are (yosinski/convnet_transfer results/):
+    the V0 nets of a 1000-output CaffeNet (their half0A's files are the same nets) and a V0 solver with
+    `schedule` = (base_lr, stepsize, max_iter)."""
+    dest = _copy(reference_dir, "half0A", tmp_path).rename(tmp_path / f"reduced-{k:04d}")
+    solver = caffe_pb2.SolverParameter()
+    text_format.Merge((dest / "imagenet_solver.prototxt").read_text(), solver)
+    solver.base_lr, solver.stepsize, solver.max_iter = schedule
+    (dest / "imagenet_solver.prototxt").write_text(text_format.MessageToString(solver))
+    return dest
+
+
+@pytest.mark.parametrize("k", [1, 25])
+def test_compare_original_reads_k_of_a_reduced_folder(reference_dir, tmp_path, capsys, k):
+    assert parse_run_name(f"reduced-{k:04d}").per_class == k
+    dest = _reduced_folder(reference_dir, tmp_path, k, (0.0125, 64000, 200000))  # the authors' reduced solver
+    assert main(["compare-original", str(dest)]) == 0, capsys.readouterr()
+    out = capsys.readouterr().out
+    assert out.strip().splitlines()[-1].endswith("not allowed: OK") and "NOT ALLOWED" not in out
+
+
+def test_compare_original_holds_a_reduced_folder_to_the_reduced_solver(reference_dir, tmp_path, capsys):
+    dest = _reduced_folder(reference_dir, tmp_path, 10, (0.01, 100000, 450000))  # the full protocol's schedule
+    assert main(["compare-original", str(dest)]) == 1
+    bad = [line for line in capsys.readouterr().out.splitlines() if "NOT ALLOWED" in line]
+    assert [line.split(": ")[3] for line in bad] == ["base_lr", "max_iter", "stepsize"], bad
 
 
 def test_compare_original_refuses_an_unknown_folder(tmp_path, capsys):

@@ -103,6 +103,21 @@ def test_fa20_deterministic_noop_and_killed_build(tmp_path, fa20_dir, fa20_data)
     assert np.array_equal(again.val_x, fa20_data.val_x)
 
 
+def test_full_disk_while_building_fa20_then_rerun_finishes(small_disk, fa20_data):
+    """The dataset store on a 4 MiB file system (its npz is 6.8 MB): the one-line error names fa20.npz and the
+    room left, the store is not complete and holds no leftover; with room, the same build finishes, the same."""
+    mnt = small_disk("4m")
+    with pytest.raises(KitError) as exc:
+        fa20.build_fa20(mnt / "dataset")
+    assert str(exc.value).startswith(f"disk full while writing {mnt / 'dataset' / 'fa20.npz'} (")
+    assert " KiB free; No space left on device" in exc.value.problem and "rerun the same command" in exc.value.fix
+    assert not fa20.is_complete(mnt / "dataset") and sorted(p.name for p in (mnt / "dataset").iterdir()) == [
+        "classes.json"]
+    small_disk.resize(mnt, "16m")
+    fa20.build_fa20(mnt / "dataset")
+    assert fa20.load_fa20(mnt / "dataset").content_sha256 == fa20_data.content_sha256
+
+
 def test_contact_sheet(tmp_path, fa20_dir):
     from PIL import Image
     png = fa20.contact_sheet(fa20_dir, tmp_path / "sheet.png", per_class=5)

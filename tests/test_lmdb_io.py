@@ -11,8 +11,18 @@ import numpy as np
 import pytest
 from test_data_prep import dead_pid
 
-from data_prep.lmdb_io import caffe_pb2, compute_mean, is_complete_lmdb, read_datum_lmdb, read_mean, write_datum_lmdb
+from data_prep.lmdb_io import (
+    caffe_pb2,
+    compute_mean,
+    is_complete_lmdb,
+    read_datum_lmdb,
+    read_mean,
+    write_datum_lmdb,
+    write_records_lmdb,
+)
 from kitcore.errors import KitError
+
+from conftest import fill
 
 
 def _images(n=37, c=3, h=5, w=4, seed=0):
@@ -110,6 +120,62 @@ def test_compute_mean_real_binary_matches_numpy(tmp_path):
     assert mean.shape == (3, 6, 5)
     assert np.abs(mean - x.astype(np.float64).mean(axis=0)).max() < 1e-4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["db_lmdb", "mean.binaryproto"]
+
+
+def _disk_full(exc: pytest.ExceptionInfo, path) -> str:
+    """The problem of a full-disk KitError, checked to name `path`, the room left and the fix."""
+    assert str(exc.value).startswith(f"disk full while writing {path} (") and " free" in exc.value.problem
+    assert exc.value.fix.startswith("free space on that file system") and "rerun the same command" in exc.value.fix
+    return exc.value.problem
+
+
+def test_full_disk_during_an_lmdb_write_then_rerun_writes_it(small_disk):
+    """Both LMDB writers on a 2 MiB file system: LMDB's short write (mdb_txn_commit: Input/output error) is the
+    one-line full-disk error with the room left after its leftover is gone; with room, the same call writes it."""
+    x, y = _images(n=3000, c=1, h=28, w=28)  # about 2.5 MB of Datums
+    mnt = small_disk("2m")
+    path = mnt / "db_lmdb"
+    with pytest.raises(KitError) as exc:
+        write_datum_lmdb(path, x, y, 0)
+    assert "(2048 KiB free, about 2484 KiB needed; mdb_txn_commit: " in _disk_full(exc, path)
+    records = [(f"{i:08d}".encode(), x[i].tobytes()) for i in range(len(x))]
+    with pytest.raises(KitError) as exc:
+        write_records_lmdb(mnt / "rec_lmdb", iter(records), len(records), "rec", map_size=4 << 20)
+    _disk_full(exc, mnt / "rec_lmdb")
+    assert list(mnt.iterdir()) == [], "nothing half-written, nothing that looks complete"
+    small_disk.resize(mnt, "16m")
+    write_datum_lmdb(path, x, y, 0)
+    write_records_lmdb(mnt / "rec_lmdb", iter(records), len(records), "rec", map_size=4 << 20)
+    assert np.array_equal(np.sort(read_datum_lmdb(path)[1]), np.sort(y))
+    assert sorted(p.name for p in mnt.iterdir()) == ["db_lmdb", "rec_lmdb"]
+
+
+def test_a_full_disk_refuses_an_lmdb_before_lmdb_opens_it(small_disk):
+    """Under 1 MiB left, an LMDB is refused up front: LMDB maps its lock file, which a full tmpfs answers with
+    SIGBUS, killing the process."""
+    x, y = _images()
+    mnt = small_disk("2m")
+    fill(mnt)
+    with pytest.raises(KitError) as exc:
+        write_datum_lmdb(mnt / "db_lmdb", x, y, 0)
+    assert "too little room to start writing" in _disk_full(exc, mnt / "db_lmdb")
+    assert sorted(p.name for p in mnt.iterdir()) == ["filler"]
+
+
+def test_full_disk_during_compute_mean_then_rerun_writes_it(small_disk):
+    """compute_image_mean's failed CHECK on a full disk is the one-line error naming the mean; no mean is there
+    (none half-written); freed, the same call writes it."""
+    x, y = _images(n=50, c=3, h=32, w=32, seed=3)  # a 12 KiB mean
+    mnt = small_disk("2m")
+    write_datum_lmdb(mnt / "db_lmdb", x, y, 0)
+    filler = fill(mnt)
+    with pytest.raises(KitError) as exc:
+        compute_mean(mnt / "db_lmdb", mnt / "mean.binaryproto")
+    assert "compute_image_mean exit" in _disk_full(exc, mnt / "mean.binaryproto")
+    assert sorted(p.name for p in mnt.iterdir()) == ["db_lmdb", "filler"]
+    filler.unlink()
+    mean = read_mean(compute_mean(mnt / "db_lmdb", mnt / "mean.binaryproto"))
+    assert np.abs(mean - x.astype(np.float64).mean(axis=0)).max() < 1e-4
 
 
 # ---------------------------------------------------------------- prepare

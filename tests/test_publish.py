@@ -159,3 +159,18 @@ def test_a_killed_publish_leaves_nothing_that_looks_published(work, tmp_path):
     proc = kit("publish", "--work", str(work), "--records", str(records))
     assert proc.returncode == 0, proc.stderr
     assert not leftover.exists() and sorted(p.name for p in records.iterdir()) == ["random0"]
+
+
+def test_a_full_disk_while_publishing_is_one_line_then_rerun_publishes(work, records, small_disk):
+    """Records on a 128 KiB file system (the unit takes more): one line naming the unit and the room left,
+    nothing in the records folder (no unit, no leftover); with room, the same command publishes the unit as
+    it publishes on a roomy disk."""
+    mnt = small_disk("128k")
+    args = ("publish", "--work", str(work), "--records", str(mnt / "fa20"))
+    line = one_line_error(kit(*args), f"disk full while writing {mnt / 'fa20' / 'random0'} (", " KiB free, about ")
+    assert "; fix: free space on that file system (or publish into another RECORDS=dir)" in line
+    assert list((mnt / "fa20").iterdir()) == []
+    small_disk.resize(mnt, "8m")
+    proc = kit(*args)
+    assert proc.returncode == 0 and proc.stdout.startswith("random0: published 30 runs into"), proc.stderr[-2000:]
+    assert (mnt / "fa20" / "random0" / sums.SUMS).read_bytes() == (records / "random0" / sums.SUMS).read_bytes()

@@ -159,7 +159,7 @@ def test_full_disk_is_one_line_error_then_rerun_resumes(split, reference, tmp_pa
         proc = kit("runner.resume", str(run), "--threads", "1")
         assert proc.wait() == 2
         err = proc.stderr.read().strip().splitlines()
-        assert err[-1].startswith(f"error: disk full while writing in {run}") and "; fix: free space" in err[-1]
+        assert err[-1].startswith(f"error: disk full while writing {run} (") and "; fix: free space" in err[-1]
         assert "Check failed: proto.SerializeToOstream(&output)" in (run / "train.log").read_text()
         assert (run / "snapshots" / "snap_iter_20.caffemodel").stat().st_size < (
             run / "snapshots" / "snap_iter_10.caffemodel").stat().st_size  # a truncated file, left by caffe
