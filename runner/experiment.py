@@ -10,8 +10,9 @@ of the reduced grid, ITERS, REPEATS, MODE, LISTS, IMAGES, GROUPS):
   split, natman's bases and frozen AnB, BnA, whole's base and randfrozen1..7, reduced's base), each
   treatment `repeats` times (r = 0..R-1).
 A step is finished when what it makes is there: the store complete, a split's manifest.json naming
-that split, the figures newer than every run they draw. Locally (`run_local`) each unfinished step
-runs here in order and the runs go through runner.grid.run_specs, as make demo's; on Slurm
+that split, the figures' results/outputs.json (written last) newer than every run they draw. Locally
+(`run_local`) each unfinished step runs here in order and the runs go through runner.grid.run_specs,
+as make demo's; on Slurm
 runner.experiment_slurm submits the same graph. The definition is kept in
 <work>/<dataset>/experiment/experiment.json beside the Slurm jobs of the steps (jobs.json) and their
 logs, so `experiment-status` needs nothing but WORK and DATASET.
@@ -198,7 +199,7 @@ def plan(d: Definition, cpus: int = 1, dry: bool = False) -> Plan:
         first = layout.split_dir(d.work, d.dataset, layout.split_name("random", d.seeds[0]))
         figures = Step("figures", "figures", ("plots", "--work", str(d.work), "--dataset", d.dataset, "--seed",
                                               str(d.seeds[0])), tuple(g.split for g in grids),
-                       first / "results" / "figure2.png")
+                       first / "results" / "outputs.json")  # written last (analysis.results.analyze_split)
     return Plan(d, steps, grids, figures)
 
 
