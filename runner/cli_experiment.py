@@ -39,6 +39,9 @@ def add_parsers(sub, fmt) -> None:
     p.add_argument("--per-class", default=None,
                    help="the reduced grid's k, comma-separated (default: the authors' 1,2,5,10,25,50,100,250,500,"
                         "750,1000,1300)")
+    p.add_argument("--treatments", default=None,
+                   help="only these runs of each grid, comma-separated names, each grid keeping at least one and "
+                        "every transfer its base, e.g. baseA,baseB,A1B,base (default: every run of each grid)")
     p.add_argument("--iters", type=positive_int, default=None,
                    help="iteration budget per run (default: the solver's max_iter)")
     p.add_argument("--repeats", type=positive_int, default=1,
@@ -93,13 +96,14 @@ def _positive(k: int) -> int:
 
 def definition(args: argparse.Namespace):
     """The experiment's Definition from the parsed options (each checked)."""
-    from runner.experiment import Definition, check_grids
+    from runner.experiment import Definition, check_grids, check_treatments
     seeds = _numbers(args.seeds, "--seeds", "pass distinct non-negative integers separated by commas, e.g. "
                      "--seeds 0,1,2,3 (SEEDS=0,1,2,3)", profile(args.dataset).check_seed)
     per_class = layout.AUTHORS_PER_CLASS if args.per_class is None else _numbers(
         args.per_class, "--per-class", "pass distinct positive integers, e.g. PERCLASS=1,10,100", _positive)
-    return Definition(work=args.work, dataset=args.dataset, seeds=seeds,
-                      grids=check_grids(args.grids, args.dataset, args.groups), per_class=per_class,
+    grids = check_grids(args.grids, args.dataset, args.groups)
+    return Definition(work=args.work, dataset=args.dataset, seeds=seeds, grids=grids, per_class=per_class,
+                      treatments=check_treatments(args.treatments, grids),
                       iters=args.iters, repeats=args.repeats, gpu=args.gpu, batch=args.batch,
                       test_iter=args.test_iter, lists=args.lists, images=args.images, encoded=args.encoded,
                       groups=args.groups, engine=args.engine, slurm_config=args.slurm_config)

@@ -1,13 +1,14 @@
 """The whole experiment as one graph: data preparation, every grid, the figures (make experiment).
 
 A plan (`plan`) comes from a Definition, what `make experiment` was given (dataset, seeds, grids, k
-of the reduced grid, ITERS, REPEATS, MODE, LISTS, IMAGES, GROUPS):
+of the reduced grid, TREATMENTS, ITERS, REPEATS, MODE, LISTS, IMAGES, GROUPS):
 - steps, each one `transfer-kit` command on CPUs: `store`, the dataset's whole-set store (FA-20
   built, ImageNet's images decoded once; a user's dataset has its store from make dataset), then
   each split's LMDBs and means after it (the command of its make split-* target), and `figures`
   (make plots) after every run, when the random split is among the grids;
 - grids, one per split: make demo's runs (kitcore.treatments.grid_names: Figure 2's 30 of a random
-  split, natman's bases and frozen AnB, BnA, whole's base and randfrozen1..7, reduced's base), each
+  split, natman's bases and frozen AnB, BnA, whole's base and randfrozen1..7, reduced's base), or of
+  those only the names TREATMENTS lists (check_treatments: a toy or partial experiment), each
   treatment `repeats` times (r = 0..R-1).
 A step is finished when what it makes is there: the store complete, a split's manifest.json naming
 that split, the figures' results/outputs.json (written last) newer than every run they draw. Locally
@@ -47,6 +48,7 @@ class Definition:
     seeds: tuple[int, ...] = (0,)
     grids: tuple[str, ...] = ("random",)
     per_class: tuple[int, ...] = layout.AUTHORS_PER_CLASS  # k of the reduced grid's splits
+    treatments: tuple[str, ...] | None = None  # each grid's runs of these names only (None: every run of the grid)
     iters: int | None = None
     repeats: int = 1
     gpu: bool = False
@@ -77,6 +79,7 @@ class Definition:
                  f"GRIDS={','.join(self.grids)}"]
         if "reduced" in self.grids and self.per_class != layout.AUTHORS_PER_CLASS:
             words.append(f"PERCLASS={','.join(map(str, self.per_class))}")
+        words += [f"TREATMENTS={','.join(self.treatments)}"] if self.treatments else []
         words += [f"ITERS={self.iters}"] if self.iters else []
         words += [f"REPEATS={self.repeats}"] if self.repeats > 1 else []
         words += ["MODE=gpu"] if self.gpu else []
@@ -141,6 +144,35 @@ def check_grids(text: str | None, dataset: str, groups: Path | None = None) -> t
     return tuple(g for g in GRIDS if g in names)
 
 
+def _grid_treatments(protocol: str, only: tuple[str, ...] | None) -> list[str]:
+    """The runs of a grid's split (kitcore.treatments.grid_names), or those of them named in `only`."""
+    return [n for n in grid_names(protocol) if only is None or n in only]
+
+
+def check_treatments(text: str | None, grids: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The TREATMENTS subset ('baseA,A1B,base': each grid keeps the runs so named), None for all, or a KitError."""
+    if text is None:
+        return None
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    known = {n for g in grids for n in grid_names(g)}
+    unknown = [n for n in names if n not in known]
+    if not names or unknown or len(set(names)) != len(names):
+        raise KitError(f"bad TREATMENTS {text!r}" + (f": {', '.join(unknown)} is in none of the grids "
+                                                      f"{','.join(grids)}" if unknown else ""),
+                       "pass distinct names of the grids' runs, e.g. TREATMENTS=baseA,baseB,A1B,base "
+                       "(make grid PROTOCOL=p lists a protocol's names), or leave TREATMENTS out for every run")
+    for g in grids:
+        kept = _grid_treatments(g, names)
+        if not kept:
+            raise KitError(f"TREATMENTS {text!r} leaves the {g} grid without runs",
+                           f"add one of its runs (e.g. {grid_names(g)[0]}) or leave {g} out of GRIDS")
+        for t in (parse(n, g) for n in kept):
+            if t.base_name and t.base_name not in kept:
+                raise KitError(f"TREATMENTS {text!r} keeps {t.name} of the {g} grid without its base "
+                               f"{t.base_name}", f"add {t.base_name} to TREATMENTS")
+    return names
+
+
 def missing_data(d: Definition) -> list[str]:
     """LISTS, IMAGES: those a dataset whose splits come from lists and images (its preparer) needs, not given."""
     if profile(d.dataset).preparer != "lists":
@@ -190,7 +222,7 @@ def plan(d: Definition, cpus: int = 1, dry: bool = False) -> Plan:
         name = layout.split_name(protocol, seed, k)
         steps.append(Step(name, "split", tuple(_split_args(d, protocol, seed, k, data)), after,
                           layout.split_dir(d.work, d.dataset, name)))
-        treatments = in_dependency_order([parse(n, protocol) for n in grid_names(protocol)])
+        treatments = in_dependency_order([parse(n, protocol) for n in _grid_treatments(protocol, d.treatments)])
         specs = [RunSpec(d.work, d.dataset, seed, t, iters=d.iters, gpu=d.gpu, per_class=k, batch=d.batch,
                          test_iter=d.test_iter, repeat=r) for t in treatments for r in range(d.repeats)]
         grids.append(Grid(name, protocol, seed, k, specs))
