@@ -154,13 +154,13 @@ def check_treatments(text: str | None, grids: tuple[str, ...]) -> tuple[str, ...
     if text is None:
         return None
     names = tuple(n.strip() for n in text.split(",") if n.strip())
-    known = {n for g in grids for n in grid_names(g)}
+    known = list(dict.fromkeys(n for g in grids for n in grid_names(g)))
     unknown = [n for n in names if n not in known]
     if not names or unknown or len(set(names)) != len(names):
         raise KitError(f"bad TREATMENTS {text!r}" + (f": {', '.join(unknown)} is in none of the grids "
                                                       f"{','.join(grids)}" if unknown else ""),
-                       "pass distinct names of the grids' runs, e.g. TREATMENTS=baseA,baseB,A1B,base "
-                       "(make grid PROTOCOL=p lists a protocol's names), or leave TREATMENTS out for every run")
+                       f"pass distinct names of the grids' runs ({','.join(known)}), or leave TREATMENTS out "
+                       "for every run")
     for g in grids:
         kept = _grid_treatments(g, names)
         if not kept:
