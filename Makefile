@@ -73,7 +73,8 @@ MIX      ?=
 # whole dataset: Figure 3), or a comma-separated list of random, natman, whole
 GRIDS    ?=
 # make experiment (docs/runs.md): GRIDS as make demo's plus reduced (ImageNet; GRIDS=all: every grid the dataset
-# has), PERCLASS = the reduced grid's k, comma-separated (default: the authors' 12); DRY_RUN=1 prints the graph,
+# has), PERCLASS = the reduced grid's k, comma-separated (default: the authors' 12); TREATMENTS = only these runs of
+# each grid (a toy or partial experiment: every grid keeps one, every transfer its base); DRY_RUN=1 prints the graph,
 # the commands or sbatch lines and the cost, and runs nothing; GPU_CHECK = a make gpu-check gpu_check.json (or its
 # OUT folder) for the projected GPU-hours (default: $(WORK)/gpu-check); JOBS (given) = local runs at a time
 DRY_RUN  ?=
@@ -208,7 +209,7 @@ demo: setup  ## the experiment on FA-20: the random split's 30 runs and the figu
 	$(KIT) demo --work $(WORK) --dataset $(DATASET) --seeds '$(SEEDS)' $(if $(ITERS),--iters $(ITERS)) $(if $(GRIDS),--grids '$(GRIDS)')
 
 experiment: setup  ## the whole experiment as one graph: splits prepared, every grid, the figures; here, or ENGINE=slurm: one job graph submitted in seconds (again: only what is missing) [SEEDS=0,1,2,3] [GRIDS=all] [DATASET=imagenet LISTS=dir IMAGES=dir] [PERCLASS=k,...] [MODE=gpu] [DRY_RUN=1]
-	$(KIT) experiment --work $(WORK) --dataset $(DATASET) --seeds '$(SEEDS)' --engine $(ENGINE) --$(MODE) $(if $(GRIDS),--grids '$(GRIDS)') $(if $(PERCLASS),--per-class '$(PERCLASS)') $(if $(ITERS),--iters $(ITERS)) $(if $(REPEATS),--repeats '$(REPEATS)') $(LIST_ARGS_EXPERIMENT) $(if $(GROUPS),--groups '$(GROUPS)') $(if $(SLURM_CONFIG),--slurm-config '$(SLURM_CONFIG)') $(if $(GPU_CHECK),--gpu-check '$(GPU_CHECK)') $(if $(filter command line environment,$(origin JOBS)),--jobs $(JOBS)) $(if $(filter 1,$(DRY_RUN)),--dry-run)
+	$(KIT) experiment --work $(WORK) --dataset $(DATASET) --seeds '$(SEEDS)' --engine $(ENGINE) --$(MODE) $(if $(GRIDS),--grids '$(GRIDS)') $(if $(PERCLASS),--per-class '$(PERCLASS)') $(if $(TREATMENTS),--treatments '$(TREATMENTS)') $(if $(ITERS),--iters $(ITERS)) $(if $(REPEATS),--repeats '$(REPEATS)') $(LIST_ARGS_EXPERIMENT) $(if $(GROUPS),--groups '$(GROUPS)') $(if $(SLURM_CONFIG),--slurm-config '$(SLURM_CONFIG)') $(if $(GPU_CHECK),--gpu-check '$(GPU_CHECK)') $(if $(filter command line environment,$(origin JOBS)),--jobs $(JOBS)) $(if $(filter 1,$(DRY_RUN)),--dry-run)
 
 experiment-status: setup  ## the last make experiment in WORK: each preparation step and grid finished / running / pending / failed (with its fix) / not submitted, and its Slurm jobs [DATASET=imagenet]
 	$(KIT) experiment-status --work $(WORK) --dataset $(DATASET)

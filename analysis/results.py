@@ -36,6 +36,7 @@ import re
 from pathlib import Path
 
 from kitcore import layout
+from kitcore.atomic import write_json
 from kitcore.caffe_log import SCORE_TOP, ParsedLog, best_indices, parse_log, score, write_csv_atomic, write_csvs
 from kitcore.errors import KitError
 from kitcore.layout import is_finished, run_name
@@ -258,7 +259,9 @@ def analyze_split(split_dir: Path, original: Path | None = None, allow_mixed: bo
     and `all` (the controls of Figure 3); the figures are drawn from it alone,
     plus this split's curve CSVs. `original`: an
     imported authors' table, drawn as a hollow overlay (and its own Table 1). Runs of other settings are
-    refused (check_one_setting) unless allow_mixed.
+    refused (check_one_setting) unless allow_mixed. results/outputs.json, written last, names every output
+    and what is absent: its presence says the figures are complete (make experiment's figures step is
+    finished when it is newer than every run).
     """
     from analysis.figures import write_figures  # matplotlib is slow to import
     split_dir = Path(split_dir)
@@ -278,4 +281,6 @@ def analyze_split(split_dir: Path, original: Path | None = None, allow_mixed: bo
     classes = {p.name: split_classes(p) for p in [split_dir] + siblings}
     figures = write_figures(read_results_csv(results_csv), out, original=original_rows, curves=curves,
                             where=split_dir / "runs", classes=classes)
-    return {"results_csv": results_csv, **figures}
+    outputs = {"results_csv": results_csv, **figures}
+    record = {k: (v if k == "absent" else str(v)) for k, v in outputs.items()}
+    return {**outputs, "outputs_json": write_json(out / "outputs.json", record)}

@@ -14,6 +14,7 @@ from pathlib import Path
 from kitcore import layout
 from kitcore.errors import KitError
 from kitcore.profiles import profile
+from kitcore.treatments import grid_names, parse
 from runner.cli_common import add_common, add_mode_options, positive_int, subcommand
 
 
@@ -39,6 +40,9 @@ def add_parsers(sub, fmt) -> None:
     p.add_argument("--per-class", default=None,
                    help="the reduced grid's k, comma-separated (default: the authors' 1,2,5,10,25,50,100,250,500,"
                         "750,1000,1300)")
+    p.add_argument("--treatments", default=None,
+                   help="only these runs of each grid, comma-separated names, each grid keeping at least one and "
+                        "every transfer its base, e.g. baseA,baseB,A1B,base (default: every run of each grid)")
     p.add_argument("--iters", type=positive_int, default=None,
                    help="iteration budget per run (default: the solver's max_iter)")
     p.add_argument("--repeats", type=positive_int, default=1,
@@ -93,13 +97,14 @@ def _positive(k: int) -> int:
 
 def definition(args: argparse.Namespace):
     """The experiment's Definition from the parsed options (each checked)."""
-    from runner.experiment import Definition, check_grids
+    from runner.experiment import Definition
     seeds = _numbers(args.seeds, "--seeds", "pass distinct non-negative integers separated by commas, e.g. "
                      "--seeds 0,1,2,3 (SEEDS=0,1,2,3)", profile(args.dataset).check_seed)
     per_class = layout.AUTHORS_PER_CLASS if args.per_class is None else _numbers(
         args.per_class, "--per-class", "pass distinct positive integers, e.g. PERCLASS=1,10,100", _positive)
-    return Definition(work=args.work, dataset=args.dataset, seeds=seeds,
-                      grids=check_grids(args.grids, args.dataset, args.groups), per_class=per_class,
+    grids = check_grids(args.grids, args.dataset, args.groups)
+    return Definition(work=args.work, dataset=args.dataset, seeds=seeds, grids=grids, per_class=per_class,
+                      treatments=check_treatments(args.treatments, grids),
                       iters=args.iters, repeats=args.repeats, gpu=args.gpu, batch=args.batch,
                       test_iter=args.test_iter, lists=args.lists, images=args.images, encoded=args.encoded,
                       groups=args.groups, engine=args.engine, slurm_config=args.slurm_config)
@@ -205,3 +210,45 @@ def _store(args: argparse.Namespace) -> int:
         build_whole_set(args.work, load_lists(args.lists), args.images, jobs=args.jobs, encoded=args.encoded)
     print(f"store ready: {where}")
     return 0
+
+
+def check_grids(text: str | None, dataset: str, groups: Path | None = None) -> tuple[str, ...]:
+    """The grids of 'random,natman' ('all': every grid the dataset has; None: random), or a KitError."""
+    from runner.experiment import GRIDS
+    prof = profile(dataset)
+    have = [g for g in GRIDS if g in prof.protocols]
+    if text is None:
+        return ("random",)
+    names = tuple(have) if text.strip() == "all" else tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names or any(n not in have for n in names) or len(set(names)) != len(names):
+        raise KitError(f"bad GRIDS {text!r} for {dataset}", f"pass all or distinct names of: {', '.join(have)} "
+                       "(GRIDS=all, GRIDS=random,natman)")
+    if "natman" in names and prof.user and groups is None:
+        raise KitError(f"the natman grid of {dataset} needs its two groups of classes",
+                       "pass GROUPS=file.csv (class,group lines, as make split-groups), or leave natman out of GRIDS")
+    return tuple(g for g in GRIDS if g in names)
+
+
+def check_treatments(text: str | None, grids: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The TREATMENTS subset ('baseA,A1B,base': each grid keeps the runs so named), None for all, or a KitError."""
+    if text is None:
+        return None
+    from runner.experiment import grid_treatments
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    known = list(dict.fromkeys(n for g in grids for n in grid_names(g)))
+    unknown = [n for n in names if n not in known]
+    if not names or unknown or len(set(names)) != len(names):
+        raise KitError(f"bad TREATMENTS {text!r}" + (f": {', '.join(unknown)} is in none of the grids "
+                                                      f"{','.join(grids)}" if unknown else ""),
+                       f"pass distinct names of the grids' runs ({','.join(known)}), or leave TREATMENTS out "
+                       "for every run")
+    for g in grids:
+        kept = grid_treatments(g, names)
+        if not kept:
+            raise KitError(f"TREATMENTS {text!r} leaves the {g} grid without runs",
+                           f"add one of its runs (e.g. {grid_names(g)[0]}) or leave {g} out of GRIDS")
+        for t in (parse(n, g) for n in kept):
+            if t.base_name and t.base_name not in kept:
+                raise KitError(f"TREATMENTS {text!r} keeps {t.name} of the {g} grid without its base "
+                               f"{t.base_name}", f"add {t.base_name} to TREATMENTS")
+    return names

@@ -1,17 +1,19 @@
 """The whole experiment as one graph: data preparation, every grid, the figures (make experiment).
 
 A plan (`plan`) comes from a Definition, what `make experiment` was given (dataset, seeds, grids, k
-of the reduced grid, ITERS, REPEATS, MODE, LISTS, IMAGES, GROUPS):
+of the reduced grid, TREATMENTS, ITERS, REPEATS, MODE, LISTS, IMAGES, GROUPS):
 - steps, each one `transfer-kit` command on CPUs: `store`, the dataset's whole-set store (FA-20
   built, ImageNet's images decoded once; a user's dataset has its store from make dataset), then
   each split's LMDBs and means after it (the command of its make split-* target), and `figures`
   (make plots) after every run, when the random split is among the grids;
 - grids, one per split: make demo's runs (kitcore.treatments.grid_names: Figure 2's 30 of a random
-  split, natman's bases and frozen AnB, BnA, whole's base and randfrozen1..7, reduced's base), each
+  split, natman's bases and frozen AnB, BnA, whole's base and randfrozen1..7, reduced's base), or of
+  those only the names TREATMENTS lists (runner.cli_experiment.check_treatments: a toy or partial experiment), each
   treatment `repeats` times (r = 0..R-1).
 A step is finished when what it makes is there: the store complete, a split's manifest.json naming
-that split, the figures newer than every run they draw. Locally (`run_local`) each unfinished step
-runs here in order and the runs go through runner.grid.run_specs, as make demo's; on Slurm
+that split, the figures' results/outputs.json (written last) newer than every run they draw. Locally
+(`run_local`) each unfinished step runs here in order and the runs go through runner.grid.run_specs,
+as make demo's; on Slurm
 runner.experiment_slurm submits the same graph. The definition is kept in
 <work>/<dataset>/experiment/experiment.json beside the Slurm jobs of the steps (jobs.json) and their
 logs, so `experiment-status` needs nothing but WORK and DATASET.
@@ -46,6 +48,7 @@ class Definition:
     seeds: tuple[int, ...] = (0,)
     grids: tuple[str, ...] = ("random",)
     per_class: tuple[int, ...] = layout.AUTHORS_PER_CLASS  # k of the reduced grid's splits
+    treatments: tuple[str, ...] | None = None  # each grid's runs of these names only (None: every run of the grid)
     iters: int | None = None
     repeats: int = 1
     gpu: bool = False
@@ -76,6 +79,7 @@ class Definition:
                  f"GRIDS={','.join(self.grids)}"]
         if "reduced" in self.grids and self.per_class != layout.AUTHORS_PER_CLASS:
             words.append(f"PERCLASS={','.join(map(str, self.per_class))}")
+        words += [f"TREATMENTS={','.join(self.treatments)}"] if self.treatments else []
         words += [f"ITERS={self.iters}"] if self.iters else []
         words += [f"REPEATS={self.repeats}"] if self.repeats > 1 else []
         words += ["MODE=gpu"] if self.gpu else []
@@ -124,20 +128,9 @@ class Plan:
         return Path(self.definition.work) / self.definition.dataset / STATE
 
 
-def check_grids(text: str | None, dataset: str, groups: Path | None = None) -> tuple[str, ...]:
-    """The grids of 'random,natman' ('all': every grid the dataset has; None: random), or a KitError."""
-    prof = profile(dataset)
-    have = [g for g in GRIDS if g in prof.protocols]
-    if text is None:
-        return ("random",)
-    names = tuple(have) if text.strip() == "all" else tuple(n.strip() for n in text.split(",") if n.strip())
-    if not names or any(n not in have for n in names) or len(set(names)) != len(names):
-        raise KitError(f"bad GRIDS {text!r} for {dataset}", f"pass all or distinct names of: {', '.join(have)} "
-                       "(GRIDS=all, GRIDS=random,natman)")
-    if "natman" in names and prof.user and groups is None:
-        raise KitError(f"the natman grid of {dataset} needs its two groups of classes",
-                       "pass GROUPS=file.csv (class,group lines, as make split-groups), or leave natman out of GRIDS")
-    return tuple(g for g in GRIDS if g in names)
+def grid_treatments(protocol: str, only: tuple[str, ...] | None) -> list[str]:
+    """The runs of a grid's split (kitcore.treatments.grid_names), or those of them named in `only`."""
+    return [n for n in grid_names(protocol) if only is None or n in only]
 
 
 def missing_data(d: Definition) -> list[str]:
@@ -189,7 +182,7 @@ def plan(d: Definition, cpus: int = 1, dry: bool = False) -> Plan:
         name = layout.split_name(protocol, seed, k)
         steps.append(Step(name, "split", tuple(_split_args(d, protocol, seed, k, data)), after,
                           layout.split_dir(d.work, d.dataset, name)))
-        treatments = in_dependency_order([parse(n, protocol) for n in grid_names(protocol)])
+        treatments = in_dependency_order([parse(n, protocol) for n in grid_treatments(protocol, d.treatments)])
         specs = [RunSpec(d.work, d.dataset, seed, t, iters=d.iters, gpu=d.gpu, per_class=k, batch=d.batch,
                          test_iter=d.test_iter, repeat=r) for t in treatments for r in range(d.repeats)]
         grids.append(Grid(name, protocol, seed, k, specs))
@@ -198,7 +191,7 @@ def plan(d: Definition, cpus: int = 1, dry: bool = False) -> Plan:
         first = layout.split_dir(d.work, d.dataset, layout.split_name("random", d.seeds[0]))
         figures = Step("figures", "figures", ("plots", "--work", str(d.work), "--dataset", d.dataset, "--seed",
                                               str(d.seeds[0])), tuple(g.split for g in grids),
-                       first / "results" / "figure2.png")
+                       first / "results" / "outputs.json")  # written last (analysis.results.analyze_split)
     return Plan(d, steps, grids, figures)
 
 

@@ -147,7 +147,9 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
         except TimeoutError:
             pass
         subprocess.run(["scontrol", "shutdown"], env=env, check=False, capture_output=True)
-        for proc in reversed(procs):
+        for proc in reversed(procs):  # slurmd, slurmctld: they end on the shutdown; munged only on SIGTERM
+            if proc is procs[0]:
+                proc.terminate()
             try:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:

@@ -68,6 +68,9 @@ def test_collect_runs_and_analyze_split(tmp_path: Path):
     assert table[0].split(",")[: len(ROW_COLUMNS)] == list(ROW_COLUMNS) and len(table) == 1 + 2
     assert out["figure_png"].read_bytes()[:4] == b"\x89PNG" and out["figure_pdf"].read_bytes()[:4] == b"%PDF"
     assert out["results_csv"] == split / "results" / "results.csv"
+    listed = json.loads(out["outputs_json"].read_text())  # written last: the figures are complete
+    assert listed["figure_png"] == str(out["figure_png"]) and listed["absent"] == out["absent"]
+    assert all(p.stat().st_mtime <= out["outputs_json"].stat().st_mtime for p in (split / "results").iterdir())
     # what is drawn: the finished baseB alone (A3B+ is unfinished), at its score
     assert _drawn(out["figure2_csv"]) == [("baseB", 0, pytest.approx(0.52), "random0")]
     with open(out["figure2_bottom_csv"], newline="", encoding="utf-8") as f:

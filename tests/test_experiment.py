@@ -95,6 +95,18 @@ def test_dry_run_of_the_paper_on_imagenet_counts_its_jobs_and_projects_gpu_hours
     assert f"{sum(iters):,} iterations" in proc.stdout and sum(iters[:144]) == 144 * 450_000
 
 
+def test_treatments_keep_those_runs_of_each_grid(tmp_path):
+    proc = kit(None, "experiment", "--work", str(tmp_path), "--grids", "all", "--treatments",
+               "baseA,baseB,A1B,B1A,base,randfrozen1", "--engine", "slurm", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    jobs = graph(proc.stdout)
+    assert jobs["tk-random0-from-baseA"] == (1, ["tk-random0-baseA"]) and "tk-random0-from-baseB" not in jobs
+    assert all(jobs[f"tk-natman-from-base{h}"] == (1, [f"tk-natman-base{h}"]) for h in "AB")
+    assert jobs["tk-all-randfrozen1"] == (0, ["tk-fa20-all"]) and "tk-all-randfrozen2" not in jobs
+    assert "9 runs (9 left to train)" in proc.stdout, proc.stdout
+    assert "to submit 14 job(s): 4 preparation, 9 training, 1 figures" in proc.stdout
+
+
 @pytest.mark.parametrize("text, problem", [
     ("[prepare]\ncpu = 4\n", "unknown key 'prepare.cpu'"),
     ("[prepare]\ngpus = 1\n", "unknown key 'prepare.gpus'"),
@@ -121,8 +133,13 @@ def test_preparation_jobs_take_their_section_and_training_jobs_keep_theirs(tmp_p
     assert (prep["cpus"], prep["gpus"], prep["partition"], prep["time"]) == (16, 0, "cpu", "1-00:00:00")
 
 
-@pytest.mark.parametrize("args, problem", [(("--grids", "reduced"), "bad GRIDS"), (("--seeds", "1,1"), "bad --seeds"),
-                                           (("--per-class", "0"), "bad --per-class")])
+@pytest.mark.parametrize("args, problem", [
+    (("--grids", "reduced"), "bad GRIDS"), (("--seeds", "1,1"), "bad --seeds"),
+    (("--per-class", "0"), "bad --per-class"),
+    (("--treatments", "baseA,A9B"), "A9B is in none of the grids random"),
+    (("--grids", "random,whole", "--treatments", "baseA"), "leaves the whole grid without runs"),
+    (("--treatments", "baseB,A1B"), "keeps A1B of the random grid without its base baseA"),
+    (("--treatments", "baseA,baseA"), "bad TREATMENTS")])
 def test_bad_options_are_one_line_errors(tmp_path, args, problem):
     proc = kit(None, "experiment", "--work", str(tmp_path), "--dry-run", *args)
     assert proc.returncode == 2 and problem in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
@@ -153,8 +170,8 @@ def show(env, job: str) -> dict[str, str]:
     return dict(re.findall(r"(\w+)=(\S*)", line))
 
 
-def status(env, work: Path) -> str:
-    proc = kit(env, "experiment-status", "--work", str(work))
+def status(env, work: Path, dataset: str = "fa20") -> str:
+    proc = kit(env, "experiment-status", "--work", str(work), "--dataset", dataset)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -210,11 +227,12 @@ def test_a_failed_preparation_job_cancels_its_grid_and_status_says_the_fix(slurm
 def test_make_experiment_passes_its_variables_on(tmp_path):
     out = subprocess.run(["make", "--no-print-directory", "-n", "experiment", "DATASET=imagenet", "SEEDS=0,1",
                           "GRIDS=all", "PERCLASS=1,10", "ENGINE=slurm", "MODE=gpu", "LISTS=l", "IMAGES=i",
-                          "DRY_RUN=1", "GPU_CHECK=g.json", "REPEATS=2"], cwd=ROOT, capture_output=True, text=True,
-                         check=True).stdout
+                          "DRY_RUN=1", "GPU_CHECK=g.json", "REPEATS=2", "TREATMENTS=baseA,base"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
     line = next(ln for ln in out.splitlines() if "transfer-kit experiment " in ln)
     for flag in ("--dataset imagenet", "--seeds '0,1'", "--grids 'all'", "--per-class '1,10'", "--engine slurm",
-                 "--gpu", "--lists 'l'", "--images 'i'", "--dry-run", "--gpu-check 'g.json'", "--repeats '2'"):
+                 "--gpu", "--lists 'l'", "--images 'i'", "--dry-run", "--gpu-check 'g.json'", "--repeats '2'",
+                 "--treatments 'baseA,base'"):
         assert flag in line, (flag, line)
     status = subprocess.run(["make", "--no-print-directory", "-n", "experiment-status", "DATASET=imagenet"], cwd=ROOT,
                             capture_output=True, text=True, check=True).stdout
