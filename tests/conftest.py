@@ -24,6 +24,20 @@ def reference_dir() -> Path:
     return ref
 
 
+@pytest.fixture(scope="session")
+def random0_tiny(tmp_path_factory) -> Path:
+    """A work folder where random0's grid finished at 2 iterations a run: the full-k reference that the record
+    tests of other protocols (small, mix) publish beside their own grid, which each trains into it (a split of
+    its own)."""
+    import sys
+    work = tmp_path_factory.mktemp("random0tiny")
+    proc = subprocess.run([sys.executable, "-m", "runner.cli", "grid", "--work", str(work), "--iters", "2",
+                           "--jobs", "2", "--protocol", "random"], cwd=ROOT, capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return work
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """mount(size) -> a fresh tmpfs of that size ("4m") under tmp_path, and resize(path, size) to give it more

@@ -21,13 +21,13 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory) -> Path:
-    """random0's and small0k5's grids finished (2 iterations a run)."""
-    work = tmp_path_factory.mktemp("smallwork")
-    for args in (("--protocol", "random"), ("--protocol", "small", "--per-class", "5")):
-        proc = kit("grid", "--work", str(work), "--iters", "2", "--jobs", "2", *args)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    return work
+def work(random0_tiny) -> Path:
+    """random0's and small0k5's grids finished (2 iterations a run); random0 is shared with the other
+    record tests (conftest.random0_tiny)."""
+    proc = kit("grid", "--work", str(random0_tiny), "--iters", "2", "--jobs", "2", "--protocol", "small",
+               "--per-class", "5")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return random0_tiny
 
 
 @pytest.fixture(scope="module")
