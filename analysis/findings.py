@@ -174,8 +174,9 @@ def control_lines(measures: list[dict]) -> list[str]:
     plateaus = [by[k] for k in ("plateau_A", "plateau_B") if by[k]["interval"].n]
     lines = []
     if plateaus:
-        below = [iv.below(m["interval"], iv.PLATEAU_PP) for m in plateaus]
-        word = "not held" if False in below else "held" if all(below) else "inconclusive (one unit: no interval)"
+        words = [iv.plateau_word(m["interval"]) for m in plateaus]
+        word = ("not held" if "not held" in words else "held" if set(words) == {"held"}
+                else "inconclusive (one unit: no interval)")
         parts = "; ".join(f"base{m['key'][-1]} {m['interval'].text()}"
                           for m in plateaus)
         lines.append(f"(a) bases on their plateau (interval of the last tests' climb below {iv.PLATEAU_PP:g} pp): "

@@ -136,3 +136,9 @@ def verdict_text(iv: Interval, claim: str, margin: float = MARGIN_PP, unit: str 
 def below(iv: Interval, bound: float) -> bool | None:
     """Whether the whole interval lies below `bound` (None: no interval)."""
     return None if math.isnan(iv.hi) else iv.hi < bound
+
+
+def plateau_word(iv: Interval, bound: float = PLATEAU_PP) -> str:
+    """Control (a)'s word for one base's last tests' climb: held (the whole interval below `bound`), not held,
+    or inconclusive (no interval)."""
+    return {True: "held", False: "not held", None: "inconclusive"}[below(iv, bound)]

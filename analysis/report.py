@@ -202,7 +202,8 @@ def write_report(records: Path, out: Path, allow_mixed: bool = False, docs: Path
             figure3 = " ".join(filter(None, (summary(drawn), paper_contrast(drawn))))
     small_out, small_rows, _, small_ks = write_small_records(records, rows, out)
     outputs.update(small_out)
-    outputs["verdicts_csv"] = write_verdicts(rows, out / "verdicts.csv", small_ks)
+    readings = reading_rows(rows)  # the readings without selection: verdicts.csv's columns and the page's table
+    outputs["verdicts_csv"] = write_verdicts(rows, out / "verdicts.csv", small_ks, readings)
     distance_out, distance_rows = write_distance_records(records, rows, out)
     distance = distance_out.pop("line", "")
     outputs.update(distance_out)
@@ -220,7 +221,7 @@ def write_report(records: Path, out: Path, allow_mixed: bool = False, docs: Path
                  "Each run's score is the mean of its 10 best tests on the val set it is scored on (the "
                  "authors' figure of merit). The same measures from each run's final test and from the mean of "
                  "its last 10 tests, which select nothing (verdicts.csv: `*_final`, `*_last10`):", "",
-                 *readings_markdown(verdict_rows(rows), reading_rows(rows)), ""]
+                 *readings_markdown(verdict_rows(rows), readings), ""]
     noise = ["## The run-to-run noise", "", "Replicates (`REPEAT`: the same run with another Caffe random "
              "seed) beside the spread over seeds of the same treatment (the seeds' replicate 0; `noise.csv`):",
              "", *noise_table, ""] if noise_table else []

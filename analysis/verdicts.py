@@ -30,8 +30,7 @@ COLUMNS = ("measure", "protocol", "k", "seeds", "mean", "lo", "hi", "margin", "v
 
 def _row(key: str, protocol: str, k, interval: iv.Interval, claim: str, label: str) -> dict:
     if claim.startswith("below"):
-        held = iv.below(interval, iv.PLATEAU_PP)
-        word, need = {True: "held", False: "not held", None: "inconclusive"}[held], None
+        word, need = iv.plateau_word(interval), None
     else:
         word = iv.verdict(interval, claim)
         need = iv.units_to_decide(interval, claim) if word == "inconclusive" else None
@@ -76,12 +75,14 @@ def _cell(value) -> str:
     return str(value)
 
 
-def write_verdicts(rows: list[dict], path: Path, small_ks: list[dict] | None = None) -> Path:
-    """Write verdicts.csv (COLUMNS) of the rows; return its path."""
+def write_verdicts(rows: list[dict], path: Path, small_ks: list[dict] | None = None,
+                   readings: dict | None = None) -> Path:
+    """Write verdicts.csv (COLUMNS) of the rows; return its path. `readings`: reading_rows(rows), when the caller
+    has it already."""
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(COLUMNS)
-    rows_out, readings = verdict_rows(rows, small_ks), reading_rows(rows)
+    rows_out, readings = verdict_rows(rows, small_ks), reading_rows(rows) if readings is None else readings
     for r in rows_out:  # the random protocol's measures under the readings without selection (analysis.readings)
         other = readings.get((r["measure"], r["protocol"], r["k"]), {})
         r.update({f"{c}_{name}": other[name][c] if name in other else "" for name, _, _ in READINGS
