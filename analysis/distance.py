@@ -60,7 +60,7 @@ def _measures(rows: list[dict]) -> dict[str, float]:
     """gap1..7 and boost (pp) of one split's rows (replicates averaged first); nan where a run is missing."""
     runs: dict[str, list[float]] = {}
     for r in rows:
-        if scored(r):
+        if scored(r) and int(r.get("budget") or 1) == 1:  # baseB2x (extra/ records) is not the base
             kind = "base" if r.get("kind") == "base" else f"A{int(r['n'])}B{'+' * bool(r.get('finetuned'))}"
             if r.get("target") == "B" and (kind == "base" or r.get("source") == "A"):
                 runs.setdefault(kind, []).append(100 * float(r["score"]))
@@ -208,14 +208,15 @@ def write_distance(rows: list[dict], out_dir: Path, shares: dict[str, float] | N
     return {"distance_png": png, "distance_pdf": pdf, "distance_csv": csv_path, "line": line}
 
 
-def write_distance_records(records: Path, full_rows: list[dict], out_dir: Path) -> tuple[dict, list[dict]]:
+def write_distance_records(records: Path, full_rows: list[dict], out_dir: Path,
+                           allow_mixed: bool = False) -> tuple[dict, list[dict]]:
     """write_distance over the grids published under <records>/mix and the full records' random splits; return
-    its outputs and the mixed splits' rows ({}, [] when there are none)."""
+    its outputs and the mixed splits' rows ({}, [] when there are none). allow_mixed: as make plots MIXED=1."""
     mixed = Path(records) / MIX_RECORDS
     if not record_dirs(mixed):
         return {}, []
-    rows = record_rows(mixed)
-    check_pooled(rows + full_rows, joined=classes(records))  # one build and protocol beside the random splits
+    rows = record_rows(mixed, allow_mixed)
+    check_pooled(rows + full_rows, allow_mixed, joined=classes(records))  # one build and protocol beside the random
     shares = {p.parent.name: json.loads(p.read_text()).get("mix", {}).get("share", "")
               for p in sorted(mixed.glob("*/split.json"))}
     return write_distance(rows + full_rows, out_dir, shares), rows

@@ -204,7 +204,7 @@ def write_report(records: Path, out: Path, allow_mixed: bool = False, docs: Path
     outputs.update(small_out)
     readings = reading_rows(rows)  # the readings without selection: verdicts.csv's columns and the page's table
     outputs["verdicts_csv"] = write_verdicts(rows, out / "verdicts.csv", small_ks, readings)
-    distance_out, distance_rows = write_distance_records(records, rows, out)
+    distance_out, distance_rows = write_distance_records(records, rows, out, allow_mixed)
     distance = distance_out.pop("line", "")
     outputs.update(distance_out)
     noise_csv, noise_table = write_noise(rows + small_rows, out)

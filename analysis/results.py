@@ -231,17 +231,22 @@ POOLED_PROTOCOLS = ("random", "natman", "whole")  # the protocols Figures 2, 3 a
 
 def check_one_setting(rows: list[dict], allow_mixed: bool = False) -> None:
     """Raise KitError when runs that the figures pool (the random, natman and whole splits; each other split on
-    its own) ran with different protocol settings (run.json's protocol key: templates, iterations, batch, test
-    iterations), unless allow_mixed: the work folder's counterpart of analysis.records.check_pooled."""
+    its own, its runs on a cut half apart from the others, as runner.publish does) ran with different protocol
+    settings (run.json's protocol key: templates, iterations, batch, test iterations), unless allow_mixed: the
+    work folder's counterpart of analysis.records.check_pooled."""
     groups: dict[str, dict] = {}
     for row in rows:
         split = str(row.get("split"))
         try:
-            pooled = layout.split_protocol(split)[0] in POOLED_PROTOCOLS
+            protocol = layout.split_protocol(split)[0]
         except KitError:
-            pooled = False
-        by_key = groups.setdefault("the random, natman and whole splits" if pooled else split, {})
-        by_key.setdefault(row.get("protocol_key"), []).append(row)
+            protocol = None
+        if protocol in POOLED_PROTOCOLS:
+            where = "the random, natman and whole splits"
+        else:  # a half cut to k images has its own schedule (small: baseB, the transfers; not baseA): as publish
+            cut = protocol is not None and bool(layout.cut_halves(protocol, [row.get("target")]))
+            where = f"{split}{' (runs on its cut half)' if cut else ''}"
+        groups.setdefault(where, {}).setdefault(row.get("protocol_key"), []).append(row)
     for where, by_key in groups.items():
         if len(by_key) > 1 and not allow_mixed:
             seen = "; ".join(f"{len(rs)} like {rs[0]['split']}/{run_name(rs[0]['treatment'], rs[0]['repeat'])} "

@@ -31,6 +31,7 @@ from kitcore import atomic, layout
 from kitcore.errors import KitError
 from kitcore.profiles import KIT, profile
 from kitcore.treatments import grid_names, in_dependency_order, parse
+from runner.finished import check_runs
 from runner.train import RunSpec
 
 log = logging.getLogger(__name__)
@@ -257,6 +258,7 @@ def kit_command(args) -> list[str]:
 def run_local(p: Plan, jobs: int = 2) -> dict:
     """Run the graph here: each unfinished step in order, every run `jobs` at a time (runner.grid), the figures."""
     from runner.grid import run_specs, threads_per_job
+    check_runs([s for g in p.grids for s in g.specs])  # before the definition is saved or any step runs
     save(p)
     for step in p.steps:
         if step_done(p, step):

@@ -22,6 +22,7 @@ from kitcore import atomic
 from kitcore.errors import KitError
 from runner import slurm
 from runner.experiment import Plan, Step, save, step_done
+from runner.finished import check_runs
 from runner.runstate import run_state
 
 FAILED = "failed"
@@ -89,6 +90,7 @@ def submit(p: Plan, config: dict, dry: list | None = None) -> list[str]:
     if p.definition.gpu and config["gpus"] < 1:  # before any job is submitted
         raise KitError("MODE=gpu needs a GPU per training job but the Slurm config has gpus = 0",
                        "set gpus = 1 in your SLURM_CONFIG file (its top-level keys are the training jobs')")
+    check_runs([s for g in p.grids for s in g.specs])  # before the definition is saved or any job submitted
     if dry is None:
         p.folder.mkdir(parents=True, exist_ok=True)
         save(p)

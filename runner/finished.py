@@ -12,6 +12,7 @@ from pathlib import Path
 from kitcore import atomic, provenance
 from kitcore.caffe_log import parse_log, score
 from kitcore.errors import KitError
+from kitcore.layout import is_finished
 from kitcore.profiles import KIT
 from kitcore.runlog import diverged_at
 from runner import snapshots, supervise
@@ -54,16 +55,28 @@ def _setting(value) -> str:
 
 
 def check_settings(spec: RunSpec, record: dict | None = None) -> None:
-    """Raise KitError when a finished run ran with other settings than `spec` asks for (settings_differ): what
-    differs, and the two ways out (keep it: ask with its settings; redo: FORCE=1)."""
+    """Raise KitError when a run folder (finished or not) ran with other settings than `spec` asks for
+    (settings_differ): what differs, and the two ways out (keep it: ask with its settings; redo: FORCE=1)."""
     diff = settings_differ(spec, record)
     if diff is None:
         return
-    ran_iters = (record or _run_json(spec.run_dir) or {}).get("protocol_files", {}).get("overrides", {}).get("iters")
+    record = record or _run_json(spec.run_dir) or {}
+    ran_files = record.get("protocol_files") or {}
+    ran_iters = ((ran_files.get("overrides") or {}).get("iters") if ran_files  # the template's when None
+                 else (record.get("max_iter") or 0) // spec.treatment.budget or None)  # an older kit's folder
     keep = dataclasses.replace(spec, iters=ran_iters).make_cmd() if "iterations" in diff else None
-    raise KitError(f"{spec.run_dir} finished with other settings than asked: {diff}",
-                   (f"keep it: {keep}; " if keep else "keep it: ask with its settings; ")
+    state = "finished" if is_finished(spec.run_dir, check_model=False) else "started"
+    raise KitError(f"{spec.run_dir} {state} with other settings than asked: {diff}",
+                   (f"keep it: ask with its settings, as {keep}; " if keep else "keep it: ask with its settings; ")
                    + f"redo it with these: {spec.make_cmd(force=True)}")
+
+
+def check_runs(specs: list[RunSpec]) -> None:
+    """check_settings of every run folder of `specs` that has a run.json: what a grid, a Slurm submission and an
+    experiment ask before anything runs or is submitted."""
+    for spec in specs:
+        if (spec.run_dir / "run.json").exists():
+            check_settings(spec)
 
 
 def _run_json(run: Path) -> dict | None:
@@ -79,8 +92,6 @@ def rebuild_result(spec: RunSpec) -> dict | None:
     cannot be read either): the run then resumes from its newest whole snapshot, as an interrupted one."""
     run = spec.run_dir
     record = _run_json(run)
-    if record is not None:
-        check_settings(spec, record)
     with supervise.run_lock(run):
         (run / "result.json").replace(run / "result.json.unreadable")
         log.warning("%s/result.json could not be read; set aside as result.json.unreadable", run)
@@ -106,7 +117,8 @@ def diverged(spec: RunSpec, parsed=None) -> KitError | None:
     solver = spec.profile.solver_template(spec.treatment.protocol).relative_to(KIT)
     return KitError(f"{spec.run_dir.name} diverged: its loss is NaN from iteration {it} ({log_path})",
                     f"the learning rate of {solver} is too high for this net and data: lower base_lr there, "
-                    f"then {spec.make_cmd(force=True)}")
+                    f"then {spec.make_cmd(force=True)} (runs made with the old file then count as other settings: "
+                    "redo them too, with FORCE=1)")
 
 
 def finish(spec: RunSpec, record: dict, seconds: float, status: str) -> dict:

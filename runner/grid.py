@@ -32,7 +32,7 @@ from kitcore.errors import KitError
 from kitcore.layout import is_finished
 from kitcore.treatments import Treatment, in_dependency_order, parse, valid_names
 from runner import snapshots, supervise
-from runner.finished import check_settings, settings_differ
+from runner.finished import check_runs
 from runner.train import RunSpec, budget, train
 
 log = logging.getLogger(__name__)
@@ -144,9 +144,7 @@ def run_specs(specs: list[RunSpec], jobs: int = 1) -> dict[RunSpec, dict]:
     several = len({s.split_dir for s in specs}) > 1  # then a summary line names the split too
     names = {s: f"{s.split_dir.name}/{s.run_dir.name}" if several else s.run_dir.name for s in specs}
     width = max([10] + [len(n) for n in names.values()])
-    for s in specs:  # a finished run with other settings than asked: refused before anything runs
-        if is_finished(s.run_dir) and settings_differ(s) is not None:
-            check_settings(s)
+    check_runs(specs)  # a run folder with other settings than asked: refused before anything runs
     budgets = {s: budget(s) for s in specs}
     first = {s: 0 if is_finished(s.run_dir) else ((snapshots.peek_newest(s.run_dir) or (0,))[0]
                                                   if s.run_dir.is_dir() else 0) for s in specs}

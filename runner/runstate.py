@@ -1,5 +1,5 @@
-"""The state of one run from its folder: finished, other settings (finished, but with settings other than
-asked), running, failed, resumable at iteration N, not started; what make train does with each agrees.
+"""The state of one run from its folder: finished, other settings (a folder that ran, or started, with settings other
+than asked), running, failed, resumable at iteration N, not started; what make train does with each agrees.
 
 Used by the grid's status table (runner.grid) and by the Slurm engine (runner.slurm)
 to skip finished runs.
@@ -28,24 +28,27 @@ def _last_iter(log_path: Path) -> int | None:
 
 
 def run_state(spec: RunSpec) -> dict:
-    """State of one run from its folder: finished, running, failed, resumable at iter N, or not started;
-    `treatment` names the run by its folder (`A3B`, a replicate `A3B.r2`)."""
+    """State of one run from its folder: finished, other settings (a folder that ran, or started, with settings
+    other than `spec` asks for: make train refuses it, runner.finished.check_settings), running, failed,
+    resumable at iter N, or not started; `treatment` names the run by its folder (`A3B`, a replicate `A3B.r2`)."""
     run = spec.run_dir
     row = {"treatment": run.name, "state": "not started", "detail": "", "iter": None}
     result = read_result(run)
-    if is_finished(run):
-        score = result.get("score")
-        row.update(iter=result.get("iterations"))
-        if (diff := settings_differ(spec)) is not None:  # make train refuses it (runner.finished.check_settings)
-            return {**row, "state": "other settings", "detail": f"finished with {diff}"}
-        return {**row, "state": "finished", "detail": f"score {score:.4f}" if score is not None else "no test accuracy"}
-    if result is not None:  # make train refuses it: redo with FORCE=1
-        return {**row, "state": "failed", "detail": f"the final model {result.get('model')} is missing or differs "
-                                                    "from result.json's sha256; redo: FORCE=1"}
-    pid = supervise.lock_holder(run) if run.is_dir() else None
+    finished = is_finished(run)
+    pid = None if finished or not run.is_dir() else supervise.lock_holder(run)
     if pid is not None:
         it = _last_iter(run / "train.log")
         return {**row, "state": "running", "iter": it, "detail": f"pid {pid}, iteration {it}"}
+    if (diff := settings_differ(spec)) is not None:
+        return {**row, "state": "other settings", "iter": (result or {}).get("iterations"),
+                "detail": f"{'finished' if finished else 'started'} with {diff}"}
+    if finished:
+        score = result.get("score")
+        return {**row, "state": "finished", "iter": result.get("iterations"),
+                "detail": f"score {score:.4f}" if score is not None else "no test accuracy"}
+    if result is not None:  # make train refuses it: redo with FORCE=1
+        return {**row, "state": "failed", "detail": f"the final model {result.get('model')} is missing or differs "
+                                                    "from result.json's sha256; redo: FORCE=1"}
     found = snapshots.peek_newest(run) if run.is_dir() else None
     if found:
         row.update(state=f"resumable at iter {found[0]}", iter=found[0])

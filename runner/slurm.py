@@ -33,7 +33,7 @@ from pathlib import Path
 from kitcore import atomic, layout
 from kitcore.errors import KitError
 from kitcore.profiles import KIT
-from runner.finished import check_settings
+from runner.finished import check_runs
 from runner.runstate import run_state
 from runner.slurm_config import load_config as load_config  # re-exported: the grid's CLI and tests read it here
 from runner.slurm_config import prepare_config as prepare_config
@@ -115,6 +115,7 @@ def submit(specs: list[RunSpec], config: dict, after: str | None = None, dry: li
     split's), transfers after their base; `dry`: submit nothing (see sbatch). Return what it did."""
     if any(s.gpu for s in specs) and config["gpus"] < 1:
         raise KitError("--gpu needs a GPU per job but the Slurm config has gpus = 0", "set gpus = 1 in your config")
+    check_runs(specs)  # a run folder with other settings than asked: refused before any sbatch
     split_dir = specs[0].split_dir
     out_dir = split_dir / "slurm"
     if dry is None:
@@ -131,8 +132,6 @@ def submit(specs: list[RunSpec], config: dict, after: str | None = None, dry: li
             if state["state"] == "finished":
                 done.lines.append(f"{name:10s} finished           {state['detail']}")
                 done.counts["finished"] += 1
-            elif state["state"] == "other settings":
-                check_settings(spec)  # raises: what differs, and the two ways out
             elif job and job["state"] in ACTIVE:
                 job_of[name] = job["id"]
                 done.jobs.append(job["id"].split("_")[0])

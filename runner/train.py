@@ -117,10 +117,12 @@ def preflight(spec: RunSpec) -> inputs.RunInputs:
 def train(spec: RunSpec, force: bool = False, on_iter=None) -> dict:
     """Run (or resume, or skip if finished) one treatment; return its result.json content.
 
-    A finished run asked for with other settings is an error (check_settings); one whose result.json cannot
-    be read gets it rebuilt from its final model and log (rebuild_result), or resumes when that model is not
-    whole."""
+    A run folder that ran with other settings than asked, finished or not, is an error (check_settings); a
+    finished run whose result.json cannot be read gets it rebuilt from its final model and log
+    (rebuild_result), or resumes when that model is not whole."""
     run = spec.run_dir
+    if not force:
+        check_settings(spec)  # a folder that ran (or started) with other settings: refused before anything
     if (run / "result.json").exists() and not force:
         if layout.read_result(run) is None:
             rebuilt = rebuild_result(spec)
@@ -131,7 +133,6 @@ def train(spec: RunSpec, force: bool = False, on_iter=None) -> dict:
                 model = run / str(layout.read_result(run).get("model"))
                 what = "is missing" if not model.is_file() else "differs from its sha256 in result.json"
                 raise KitError(f"the final model {model} {what}", f"redo the run: {spec.make_cmd(force=True)}")
-            check_settings(spec)
             log.debug("%s is finished; keeping it (use --force to redo)", run)
             return {**json.loads((run / "result.json").read_text()), "status": "skipped"}
     found = preflight(spec)

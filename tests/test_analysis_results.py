@@ -236,3 +236,21 @@ def test_a_diverged_run_is_left_out_of_every_figure(tmp_path: Path):
     _run(split, "A1B+", meta, {"train.log": nan_log}, finished=True)
     row = collect_runs(split)[0]
     assert row["diverged_at"] == 40 and row["finished"] and not usable(row)
+
+
+def test_one_setting_per_pooled_group_and_a_cut_half_apart():
+    """check_one_setting: the random, natman and whole splits pool, so one protocol key among them; a small split's
+    runs on its cut half (baseB, the transfers) have a schedule of their own beside its baseA's."""
+    from analysis.results import check_one_setting
+
+    def row(split, treatment, target, key):
+        return {"split": split, "treatment": treatment, "repeat": 0, "target": target, "protocol_key": key,
+                "iterations": 3000}
+    pooled = [row("random0", "baseA", "A", "k1"), row("natman", "baseB", "B", "k1"), row("all", "base", "all", "k1")]
+    small = [row("small0k5", "baseA", "A", "k1"), row("small0k5", "baseB", "B", "k5"),
+             row("small0k5", "A3B+", "B", "k5")]
+    check_one_setting(pooled + small)
+    for odd in (row("random1", "baseB", "B", "k2"), row("small0k5", "B1B", "B", "k2")):
+        with pytest.raises(KitError, match="ran with 2 different settings"):
+            check_one_setting(pooled + small + [odd])
+        check_one_setting(pooled + small + [odd], allow_mixed=True)

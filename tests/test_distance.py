@@ -50,6 +50,12 @@ def test_points_per_m_and_seed_then_the_means_with_intervals():
     assert pts[-1]["gap7"] == pytest.approx(-10.0) and pts[-1]["boost"] == pytest.approx(1.0)
 
 
+def test_a_base_trained_twice_as_long_is_not_the_base():
+    """baseB2x (extra/ records: kind base, budget 2) beside a random split's baseB leaves its gaps as they were."""
+    twice = _row("random0", "base", 0.5) | {"budget": 2}
+    assert points(_grid("random0", -10.0, 1.0) + [twice])[0]["gap7"] == pytest.approx(-10.0)
+
+
 def test_a_missing_run_leaves_its_measure_out():
     rows = [r for r in _grid("mix0m1", -20.0, 2.0) if not (r["n"] == 3 and r["finetuned"])]
     (pt, _mean) = points(rows)

@@ -249,3 +249,7 @@ def test_locally_the_graph_runs_here_and_status_reads_it(tmp_path):
     assert re.search(r"^store\s+finished\s+-", text, re.M) and re.search(r"grid all\s+finished\s+-\s+8 finished", text)
     again = kit(None, "experiment", "--work", str(tmp_path), "--grids", "whole", "--iters", "2", "--dry-run")
     assert again.stdout.count(" finished  transfer-kit ") == 2 and "8 runs (0 left to train)" in again.stdout
+    saved = (tmp_path / "fa20" / "experiment" / "experiment.json").read_bytes()
+    other = kit(None, "experiment", "--work", str(tmp_path), "--grids", "whole", "--iters", "3")
+    assert other.returncode == 2 and "finished with other settings than asked: iterations 2 (asked: 3)" in other.stderr
+    assert (tmp_path / "fa20" / "experiment" / "experiment.json").read_bytes() == saved  # refused before anything

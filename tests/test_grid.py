@@ -255,7 +255,7 @@ def test_finished_runs_asked_with_other_settings_are_refused_by_train_status_gri
     before = (runs(work) / "baseA" / "result.json").read_bytes()
     line = one_line_error(kit("train", "--work", str(work), "--treatment", "baseA", "--iters", "3"),
                           "finished with other settings than asked: iterations 2 (asked: 3)",
-                          "keep it: make train TREATMENT=baseA", "ITERS=2", "FORCE=1")
+                          "keep it: ask with its settings, as make train TREATMENT=baseA", "ITERS=2", "FORCE=1")
     assert "ITERS=3" in line.split("redo it with these:")[1]
     one_line_error(kit("grid", "--work", str(work), "--treatments", GRID, "--iters", "3"),
                    "finished with other settings than asked: iterations 2 (asked: 3)")
@@ -264,6 +264,14 @@ def test_finished_runs_asked_with_other_settings_are_refused_by_train_status_gri
     assert all(rows[n].split()[1:3] == ["other", "settings"] and "iterations 2 (asked: 3)" in rows[n]
                for n in GRID.split(","))
     assert all(row.split()[1] == "finished" for row in _status_rows(work).values())
+    run = runs(work) / "baseB"  # a run started at 2 iterations and stopped: asked at 3, refused alike, not failed
+    (run / "result.json").unlink()
+    (run / "snapshots" / "snap_iter_2.caffemodel").unlink()
+    one_line_error(kit("train", "--work", str(work), "--treatment", "baseB", "--iters", "3"),
+                   "baseB started with other settings than asked: iterations 2 (asked: 3)")
+    assert not (run / "failed.json").exists()
+    assert _status_rows(work, "--iters", "3")["baseB"].split()[1:3] == ["other", "settings"]
+    one_line_error(kit("grid", "--work", str(work), "--treatments", "baseB", "--iters", "3"), "baseB started with")
     assert kit("train", "--work", str(work), "--treatment", "A2B", "--iters", "3", "--threads", "1").returncode == 0
     one_line_error(kit("plots", "--work", str(work)), "ran with 2 different settings", "(3 iterations)",
                    "(2 iterations)", "MIXED=1")
