@@ -185,8 +185,9 @@ def test_signals_snapshot_then_rerun_resumes_with_the_restart_marked(split):
     assert "stopped at iteration 1" in proc.stderr.read()
     stopped = sorted(int(p.stem.split("_")[-1]) for p in (run / "snapshots").glob("*.solverstate"))
     assert stopped[-1] > 10 and not (run / "result.json").exists()
-    status = subprocess.run([sys.executable, "-m", "runner.cli", "status", "--work", str(work),
-                             "--treatments", "baseB"], cwd=ROOT, capture_output=True, text=True)
+    status = subprocess.run([sys.executable, "-m", "runner.cli", "status", "--work", str(work), "--treatments",
+                             "baseB", "--iters", args[args.index("--iters") + 1]], cwd=ROOT, capture_output=True,
+                            text=True)
     assert f"resumable at iter {stopped[-1]}" in status.stdout
     proc = kit(*args)  # now kill -9 the kit itself: caffe gets SIGINT (PR_SET_PDEATHSIG) and snapshots
     wait_for(lambda: (run / "train.log").read_text().count("#### transfer-kit") >= 3)

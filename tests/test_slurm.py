@@ -77,14 +77,14 @@ def work(slurm, tmp_path_factory) -> tuple[Path, Path]:
     shutil.rmtree(work, ignore_errors=True)
 
 
-def states(env: dict, work: Path, grid: str) -> dict[str, str]:
-    out = kit(env, "status", "--work", str(work), "--treatments", grid, "--iters", "2").stdout.splitlines()[1:-1]
+def states(env: dict, work: Path, grid: str, iters: str = "2") -> dict[str, str]:
+    out = kit(env, "status", "--work", str(work), "--treatments", grid, "--iters", iters).stdout.splitlines()[1:-1]
     return {ln.split()[0]: ln for ln in out}
 
 
-def wait_states(env, work, grid, pred, timeout=240) -> dict[str, str]:
-    wait_until(lambda: pred(states(env, work, grid)), timeout, f"status of {grid}")
-    return states(env, work, grid)
+def wait_states(env, work, grid, pred, timeout=240, iters: str = "2") -> dict[str, str]:
+    wait_until(lambda: pred(states(env, work, grid, iters)), timeout, f"status of {grid}")
+    return states(env, work, grid, iters)
 
 
 @pytest.mark.slow
@@ -118,14 +118,14 @@ def test_cancelled_job_snapshots_and_resubmission_resumes(slurm, work):
           "a training iteration past the first snapshot")
     job = json.loads((work / "fa20" / "random0" / "slurm" / "jobs.json").read_text())["baseB"]
     subprocess.run(["scancel", job], env=slurm, check=True)
-    row = wait_states(slurm, work, "baseB", lambda s: "CANCELLED" in s["baseB"], 60)["baseB"]
+    row = wait_states(slurm, work, "baseB", lambda s: "CANCELLED" in s["baseB"], 60, iters="30")["baseB"]
     assert row.split()[1] == "failed" and "resumable at iter" in row
     stopped = int(row.split("resumable at iter ")[1].split(")")[0])
     outs = "".join(p.read_text() for p in (work / "fa20" / "random0" / "slurm").glob("*.out"))
     assert stopped > 10 and "Optimization stopped early" in (run / "train.log").read_text(), (
         outs[-2000:] + (run / "train.log").read_text()[-1500:])
     assert kit(slurm, *args).returncode == 0
-    wait_states(slurm, work, "baseB", lambda s: "finished" in s["baseB"])
+    wait_states(slurm, work, "baseB", lambda s: s["baseB"].split()[1] == "finished", iters="30")
     assert f"resuming from snap_iter_{stopped}.solverstate" in (run / "train.log").read_text()
 
 
