@@ -175,8 +175,8 @@ def control_lines(measures: list[dict]) -> list[str]:
     lines = []
     if plateaus:
         words = [iv.plateau_word(m["interval"]) for m in plateaus]
-        word = ("not held" if "not held" in words else "held" if set(words) == {"held"}
-                else "inconclusive (one unit: no interval)")
+        word = ("not held" if "not held" in words else "held" if set(words) == {"held"} else
+                "inconclusive" + (" (one unit: no interval)" if any(m["interval"].n < 2 for m in plateaus) else ""))
         parts = "; ".join(f"base{m['key'][-1]} {m['interval'].text()}"
                           for m in plateaus)
         lines.append(f"(a) bases on their plateau (interval of the last tests' climb below {iv.PLATEAU_PP:g} pp): "

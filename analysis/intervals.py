@@ -139,6 +139,8 @@ def below(iv: Interval, bound: float) -> bool | None:
 
 
 def plateau_word(iv: Interval, bound: float = PLATEAU_PP) -> str:
-    """Control (a)'s word for one base's last tests' climb: held (the whole interval below `bound`), not held,
-    or inconclusive (no interval)."""
-    return {True: "held", False: "not held", None: "inconclusive"}[below(iv, bound)]
+    """Control (a)'s word for one base's last tests' climb: held (the whole interval below `bound`), not held (the
+    whole interval above it), else inconclusive (the interval reaches across it, or there is none)."""
+    if below(iv, bound):
+        return "held"
+    return "not held" if not math.isnan(iv.lo) and iv.lo > bound else "inconclusive"

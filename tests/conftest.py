@@ -38,6 +38,23 @@ def random0_tiny(tmp_path_factory) -> Path:
     return work
 
 
+def beside_random0(work: Path, records: Path, folder: str, split: str, runs: int, *grid_args: str) -> Path:
+    """Train a grid (grid_args: its protocol's options) into random0_tiny's work folder at 2 iterations a run, then
+    publish random0 into `records` and the grid's split into records/<folder>; return `records`."""
+    import sys
+
+    def kit(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "runner.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                              check=False)
+    proc = kit("grid", "--work", str(work), "--iters", "2", "--jobs", "2", *grid_args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert kit("publish", "--work", str(work), "--records", str(records), "--splits", "random0").returncode == 0
+    proc = kit("publish", "--work", str(work), "--records", str(records / folder), "--splits", split)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.startswith(f"{split}: published {runs} runs into"), proc.stdout
+    return records
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """mount(size) -> a fresh tmpfs of that size ("4m") under tmp_path, and resize(path, size) to give it more

@@ -15,29 +15,24 @@ import pytest
 from kitcore.profiles import KIT
 from kitcore.treatments import grid_names
 
+from conftest import beside_random0
 from test_grid import kit
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def work(random0_tiny) -> Path:
-    """random0's and mix0m1's grids finished (2 iterations a run); random0 is shared with the other
-    record tests (conftest.random0_tiny)."""
-    proc = kit("grid", "--work", str(random0_tiny), "--iters", "2", "--jobs", "2", "--protocol", "mix", "--mix", "1")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return random0_tiny
+def records(random0_tiny, tmp_path_factory) -> Path:
+    """mix0m1's grid trained beside random0's (conftest.random0_tiny, shared with the other record tests; 2
+    iterations a run); random0 published into fa20/, mix0m1 into fa20/mix/."""
+    return beside_random0(random0_tiny, tmp_path_factory.mktemp("records") / "fa20", "mix", "mix0m1", 16,
+                          "--protocol", "mix", "--mix", "1")
 
 
 @pytest.fixture(scope="module")
-def records(work, tmp_path_factory) -> Path:
-    """random0 published into fa20/, mix0m1 into fa20/mix/."""
-    records = tmp_path_factory.mktemp("records") / "fa20"
-    assert kit("publish", "--work", str(work), "--records", str(records), "--splits", "random0").returncode == 0
-    proc = kit("publish", "--work", str(work), "--records", str(records / "mix"), "--splits", "mix0m1")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.startswith("mix0m1: published 16 runs into"), proc.stdout
-    return records
+def work(records, random0_tiny) -> Path:
+    """The work folder holding random0's and mix0m1's grids."""
+    return random0_tiny
 
 
 def test_the_mixed_split_and_its_grid(work):

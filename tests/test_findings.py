@@ -145,7 +145,7 @@ def test_controls_not_held_and_inconclusive():
     rows = (_controlled("random0", 0.0, (0.1, 0.0), (10, 10), -0.003, 0.02)
             + _controlled("random1", 0.01, (0.12, 0.45), (7, 10), -0.003, 0.021))
     a, b, c = controls(rows)[2]
-    assert a.startswith("(a) bases on their plateau (interval of the last tests' climb below 0.3 pp): not held (")
+    assert a.startswith("(a) bases on their plateau (interval of the last tests' climb below 0.3 pp): inconclusive (")
     assert "baseB +0.23 [-2.63, +3.08]" in a  # 0.225 +- T1 * 0.225
     assert b.endswith("not held (B1B - baseB -0.30 [-0.30, -0.30]: shown; B1B+ - baseB +2.05 [+1.41, +2.69]: "
                       "opposite)")

@@ -99,3 +99,11 @@ def test_below_the_plateau_bound():
     assert iv.below(iv.interval([0.1, 0.12]), iv.PLATEAU_PP) is True  # 0.11 + t(1) * 0.01 = 0.237
     assert 0.11 + T[1] * 0.01 < iv.PLATEAU_PP
     assert iv.below(iv.interval([0.1, 0.2]), iv.PLATEAU_PP) is False  # 0.15 + t(1) * 0.05 = 0.79
+
+
+def test_control_a_is_held_below_the_bound_not_held_above_it_and_inconclusive_across():
+    from analysis.intervals import interval, plateau_word
+    assert plateau_word(interval([0.0, 0.01, 0.02])) == "held"
+    assert plateau_word(interval([0.5, 0.6, 0.7])) == "not held"
+    assert plateau_word(interval([0.1, 0.3, 0.5])) == "inconclusive"
+    assert plateau_word(interval([0.1])) == "inconclusive"  # one unit: no interval

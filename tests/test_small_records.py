@@ -15,30 +15,24 @@ import pytest
 
 from kitcore.treatments import grid_names
 
+from conftest import beside_random0
 from test_grid import kit, one_line_error
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def work(random0_tiny) -> Path:
-    """random0's and small0k5's grids finished (2 iterations a run); random0 is shared with the other
-    record tests (conftest.random0_tiny)."""
-    proc = kit("grid", "--work", str(random0_tiny), "--iters", "2", "--jobs", "2", "--protocol", "small",
-               "--per-class", "5")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return random0_tiny
+def records(random0_tiny, tmp_path_factory) -> Path:
+    """small0k5's grid trained beside random0's (conftest.random0_tiny, shared with the other record tests; 2
+    iterations a run); random0 published into fa20/, small0k5 into fa20/small/."""
+    return beside_random0(random0_tiny, tmp_path_factory.mktemp("records") / "fa20", "small", "small0k5", 30,
+                          "--protocol", "small", "--per-class", "5")
 
 
 @pytest.fixture(scope="module")
-def records(work, tmp_path_factory) -> Path:
-    """random0 published into fa20/, small0k5 into fa20/small/."""
-    records = tmp_path_factory.mktemp("records") / "fa20"
-    assert kit("publish", "--work", str(work), "--records", str(records), "--splits", "random0").returncode == 0
-    proc = kit("publish", "--work", str(work), "--records", str(records / "small"), "--splits", "small0k5")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.startswith("small0k5: published 30 runs into"), proc.stdout
-    return records
+def work(records, random0_tiny) -> Path:
+    """The work folder holding random0's and small0k5's grids."""
+    return random0_tiny
 
 
 def test_the_small_split_and_its_runs(work):
