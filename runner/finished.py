@@ -26,11 +26,8 @@ def settings_differ(spec: RunSpec, record: dict | None = None) -> str | None:
     """How the settings a run folder ran with (its run.json, or `record`) differ from those `spec` asks for:
     iterations, batch, test iterations, the net and solver templates ("iterations 300 (asked: 3000), ...");
     None when they agree, or when the folder has no readable run.json."""
-    if record is None:
-        try:
-            record = json.loads((spec.run_dir / "run.json").read_text())
-        except (OSError, ValueError):
-            return None
+    if record is None and (record := _run_json(spec.run_dir)) is None:
+        return None
     t, prof = spec.treatment, spec.profile
     asked = {"iterations": budget(spec), "batch": spec.batch, "test_iter": spec.test_iter}
     ran_files = record.get("protocol_files") or {}
@@ -57,10 +54,9 @@ def _setting(value) -> str:
 def check_settings(spec: RunSpec, record: dict | None = None) -> None:
     """Raise KitError when a run folder (finished or not) ran with other settings than `spec` asks for
     (settings_differ): what differs, and the two ways out (keep it: ask with its settings; redo: FORCE=1)."""
-    diff = settings_differ(spec, record)
-    if diff is None:
+    record = record if record is not None else _run_json(spec.run_dir)  # read once, for the diff and the hint
+    if record is None or (diff := settings_differ(spec, record)) is None:
         return
-    record = record or _run_json(spec.run_dir) or {}
     ran_files = record.get("protocol_files") or {}
     ran_iters = ((ran_files.get("overrides") or {}).get("iters") if ran_files  # the template's when None
                  else (record.get("max_iter") or 0) // spec.treatment.budget or None)  # an older kit's folder
