@@ -60,11 +60,13 @@ def check_settings(spec: RunSpec, record: dict | None = None) -> None:
     ran_files = record.get("protocol_files") or {}
     ran_iters = ((ran_files.get("overrides") or {}).get("iters") if ran_files  # the template's when None
                  else (record.get("max_iter") or 0) // spec.treatment.budget or None)  # an older kit's folder
-    keep = dataclasses.replace(spec, iters=ran_iters).make_cmd() if "iterations" in diff else None
+    keep = "keep it: ask with its settings"
+    if "iterations" in diff:  # named as a make setting too: a grid, Slurm or experiment command takes it alike
+        setting = f"ITERS={ran_iters}" if ran_iters else "ITERS left out"
+        keep += f" ({setting}), as {dataclasses.replace(spec, iters=ran_iters).make_cmd()}"
     state = "finished" if is_finished(spec.run_dir, check_model=False) else "started"
     raise KitError(f"{spec.run_dir} {state} with other settings than asked: {diff}",
-                   (f"keep it: ask with its settings, as {keep}; " if keep else "keep it: ask with its settings; ")
-                   + f"redo it with these: {spec.make_cmd(force=True)}")
+                   f"{keep}; redo it with these: {spec.make_cmd(force=True)}")
 
 
 def check_runs(specs: list[RunSpec]) -> None:

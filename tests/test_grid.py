@@ -255,10 +255,11 @@ def test_finished_runs_asked_with_other_settings_are_refused_by_train_status_gri
     before = (runs(work) / "baseA" / "result.json").read_bytes()
     line = one_line_error(kit("train", "--work", str(work), "--treatment", "baseA", "--iters", "3"),
                           "finished with other settings than asked: iterations 2 (asked: 3)",
-                          "keep it: ask with its settings, as make train TREATMENT=baseA", "ITERS=2", "FORCE=1")
+                          "keep it: ask with its settings (ITERS=2), as make train TREATMENT=baseA", "FORCE=1")
     assert "ITERS=3" in line.split("redo it with these:")[1]
     one_line_error(kit("grid", "--work", str(work), "--treatments", GRID, "--iters", "3"),
-                   "finished with other settings than asked: iterations 2 (asked: 3)")
+                   "finished with other settings than asked: iterations 2 (asked: 3)",
+                   "keep it: ask with its settings (ITERS=2)")
     assert (runs(work) / "baseA" / "result.json").read_bytes() == before
     rows = _status_rows(work, "--iters", "3")
     assert all(rows[n].split()[1:3] == ["other", "settings"] and "iterations 2 (asked: 3)" in rows[n]
