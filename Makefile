@@ -59,7 +59,13 @@ RECORDS  ?=
 DOCS     ?=
 SPLITS   ?=
 MIXED    ?=
-GRID_ARGS = --work $(WORK) --dataset $(DATASET) --seed $(SEED) --protocol $(PROTOCOL) $(if $(TREATMENTS),--treatments '$(TREATMENTS)') $(if $(PERCLASS),--per-class '$(PERCLASS)') $(if $(MIX),--mix '$(MIX)') $(if $(REPEATS),--repeats '$(REPEATS)')
+# Toy runs of the paper's CaffeNet (make train / grid / status): BATCH = train and val batch instead of the net
+# template's; TEST_ITER = test batches per test instead of the solver's (a run records both: asked with others,
+# it is refused as 'other settings')
+BATCH    ?=
+TEST_ITER ?=
+RUN_OPTS = $(if $(PERCLASS),--per-class '$(PERCLASS)') $(if $(MIX),--mix '$(MIX)') $(if $(BATCH),--batch '$(BATCH)') $(if $(TEST_ITER),--test-iter '$(TEST_ITER)')
+GRID_ARGS = --work $(WORK) --dataset $(DATASET) --seed $(SEED) --protocol $(PROTOCOL) $(if $(TREATMENTS),--treatments '$(TREATMENTS)') $(RUN_OPTS) $(if $(REPEATS),--repeats '$(REPEATS)')
 # Your own images (make dataset DATASET=NAME IMAGES=DIR): NET = small (the CPU-scale net at the
 # images' size; the default for 64 px or less) or caffenet (the paper's); VAL_FRACTION = share of
 # each class held out as val when DIR has no train/ and val/; GROUPS = class,group CSV of split-groups.
@@ -167,8 +173,8 @@ split-small: setup  ## a small target: SEED's random halves, B's train set cut t
 split-mix: setup  ## task distance: natman's halves with MIX classes swapped, drawn with SEED: SEED=0 MIX=m [DATASET=fa20] [GROUPS=file.csv: your dataset's] (imagenet: LISTS=dir [IMAGES=dir])
 	$(KIT) split-mix --work $(WORK) --dataset $(DATASET) --seed $(SEED) $(if $(MIX),--mix '$(MIX)') $(if $(GROUPS),--groups '$(GROUPS)') $(if $(FORCE),--force) $(LIST_ARGS)
 
-train: setup  ## train one treatment: TREATMENT=A3B+ DATASET=fa20 SEED=0 [PROTOCOL=random] [MODE=gpu] [PERCLASS=k] [MIX=m] [REPEAT=r: replicate r]
-	$(KIT) train --work $(WORK) --dataset $(DATASET) --seed $(SEED) --protocol $(PROTOCOL) --treatment '$(TREATMENT)' --$(MODE) $(if $(ITERS),--iters $(ITERS)) $(if $(PERCLASS),--per-class '$(PERCLASS)') $(if $(MIX),--mix '$(MIX)') $(if $(REPEAT),--repeat '$(REPEAT)') $(if $(FORCE),--force)
+train: setup  ## train one treatment: TREATMENT=A3B+ DATASET=fa20 SEED=0 [PROTOCOL=random] [MODE=gpu] [PERCLASS=k] [MIX=m] [REPEAT=r: replicate r] [BATCH=b] [TEST_ITER=t]
+	$(KIT) train --work $(WORK) --dataset $(DATASET) --seed $(SEED) --protocol $(PROTOCOL) --treatment '$(TREATMENT)' --$(MODE) $(if $(ITERS),--iters $(ITERS)) $(RUN_OPTS) $(if $(REPEAT),--repeat '$(REPEAT)') $(if $(FORCE),--force)
 
 grid: setup  ## every treatment of a protocol, bases first: PROTOCOL=random DATASET=fa20 SEED=0 [JOBS=2] [ENGINE=slurm] [REPEATS=R: r = 0..R-1 of each]
 	$(KIT) grid $(GRID_ARGS) --jobs $(JOBS) --engine $(ENGINE) --$(MODE) $(if $(ITERS),--iters $(ITERS)) $(if $(SLURM_CONFIG),--slurm-config '$(SLURM_CONFIG)')

@@ -239,15 +239,17 @@ def _variable_words(protocol: str, per_class: int | None, mix: int | None) -> li
 
 def train_command(treatment: str, dataset: str, protocol: str, seed: int, per_class: int | None = None,
                   force: bool = False, repeat: int = 0, iters: int | None = None, gpu: bool = False,
-                  work: Path | str | None = None, mix: int | None = None) -> str:
+                  work: Path | str | None = None, mix: int | None = None, batch: int | None = None,
+                  test_iter: int | None = None) -> str:
     """The make command that trains `treatment` (replicate `repeat`) on the same split as the run that needs it,
-    with the same settings (`iters`, `gpu`, `work`: the run's, which the command repeats)."""
+    with the same settings (`iters`, `gpu`, `work`, `batch`, `test_iter`: the run's, which the command repeats)."""
     words = [f"make train TREATMENT={treatment}", f"DATASET={dataset}", f"PROTOCOL={protocol}", f"SEED={seed}",
              *_variable_words(protocol, per_class, mix)]
     if check_repeat(repeat):
         words.append(f"REPEAT={repeat}")
     words += ["FORCE=1"] if force else []
     words += ([f"ITERS={iters}"] if iters else []) + (["MODE=gpu"] if gpu else [])
+    words += ([f"BATCH={batch}"] if batch else []) + ([f"TEST_ITER={test_iter}"] if test_iter else [])
     return " ".join(words + work_setting(work))
 
 

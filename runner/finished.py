@@ -29,12 +29,10 @@ def settings_differ(spec: RunSpec, record: dict | None = None) -> str | None:
     if record is None and (record := _run_json(spec.run_dir)) is None:
         return None
     t, prof = spec.treatment, spec.profile
-    asked = {"iterations": budget(spec), "batch": spec.batch, "test_iter": spec.test_iter}
-    ran_files = record.get("protocol_files") or {}
-    ran = {"iterations": record.get("max_iter"), "batch": record.get("batch"),
-           "test_iter": (ran_files.get("overrides") or {}).get("test_iter", spec.test_iter)}
+    asked, ran = _asked(spec), _ran(spec, record)
     diffs = [f"{name} {_setting(ran[name])} (asked: {_setting(asked[name])})" for name in asked
              if ran[name] != asked[name]]
+    ran_files = record.get("protocol_files") or {}
     now = provenance.protocol_record(prof.net_template_path(), prof.solver_template(t.protocol), KIT)
     for part in ("net", "solver"):
         path, digest = ran_files.get(f"{part}_template"), ran_files.get(f"{part}_sha256")
@@ -47,8 +45,38 @@ def settings_differ(spec: RunSpec, record: dict | None = None) -> str | None:
     return ", ".join(diffs) or None
 
 
+def _asked(spec: RunSpec) -> dict:
+    return {"iterations": budget(spec), "batch": spec.batch, "test_iter": spec.test_iter}
+
+
+def _ran(spec: RunSpec, record: dict) -> dict:
+    """The settings a run folder's run.json says it ran with, named as _asked names them."""
+    overrides = (record.get("protocol_files") or {}).get("overrides") or {}
+    return {"iterations": record.get("max_iter"), "batch": record.get("batch"),
+            "test_iter": overrides.get("test_iter", spec.test_iter)}
+
+
 def _setting(value) -> str:
     return "the template's" if value is None else str(value)
+
+
+def _keep_hint(spec: RunSpec, record: dict) -> str:
+    """How to ask for a run folder with the settings it ran with: the make settings that differ (ITERS=,
+    BATCH=, TEST_ITER=; a grid, Slurm or experiment command takes them alike) and the make train command."""
+    asked, ran = _asked(spec), _ran(spec, record)
+    changes, words = {}, []
+    if ran["iterations"] != asked["iterations"]:
+        ran_files = record.get("protocol_files") or {}
+        iters = ((ran_files.get("overrides") or {}).get("iters") if ran_files  # the template's when None
+                 else (record.get("max_iter") or 0) // spec.treatment.budget or None)  # an older kit's folder
+        changes["iters"], words = iters, [f"ITERS={iters}" if iters else "ITERS left out"]
+    for name, var in (("batch", "BATCH"), ("test_iter", "TEST_ITER")):
+        if ran[name] != asked[name]:
+            changes[name] = ran[name]
+            words.append(f"{var}={ran[name]}" if ran[name] else f"{var} left out")
+    if not words:  # only a template differs: no setting brings it back
+        return "keep it: ask with its settings"
+    return f"keep it: ask with its settings ({', '.join(words)}), as {dataclasses.replace(spec, **changes).make_cmd()}"
 
 
 def check_settings(spec: RunSpec, record: dict | None = None) -> None:
@@ -57,16 +85,9 @@ def check_settings(spec: RunSpec, record: dict | None = None) -> None:
     record = record if record is not None else _run_json(spec.run_dir)  # read once, for the diff and the hint
     if record is None or (diff := settings_differ(spec, record)) is None:
         return
-    ran_files = record.get("protocol_files") or {}
-    ran_iters = ((ran_files.get("overrides") or {}).get("iters") if ran_files  # the template's when None
-                 else (record.get("max_iter") or 0) // spec.treatment.budget or None)  # an older kit's folder
-    keep = "keep it: ask with its settings"
-    if "iterations" in diff:  # named as a make setting too: a grid, Slurm or experiment command takes it alike
-        setting = f"ITERS={ran_iters}" if ran_iters else "ITERS left out"
-        keep += f" ({setting}), as {dataclasses.replace(spec, iters=ran_iters).make_cmd()}"
     state = "finished" if is_finished(spec.run_dir, check_model=False) else "started"
     raise KitError(f"{spec.run_dir} {state} with other settings than asked: {diff}",
-                   f"{keep}; redo it with these: {spec.make_cmd(force=True)}")
+                   f"{_keep_hint(spec, record)}; redo it with these: {spec.make_cmd(force=True)}")
 
 
 def check_runs(specs: list[RunSpec]) -> None:

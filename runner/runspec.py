@@ -61,11 +61,12 @@ class RunSpec:
     def make_cmd(self, treatment: str | None = None, force: bool = False) -> str:
         """The make command that runs this run (treatment None: with its REPEAT), or the r = 0 run of
         `treatment` (a base), on this run's split (same dataset, protocol, seed, k) with this run's settings
-        (ITERS, MODE, WORK)."""
+        (ITERS, MODE, WORK, BATCH, TEST_ITER)."""
         return layout.train_command(treatment or self.treatment.name, self.dataset, self.treatment.protocol,
                                     self.seed, self.per_class, force=force,
                                     repeat=self.repeat if treatment is None else 0, iters=self.iters,
-                                    gpu=self.gpu, work=self.work, mix=self.mix)
+                                    gpu=self.gpu, work=self.work, mix=self.mix, batch=self.batch,
+                                    test_iter=self.test_iter)
 
 
 def iters_of(spec: RunSpec) -> int | None:

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from kitcore import layout
 from kitcore.layout import split_name, split_protocol
 from runner import cli
 from runner.cli_common import HelpFormatter, KitParser, positive_int
@@ -164,6 +165,19 @@ def test_make_train_forwards_protocol_mode_and_perclass():
     assert (args.treatment, args.protocol, args.gpu, args.per_class) == ("A3B", "natman", True, 5)
     args = cli.build_parser().parse_args(make_n("train", "TREATMENT=baseA"))
     assert (args.protocol, args.gpu, args.per_class, args.iters) == ("random", False, None, None)
+    assert (args.batch, args.test_iter) == (None, None)
+
+
+@pytest.mark.parametrize("target", ["train", "grid", "status"])
+def test_make_forwards_batch_and_test_iter_as_the_commands_the_kit_prints_name_them(target):
+    """BATCH= and TEST_ITER= reach train, grid and status; layout.train_command writes them back the same way."""
+    words = make_n(target, "TREATMENT=baseA", "BATCH=4", "TEST_ITER=3", "ITERS=2")
+    args = cli.build_parser().parse_args(words)
+    assert (args.batch, args.test_iter) == (4, 3)
+    cmd = layout.train_command("baseA", "fa20", "random", 0, iters=2, batch=4, test_iter=3)
+    assert cmd.endswith("ITERS=2 BATCH=4 TEST_ITER=3")
+    again = cli.build_parser().parse_args(make_n(*shlex.split(cmd)[1:]))
+    assert (again.treatment, again.iters, again.batch, again.test_iter) == ("baseA", 2, 4, 3)
 
 
 def test_make_verify_and_status_forward_the_split():

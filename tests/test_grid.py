@@ -260,6 +260,9 @@ def test_finished_runs_asked_with_other_settings_are_refused_by_train_status_gri
     one_line_error(kit("grid", "--work", str(work), "--treatments", GRID, "--iters", "3"),
                    "finished with other settings than asked: iterations 2 (asked: 3)",
                    "keep it: ask with its settings (ITERS=2)")
+    one_line_error(kit("train", "--work", str(work), "--treatment", "baseA", "--iters", "2", "--batch", "4"),
+                   "finished with other settings than asked: batch the template's (asked: 4)",
+                   "keep it: ask with its settings (BATCH left out), as make train TREATMENT=baseA")
     assert (runs(work) / "baseA" / "result.json").read_bytes() == before
     rows = _status_rows(work, "--iters", "3")
     assert all(rows[n].split()[1:3] == ["other", "settings"] and "iterations 2 (asked: 3)" in rows[n]
