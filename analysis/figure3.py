@@ -17,7 +17,12 @@ Every point drawn is written beside the picture as `<stem>.csv` (COLUMNS):
 panel `natman` or `random` (top; a base point is its split's base mean, at
 n = 0) or `normalized` (bottom), series as in the legend (the authors' runs
 `authors' ...`), n, value, and the run's split and treatment (a replicate's
-run folder name, `A3B.r2`: rules.run_label).
+run folder name, `A3B.r2`: rules.run_label); then, for each of the kit's
+series and n, a row of treatment `mean`: the mean the line joins, its units
+and its 95% interval `lo, hi` (the error bar; analysis.intervals), over the
+splits (seeds) where a level has several, a split's replicates averaged first,
+else over the runs of its one split (natman's and the random weights'
+replicates). A level of one unit has no bar (lo, hi blank).
 """
 from __future__ import annotations
 
@@ -26,10 +31,12 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from analysis import intervals
 from analysis.plots import MAX_N, caption_lines, save_both, write_numbers
 from analysis.rules import base_means, collect, run_label
 
-COLUMNS = ("panel", "series", "n", "value", "split", "treatment")
+COLUMNS = ("panel", "series", "n", "value", "split", "treatment", "units", "lo", "hi")
+MEAN = "mean"  # the treatment column of a level's mean row
 # piece: (label, colour, marker)
 PIECES = {
     "natman": ("natman transfer (XnY, dissimilar)", "tab:orange", "h"),
@@ -38,59 +45,82 @@ PIECES = {
 }
 
 
+def level_interval(points: list[tuple[str | None, float]]) -> intervals.Interval:
+    """The Interval of one level's (split, value) points: over the splits when there are several (each split's
+    values averaged first), else over the values of its one split (replicates)."""
+    by_split: dict[str | None, list[float]] = {}
+    for split, value in points:
+        by_split.setdefault(split, []).append(value)
+    if len(by_split) > 1:
+        return intervals.interval([float(np.mean(v)) for v in by_split.values()])
+    return intervals.interval([v for vs in by_split.values() for v in vs])
+
+
 def _line(ax, pts: list[tuple], colour: str, marker: str, label: str | None, hollow: bool, panel: str) -> list[dict]:
-    """Draw (n, value, split, treatment) points and the line of their means; return the points' records."""
+    """Draw (n, value, split, treatment) points and the line of their level means, with 95% error bars for the
+    kit's (level_interval); return the points' records and, for the kit's, each level's mean row."""
     if not pts:
         return []
     ns = np.array([p[0] for p in pts], dtype=float)
     ys = np.array([p[1] for p in pts])
     face = "none" if hollow else colour
     ax.scatter(ns, ys, s=22, marker=marker, facecolors=face, edgecolors=colour, alpha=0.8, zorder=3)
-    levels = sorted(set(ns))
-    ax.plot(levels, [ys[ns == n].mean() for n in levels], color=colour, marker=marker, markersize=6,
-            markerfacecolor=face, linestyle="--" if hollow else "-", linewidth=0.9 if hollow else 1.5,
-            label=label, zorder=4)
-    return [{"panel": panel, "series": label, "n": n, "value": y, "split": split, "treatment": treatment}
-            for n, y, split, treatment in pts]
+    levels = sorted({p[0] for p in pts})
+    ivs = [level_interval([(p[2], p[1]) for p in pts if p[0] == n]) for n in levels]
+    means = [iv.mean for iv in ivs]
+    if hollow:
+        ax.plot(levels, means, color=colour, marker=marker, markersize=6, markerfacecolor=face, linestyle="--",
+                linewidth=0.9, label=label, zorder=4)
+    else:
+        bars = [[0 if np.isnan(iv.lo) else iv.mean - iv.lo for iv in ivs],
+                [0 if np.isnan(iv.hi) else iv.hi - iv.mean for iv in ivs]]
+        ax.errorbar(levels, means, yerr=bars, color=colour, marker=marker, markersize=6, capsize=3,
+                    linewidth=1.5, label=label, zorder=4)
+    records = [{"panel": panel, "series": label, "n": n, "value": y, "split": split, "treatment": treatment}
+               for n, y, split, treatment in pts]
+    return records + ([] if hollow else [
+        {"panel": panel, "series": label, "n": n, "value": iv.mean, "split": "", "treatment": MEAN, "units": iv.n,
+         "lo": "" if np.isnan(iv.lo) else iv.lo, "hi": "" if np.isnan(iv.hi) else iv.hi}
+        for n, iv in zip(levels, ivs)])
+
+
+def _levels(records: list[dict], series: str) -> dict[int, intervals.Interval]:
+    """A bottom-panel series' Interval per n in pp, from the CSV's run rows (mean rows left out)."""
+    by_n: dict[int, list] = {}
+    for r in records:
+        if r["panel"] == "normalized" and r["series"] == series and r.get("treatment") != MEAN:
+            by_n.setdefault(int(r["n"]), []).append((r.get("split"), 100 * float(r["value"])))
+    return {n: level_interval(points) for n, points in sorted(by_n.items())}
 
 
 def summary(records: list[dict]) -> str:
-    """What the bottom panel shows, from the figure's CSV records: each series' mean (pp, minus its own base)
-    at n = 1 and at n = 7, and its lowest mean with the layer; the authors' series are left out."""
+    """What the bottom panel shows, from the figure's CSV records: each series' mean and 95% interval (pp, minus
+    its own base; level_interval) at n = 1 and at n = 7, and its lowest mean with the layer; the authors' series
+    are left out."""
     parts = []
     for series in [name for *_, name, _ in NATMAN_SERIES] + [PIECES[p][0] for p in PIECES if p != "natman"]:
-        by_n: dict[int, list[float]] = {}
-        for r in records:
-            if r["panel"] == "normalized" and r["series"] == series:
-                by_n.setdefault(int(r["n"]), []).append(100 * float(r["value"]))
-        if not by_n:
+        if not (levels := _levels(records, series)):
             continue
-        means = {n: float(np.mean(v)) for n, v in sorted(by_n.items())}
-        low = min(means, key=means.get)
-        ends = ", ".join(f"n = {n}: {means[n]:+.2f}" for n in (1, 7) if n in means)
-        parts.append(f"{series}: {ends}; lowest {means[low]:+.2f} at n = {low}")
-    return ("Figure 3 (bottom), each run minus its own base, in pp (mean over runs): " + "; ".join(parts) + "."
-            if parts else "")
+        low = min(levels, key=lambda n: levels[n].mean)
+        ends = ", ".join(f"n = {n}: {levels[n].text()}" for n in (1, 7) if n in levels)
+        parts.append(f"{series}: {ends}; lowest {levels[low].mean:+.2f} at n = {low}")
+    return ("Figure 3 (bottom), each run minus its own base, in pp (mean [95% interval] over the seeds, or over "
+            "the replicates of a series' one split): " + "; ".join(parts) + "." if parts else "")
 
 
 def paper_contrast(records: list[dict]) -> str:
     """One sentence on where the random-weights curve differs from the paper's (labelled as the paper's): its
     Figure 3 falls to near chance from n = 3 on; here, each layer's mean minus its base, from the CSV records."""
-    frozen = PIECES["random"][0]
-    by_n: dict[int, list[float]] = {}
-    for r in records:
-        if r["panel"] == "normalized" and r["series"] == frozen:
-            by_n.setdefault(int(r["n"]), []).append(100 * float(r["value"]))
-    if not by_n:
+    if not (levels := _levels(records, PIECES["random"][0])):
         return ""
-    means = {n: float(np.mean(v)) for n, v in sorted(by_n.items())}
+    means = {n: iv.mean for n, iv in levels.items()}
     kept = [n for n in means if n >= 3 and means[n] > -20]  # n >= 3 within 20 pp of the base: not near chance
-    runs = max(len(v) for v in by_n.values())
+    runs = max(iv.n for iv in levels.values())
+    low = min(means, key=means.get)
     where = (f"here randfrozen3 to randfrozen{max(kept)} stay within {-min(means[n] for n in kept):.0f} pp of their "
              "base" if kept else "here too every n >= 3 loses more than 20 pp")
     return (f"The paper's random frozen weights fall to near chance from n = 3 on (its Figure 3); {where}, and "
-            f"the lowest is {means[min(means, key=means.get)]:+.1f} pp at n = {min(means, key=means.get)} "
-            f"({runs} run{'s' * (runs != 1)} per n).")
+            f"the lowest is {levels[low].text(1)} pp at n = {low} ({runs} run{'s' * (runs != 1)} per n).")
 
 
 def _absent(ax, text: str) -> None:
@@ -166,7 +196,8 @@ def plot_figure3(rows: list[dict], out_stem: Path, overlay: list[dict] | None = 
     unnormalized = [p for p in PIECES if collected[0][0][p] and not _normalized(collected[0][0], collected[0][1])[p]]
     absent += [f"figure3 bottom {PIECES[p][0]}: no base run to normalize by" for p in unnormalized]
     bottom.axhline(0, color="black", linestyle=":", linewidth=1)
-    bottom.set_title("Each normalized by its own base (score minus base mean)", fontsize=9)
+    bottom.set_title("Each normalized by its own base (score minus base mean); bars: 95% intervals (over the "
+                     "seeds, or one split's replicates)", fontsize=9)
     bottom.set_ylabel("relative top-1 accuracy")
     if bottom.get_legend_handles_labels()[0]:
         bottom.legend(fontsize=7, frameon=False, loc="lower left")

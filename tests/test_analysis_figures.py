@@ -13,6 +13,7 @@ from google.protobuf import text_format
 from matplotlib.image import imread
 from test_findings import _seed
 
+from analysis import intervals as iv
 from analysis.figure3 import plot_figure3
 from analysis.figures import notes, write_figures
 from analysis.filters import conv1_weights, filter_grid, write_filters
@@ -98,7 +99,7 @@ def test_write_figures_everything(tmp_path: Path):
     assert bottom["AnB", 7] == (pytest.approx(0.55), 1) and bottom["BnB+", 3] == (pytest.approx(0.61), 2)
     assert float(_read(out["table1_csv"])[0]["over_baseB_pooled"]) == pytest.approx(3.5)  # as by hand above
     # figure3.csv: the kit's points and the authors' (their 30 rows: no natman or `all` bases to normalize by)
-    f3 = Counter((r["panel"], r["series"]) for r in _read(out["figure3_csv"]))
+    f3 = Counter((r["panel"], r["series"]) for r in _read(out["figure3_csv"]) if r["treatment"] != "mean")
     assert f3 == {("natman", "target A"): 7 + 1, ("natman", "target B"): 7 + 1, ("random", "target all"): 7 + 1,
                   ("normalized", "natman AnB (A to B)"): 7, ("normalized", "natman BnA (B to A)"): 7,
                   ("normalized", "random frozen weights (randfrozen{n})"): 7,
@@ -155,8 +156,13 @@ def test_figure2_bottom_numbers_baseline_and_notes(tmp_path: Path):
 
 def test_figure3_csv_holds_every_point_drawn(tmp_path: Path):
     (_, _, numbers), _ = plot_figure3(_all_rows(), tmp_path / "figure3")
-    got = {(r["panel"], r["series"], r["split"], r["treatment"]): float(r["value"]) for r in _read(numbers)}
-    assert len(got) == len(_read(numbers)) == (14 + 2) + (7 + 1) + (14 + 7 + 7)
+    runs = [r for r in _read(numbers) if r["treatment"] != "mean"]
+    got = {(r["panel"], r["series"], r["split"], r["treatment"]): float(r["value"]) for r in runs}
+    assert len(got) == len(runs) == (14 + 2) + (7 + 1) + (14 + 7 + 7)
+    means = {(r["panel"], r["series"], int(r["n"])): r for r in _read(numbers) if r["treatment"] == "mean"}
+    assert len(means) == (8 + 8 + 8) + (7 + 7 + 7 + 7)  # a mean row per level drawn: one run each, so no bar
+    assert all(r["units"] == "1" and r["lo"] == r["hi"] == "" for r in means.values())
+    assert float(means["normalized", "random-split AnB (similar)", 3]["value"]) == pytest.approx(-0.03)
     for n in range(1, 8):  # the scores _all_rows gives, and minus their own base (natman A 0.60, B 0.50; all 0.57)
         assert got["natman", "target B", "natman", f"A{n}B"] == pytest.approx(0.5 - n / 30)
         assert got["random", "target all", "all", f"None{n}all"] == pytest.approx(0.4 / n)
@@ -167,6 +173,28 @@ def test_figure3_csv_holds_every_point_drawn(tmp_path: Path):
         assert got["normalized", "random-split AnB (similar)", "random0", f"A{n}B"] == pytest.approx(-n / 100)
     assert got["natman", "target A", "natman", "base mean"] == 0.6
     assert got["random", "target all", "all", "base mean"] == 0.57
+
+
+def test_figure3_error_bars_are_95_intervals_over_seeds_or_over_one_splits_replicates(tmp_path: Path):
+    """A level with runs on several splits: the interval over the splits (a split's replicates averaged first);
+    a level of one split (natman, all): over its replicates."""
+    rows = _all_rows()
+    anb3 = next(r for r in rows if r["split"] == "random0" and r["treatment"] == "A3B")
+    frozen2 = next(r for r in rows if r["kind"] == "random-weights" and r["n"] == 2)
+    rows += [{**anb3, "split": "random1", "score": anb3["score"] + 0.02},
+             {**anb3, "split": "random1", "score": anb3["score"] + 0.04, "repeat": 1},
+             {**frozen2, "score": frozen2["score"] + 0.01, "repeat": 1},
+             {**frozen2, "score": frozen2["score"] + 0.03, "repeat": 2}]
+    (_, _, numbers), _ = plot_figure3(rows, tmp_path / "figure3")
+    means = {(r["series"], int(r["n"])): r for r in _read(numbers) if r["treatment"] == "mean"
+             and r["panel"] == "normalized"}
+    anb = means["random-split AnB (similar)", 3]  # random0: 0.59 - 0.62; random1: 0.61 and 0.63 - 0.64, averaged
+    want = iv.interval([-0.03, -0.02])
+    assert (int(anb["units"]), float(anb["value"])) == (2, pytest.approx(want.mean))
+    assert (float(anb["lo"]), float(anb["hi"])) == (pytest.approx(want.lo), pytest.approx(want.hi))
+    frozen = means["random frozen weights (randfrozen{n})", 2]
+    want = iv.interval([0.2 - 0.57, 0.21 - 0.57, 0.23 - 0.57])
+    assert int(frozen["units"]) == 3 and float(frozen["lo"]) == pytest.approx(want.lo)
 
 
 def test_figure3_says_what_is_absent(tmp_path: Path):
@@ -211,7 +239,8 @@ def test_analyze_split_with_original_and_sibling_splits(tmp_path: Path):
     assert bottom["authors' baseB", 0] == (pytest.approx(0.625), 3)  # the original table's own baseline
     assert len(bottom) == 2 + len({(r["group"], r["n"]) for r in _read(out["figure2_csv"])
                                    if r["group"].startswith("authors'")})
-    f3 = {(r["panel"], r["series"], r["treatment"]): float(r["value"]) for r in _read(out["figure3_csv"])}
+    f3 = {(r["panel"], r["series"], r["treatment"]): float(r["value"]) for r in _read(out["figure3_csv"])
+          if r["treatment"] != "mean"}
     assert f3["random", "target all", "randfrozen2"] == pytest.approx(0.22)
     assert f3["random", "target all", "base mean"] == pytest.approx(0.42)
     assert f3["normalized", "random frozen weights (randfrozen{n})", "randfrozen2"] == pytest.approx(-0.20)

@@ -116,9 +116,10 @@ def test_figure3_summary_reads_the_bottom_panel():
     records += [{"panel": "normalized", "series": frozen, "n": n, "value": v} for n, v in ((1, -0.01), (5, -0.8))]
     records += [{"panel": "natman", "series": natman, "n": 7, "value": 0.5},  # top panel: not read
                 {"panel": "normalized", "series": f"authors' {natman}", "n": 7, "value": -0.9}]
-    assert summary(records) == (f"Figure 3 (bottom), each run minus its own base, in pp (mean over runs): {natman}: "
-                                f"n = 1: -0.10, n = 7: -35.00; lowest -35.00 at n = 7; {frozen}: n = 1: -1.00; "
-                                "lowest -80.00 at n = 5.")
+    assert summary(records) == (f"Figure 3 (bottom), each run minus its own base, in pp (mean [95% interval] over "
+                                f"the seeds, or over the replicates of a series' one split): {natman}: "
+                                f"n = 1: -0.10, n = 7: -35.00 [-98.53, +28.53]; lowest -35.00 at n = 7; {frozen}: "
+                                "n = 1: -1.00; lowest -80.00 at n = 5.")
     assert summary([]) == ""
 
 
