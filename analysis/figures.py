@@ -212,7 +212,9 @@ def write_figures(rows: list[dict], out_dir: Path, original: list[dict] | None =
     out["figure2_bottom_png"], out["figure2_bottom_pdf"], out["figure2_bottom_csv"] = plot_figure2_bottom(
         fig2, out_dir / "figure2_bottom", overlay=orig2, caption=own)
     absent = []
-    dissimilar = "; ".join(f"{name} {class_caption(classes[name])}" for name in ("natman", "all") if classes.get(name))
+    dissimilar = "; ".join(class_caption(classes[name]) if set(classes[name]) == {name}  # all's one half: all
+                           else f"{name} {class_caption(classes[name])}" for name in ("natman", "all")
+                           if classes.get(name))
     paths, missing = plot_figure3(rows, out_dir / "figure3", overlay=original, caption=dissimilar)
     absent += missing
     if paths:

@@ -299,3 +299,13 @@ def test_filters_bad_input(tmp_path: Path):
     with pytest.raises(KitError, match="not a Caffe model"):
         conv1_weights(junk)
 
+
+
+def test_figure3_names_each_splits_classes_once(tmp_path: Path):
+    """The caption (and the PNG's Description) names natman's halves after the split, and the whole split's one
+    half, itself named `all`, once."""
+    from PIL import Image  # noqa: PLC0415  (matplotlib's own dependency)
+    classes = {"natman": {"A": ["Bear", "Bird"], "B": ["Coat", "Sandal"]}, "all": {"all": ["Bear", "Coat"]}}
+    out = write_figures(_all_rows(), tmp_path / "figs", classes=classes)
+    text = Image.open(out["figure3_png"]).info["Description"]
+    assert text == "natman A: Bear, Bird | B: Coat, Sandal; all: Bear, Coat"
