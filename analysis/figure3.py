@@ -33,7 +33,7 @@ from matplotlib.figure import Figure
 
 from analysis import intervals
 from analysis.plots import MAX_N, caption_lines, save_both, write_numbers
-from analysis.rules import base_means, collect, run_label
+from analysis.rules import base_means, collect, replicate_bases, run_label
 
 COLUMNS = ("panel", "series", "n", "value", "split", "treatment", "units", "lo", "hi")
 MEAN = "mean"  # the treatment column of a level's mean row
@@ -143,11 +143,18 @@ def _top_panel(ax, rows: list[dict], bases: dict, piece: str, hollow: bool) -> l
     return records
 
 
-def _normalized(pieces: dict[str, list[dict]], bases: dict) -> dict[str, list[tuple]]:
+def _normalized(pieces: dict[str, list[dict]], bases: dict, own: dict) -> dict[str, list[tuple]]:
+    """Each run minus its unit's base: on a piece of one split, whose units are its replicates, the base of the
+    run's own replicate where there is one (rules.replicate_bases; as the verdicts' Figure 3 controls pair
+    them); else, where a split (seed) is the unit, its base mean."""
+    def base(r: dict, one_split: bool) -> float:
+        key = (str(r["split"]), str(r["target"]))
+        return own.get((*key, int(r.get("repeat") or 0)), bases[key]) if one_split else bases[key]
+
     out = {}
     for piece, rows in pieces.items():
-        out[piece] = sorted(((int(r["n"]), float(r["score"]) - bases[(str(r["split"]), str(r["target"]))],
-                              r.get("split"), run_label(r))
+        one = len({r.get("split") for r in rows}) == 1
+        out[piece] = sorted(((int(r["n"]), float(r["score"]) - base(r, one), r.get("split"), run_label(r))
                              for r in rows if (str(r["split"]), str(r["target"])) in bases), key=lambda p: p[:2])
     return out
 
@@ -169,7 +176,7 @@ def plot_figure3(rows: list[dict], out_stem: Path, overlay: list[dict] | None = 
                  caption: str = "") -> tuple[list[Path], list[str]]:
     """Draw Figure 3 from results rows; return (png, pdf and csv paths, or [] when no piece exists; absent pieces)."""
     sets = [(rows, False)] + ([(overlay, True)] if overlay else [])
-    collected = [(collect(r), base_means(r), hollow) for r, hollow in sets]
+    collected = [(collect(r), base_means(r), replicate_bases(r), hollow) for r, hollow in sets]
     absent = [f"figure3 {PIECES[p][0]}: no runs" for p in PIECES if not collected[0][0][p]]
     if not any(collected[0][0].values()):
         return [], absent
@@ -180,7 +187,7 @@ def plot_figure3(rows: list[dict], out_stem: Path, overlay: list[dict] | None = 
     for ax, piece, title in ((tl, "natman", "Dissimilar tasks (natman; A natural in the authors' runs)"),
                              (tr, "random", "Random frozen weights, first n layers")):
         drawn = False
-        for pieces, bases, hollow in collected:
+        for pieces, bases, _, hollow in collected:
             drawn |= bool(pieces[piece])
             records += _top_panel(ax, pieces[piece], bases, piece, hollow)
         if not collected[0][0][piece]:
@@ -188,12 +195,12 @@ def plot_figure3(rows: list[dict], out_stem: Path, overlay: list[dict] | None = 
         ax.set_title(title, fontsize=9)
         if drawn:
             ax.legend(fontsize=7, frameon=False)
-    for pieces, bases, hollow in collected:
-        for piece, pts in _normalized(pieces, bases).items():
+    for pieces, bases, own, hollow in collected:
+        for piece, pts in _normalized(pieces, bases, own).items():
             for label, colour, marker, mine in _series(piece, pts):
                 records += _line(bottom, mine, colour, marker, ("authors' " if hollow else "") + label, hollow,
                                  "normalized")
-    unnormalized = [p for p in PIECES if collected[0][0][p] and not _normalized(collected[0][0], collected[0][1])[p]]
+    unnormalized = [p for p in PIECES if collected[0][0][p] and not _normalized(*collected[0][:3])[p]]
     absent += [f"figure3 bottom {PIECES[p][0]}: no base run to normalize by" for p in unnormalized]
     bottom.axhline(0, color="black", linestyle=":", linewidth=1)
     bottom.set_title("Each normalized by its own base (score minus base mean); bars: 95% intervals (over the "

@@ -153,6 +153,17 @@ def base_means(rows: list[dict]) -> dict[tuple[str, str], float]:
     return {k: mean(v) for k, v in acc.items()}
 
 
+def replicate_bases(rows: list[dict]) -> dict[tuple[str, str, int], float]:
+    """Mean score of the scored base runs (never baseB2x) by (split, target, replicate number): the base a
+    one-split piece of Figure 3 pairs each replicate with."""
+    acc: dict[tuple[str, str, int], list[float]] = {}
+    for row in filter(scored, rows):
+        if row.get("kind") == "base" and int(row.get("budget") or 1) == 1:
+            key = (str(row.get("split")), str(row.get("target")), int(row.get("repeat") or 0))
+            acc.setdefault(key, []).append(float(row["score"]))
+    return {k: mean(v) for k, v in acc.items()}
+
+
 def run_label(row: dict):
     """The run a results row comes from, as its folder is named: the treatment, `A3B.r2` for replicate 2."""
     repeat = int(row.get("repeat") or 0)
@@ -171,14 +182,13 @@ def _per_repeat(rows: list[dict], keep) -> dict[int, float]:
 def figure3_controls(rows: list[dict]) -> list[dict]:
     """Figure 3's controls against their own bases (pp), one value per replicate: {key, label, claim, values}."""
     pieces = collect(rows)
-    bases = base_means(rows)
-    base_rows = [r for r in rows if r.get("kind") == "base" and int(r.get("budget") or 1) == 1]
+    bases, paired = base_means(rows), replicate_bases(rows)
     out = []
 
     def add(key: str, label: str, piece: str, split: str, n: int, pair=None, target: str = "all") -> None:
         runs = _per_repeat(pieces[piece], lambda r: r.get("split") == split and int(r["n"]) == n and (
             pair is None or (r.get("source"), r.get("target")) == pair))
-        own = _per_repeat(base_rows, lambda r: r.get("split") == split and r.get("target") == target)
+        own = {k[2]: v for k, v in paired.items() if k[:2] == (split, target)}  # as Figure 3 pairs them
         fallback = bases.get((split, target), math.nan)
         values = [(v - own.get(k, fallback)) * 100 for k, v in sorted(runs.items())]
         if values and not all(math.isnan(v) for v in values):
