@@ -144,24 +144,24 @@ def collect(rows: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
+def _base_means(rows: list[dict], key) -> dict[tuple, float]:
+    """Mean score of the scored base runs (group_of: never baseB2x) by key(row)."""
+    acc: dict[tuple, list[float]] = {}
+    for row in filter(scored, rows):
+        if group_of(row) == "base":
+            acc.setdefault(key(row), []).append(float(row["score"]))
+    return {k: mean(v) for k, v in acc.items()}
+
+
 def base_means(rows: list[dict]) -> dict[tuple[str, str], float]:
     """Mean score of the scored base runs by (split, target): what Figure 3 normalizes each run by."""
-    acc: dict[tuple[str, str], list[float]] = {}
-    for row in filter(scored, rows):
-        if row.get("kind") == "base" and int(row.get("budget") or 1) == 1:  # never baseB2x
-            acc.setdefault((str(row.get("split")), str(row.get("target"))), []).append(float(row["score"]))
-    return {k: mean(v) for k, v in acc.items()}
+    return _base_means(rows, lambda r: (str(r.get("split")), str(r.get("target"))))
 
 
 def replicate_bases(rows: list[dict]) -> dict[tuple[str, str, int], float]:
-    """Mean score of the scored base runs (never baseB2x) by (split, target, replicate number): the base a
-    one-split piece of Figure 3 pairs each replicate with."""
-    acc: dict[tuple[str, str, int], list[float]] = {}
-    for row in filter(scored, rows):
-        if row.get("kind") == "base" and int(row.get("budget") or 1) == 1:
-            key = (str(row.get("split")), str(row.get("target")), int(row.get("repeat") or 0))
-            acc.setdefault(key, []).append(float(row["score"]))
-    return {k: mean(v) for k, v in acc.items()}
+    """Mean score of the scored base runs by (split, target, replicate number): the base a one-split piece of
+    Figure 3 pairs each replicate with."""
+    return _base_means(rows, lambda r: (str(r.get("split")), str(r.get("target")), int(r.get("repeat") or 0)))
 
 
 def run_label(row: dict):
