@@ -73,13 +73,14 @@ NET      ?=
 VAL_FRACTION ?=
 GROUPS   ?=
 # Task distance (make split-mix, PROTOCOL=mix): MIX = m, the classes swapped between natman's halves (FA-20: 0..5),
-# or P% of half A's classes (0%..50%; ImageNet, your GROUPS); split mix<SEED>m<m>
+# or P% of half A's classes (0%..50%; ImageNet, your GROUPS); split mix<SEED>m<m>; make experiment GRIDS=mix: m,... of
+# each seed (default FA-20's 0..5)
 MIX      ?=
 # make demo: GRIDS = random (the default: each seed's random split), or all (adds natman and the
 # whole dataset: Figure 3), or a comma-separated list of random, natman, whole
 GRIDS    ?=
-# make experiment (docs/runs.md): GRIDS as make demo's plus reduced (ImageNet; GRIDS=all: every grid the dataset
-# has), PERCLASS = the reduced grid's k, comma-separated (default: the authors' 12); TREATMENTS = only these runs of
+# make experiment (docs/runs.md): GRIDS as make demo's plus reduced (ImageNet) and mix (GRIDS=all: every grid of the
+# paper the dataset has), PERCLASS = the reduced grid's k, comma-separated (default: the authors' 12); TREATMENTS = only these runs of
 # each grid (a toy or partial experiment: every grid keeps one, every transfer its base); DRY_RUN=1 prints the graph,
 # the commands or sbatch lines and the cost, and runs nothing; GPU_CHECK = a make gpu-check gpu_check.json (or its
 # OUT folder) for the projected GPU-hours (default: $(WORK)/gpu-check); JOBS (given) = local runs at a time
@@ -214,8 +215,8 @@ bench-import: setup  ## time import-original on a synthetic folder the size of t
 demo: setup  ## the experiment on FA-20: the random split's 30 runs and the figures [SEEDS=0,1,2,3] [GRIDS=all: also natural/man-made, random weights]
 	$(KIT) demo --work $(WORK) --dataset $(DATASET) --seeds '$(SEEDS)' $(if $(ITERS),--iters $(ITERS)) $(if $(GRIDS),--grids '$(GRIDS)')
 
-experiment: setup  ## the whole experiment as one graph: splits prepared, every grid, the figures; here, or ENGINE=slurm: one job graph submitted in seconds (again: only what is missing) [SEEDS=0,1,2,3] [GRIDS=all] [DATASET=imagenet LISTS=dir IMAGES=dir] [PERCLASS=k,...] [MODE=gpu] [DRY_RUN=1]
-	$(KIT) experiment --work $(WORK) --dataset $(DATASET) --seeds '$(SEEDS)' --engine $(ENGINE) --$(MODE) $(if $(GRIDS),--grids '$(GRIDS)') $(if $(PERCLASS),--per-class '$(PERCLASS)') $(if $(TREATMENTS),--treatments '$(TREATMENTS)') $(if $(ITERS),--iters $(ITERS)) $(if $(REPEATS),--repeats '$(REPEATS)') $(LIST_ARGS_EXPERIMENT) $(if $(GROUPS),--groups '$(GROUPS)') $(if $(SLURM_CONFIG),--slurm-config '$(SLURM_CONFIG)') $(if $(GPU_CHECK),--gpu-check '$(GPU_CHECK)') $(if $(filter command line environment,$(origin JOBS)),--jobs $(JOBS)) $(if $(filter 1,$(DRY_RUN)),--dry-run)
+experiment: setup  ## the whole experiment as one graph: splits prepared, every grid, the figures; here, or ENGINE=slurm: one job graph submitted in seconds (again: only what is missing) [SEEDS=0,1,2,3] [GRIDS=all] [DATASET=imagenet LISTS=dir IMAGES=dir] [PERCLASS=k,...] [GRIDS=mix MIX=m,...] [MODE=gpu] [DRY_RUN=1]
+	$(KIT) experiment --work $(WORK) --dataset $(DATASET) --seeds '$(SEEDS)' --engine $(ENGINE) --$(MODE) $(if $(GRIDS),--grids '$(GRIDS)') $(if $(PERCLASS),--per-class '$(PERCLASS)') $(if $(MIX),--mix '$(MIX)') $(if $(TREATMENTS),--treatments '$(TREATMENTS)') $(if $(ITERS),--iters $(ITERS)) $(if $(REPEATS),--repeats '$(REPEATS)') $(LIST_ARGS_EXPERIMENT) $(if $(GROUPS),--groups '$(GROUPS)') $(if $(SLURM_CONFIG),--slurm-config '$(SLURM_CONFIG)') $(if $(GPU_CHECK),--gpu-check '$(GPU_CHECK)') $(if $(filter command line environment,$(origin JOBS)),--jobs $(JOBS)) $(if $(filter 1,$(DRY_RUN)),--dry-run)
 
 experiment-status: setup  ## the last make experiment in WORK: each preparation step and grid finished / running / pending / failed (with its fix) / not submitted, and its Slurm jobs [DATASET=imagenet]
 	$(KIT) experiment-status --work $(WORK) --dataset $(DATASET)

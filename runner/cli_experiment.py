@@ -35,11 +35,14 @@ def add_parsers(sub, fmt) -> None:
     add_common(p, seed=False)
     p.add_argument("--seeds", default="0", help="comma-separated random-split seeds, e.g. 0,1,2,3")
     p.add_argument("--grids", default=None,
-                   help="grids: random (each seed's), natman, whole, reduced (one per k), comma-separated, or all "
-                        "(every grid the dataset has) (default: random)")
+                   help="grids: random (each seed's), natman, whole, reduced (one per k), mix (one per seed and m), "
+                        "comma-separated, or all (every grid of the paper the dataset has) (default: random)")
     p.add_argument("--per-class", default=None,
                    help="the reduced grid's k, comma-separated (default: the authors' 1,2,5,10,25,50,100,250,500,"
                         "750,1000,1300)")
+    p.add_argument("--mix", default=None,
+                   help="the mix grid's m, classes swapped between natman's halves, comma-separated, each seed's "
+                        "(default: fa20's every m, 0..5; required elsewhere)")
     p.add_argument("--treatments", default=None,
                    help="only these runs of each grid, comma-separated names, each grid keeping at least one and "
                         "every transfer its base, e.g. baseA,baseB,A1B,base (default: every run of each grid)")
@@ -104,6 +107,7 @@ def definition(args: argparse.Namespace):
         args.per_class, "--per-class", "pass distinct positive integers, e.g. PERCLASS=1,10,100", _positive)
     grids = check_grids(args.grids, args.dataset, args.groups)
     return Definition(work=args.work, dataset=args.dataset, seeds=seeds, grids=grids, per_class=per_class,
+                      mixes=check_mixes(args.mix, args.dataset, grids),
                       treatments=check_treatments(args.treatments, grids),
                       iters=args.iters, repeats=args.repeats, gpu=args.gpu, batch=args.batch,
                       test_iter=args.test_iter, lists=args.lists, images=args.images, encoded=args.encoded,
@@ -131,6 +135,13 @@ def _local(d, args: argparse.Namespace):
         install_handlers()
         done = experiment.run_local(p, jobs=args.jobs)
         print(f"experiment done: {done['runs']} runs" + (f"; figures in {done['figures']}" if done["figures"] else ""))
+        if d.mixes:  # analysis.distance draws from records, beside the random splits'
+            publish = " ".join(["make publish", *layout.work_setting(d.work), f"DATASET={d.dataset}"])
+            splits = {k: ",".join(g.split for g in p.grids if g.protocol == k) for k in ("mix", "random")}
+            print(f"task distance is drawn from run records: {publish} RECORDS=results/{d.dataset}/mix "
+                  f"SPLITS={splits['mix']}" + (f" and {publish} SPLITS={splits['random']}" if splits["random"] else
+                                               " (and the random splits' beside them)")
+                  + f", then make plots RECORDS=results/{d.dataset}")
         return None
     print(f"experiment {d.dataset} here (ENGINE=local, DRY_RUN=1: nothing runs); each step, in order:")
     for step in p.steps + ([p.figures] if p.figures else []):
@@ -214,19 +225,49 @@ def _store(args: argparse.Namespace) -> int:
 
 def check_grids(text: str | None, dataset: str, groups: Path | None = None) -> tuple[str, ...]:
     """The grids of 'random,natman' ('all': every grid the dataset has; None: random), or a KitError."""
-    from runner.experiment import GRIDS
+    from runner.experiment import GRIDS, PAPER
     prof = profile(dataset)
     have = [g for g in GRIDS if g in prof.protocols]
     if text is None:
         return ("random",)
-    names = tuple(have) if text.strip() == "all" else tuple(n.strip() for n in text.split(",") if n.strip())
+    names = tuple(g for g in have if g in PAPER) if text.strip() == "all" else tuple(
+        n.strip() for n in text.split(",") if n.strip())
     if not names or any(n not in have for n in names) or len(set(names)) != len(names):
         raise KitError(f"bad GRIDS {text!r} for {dataset}", f"pass all or distinct names of: {', '.join(have)} "
                        "(GRIDS=all, GRIDS=random,natman)")
-    if "natman" in names and prof.user and groups is None:
-        raise KitError(f"the natman grid of {dataset} needs its two groups of classes",
-                       "pass GROUPS=file.csv (class,group lines, as make split-groups), or leave natman out of GRIDS")
+    for grid in ("natman", "mix"):
+        if grid in names and prof.user and groups is None:
+            raise KitError(f"the {grid} grid of {dataset} needs its two groups of classes",
+                           f"pass GROUPS=file.csv (class,group lines, as make split-groups), or leave {grid} out "
+                           "of GRIDS")
     return tuple(g for g in GRIDS if g in names)
+
+
+def check_mixes(text: str | None, dataset: str, grids: tuple[str, ...]) -> tuple[int, ...]:
+    """m of the mix grid's splits from --mix '0,1,2' (None: an embedded dataset's every m), () without the
+    mix grid, or a KitError."""
+    if "mix" not in grids:
+        if text is not None:
+            raise KitError("MIX is the mix grid's, which GRIDS leaves out", "add mix to GRIDS (GRIDS=random,mix), "
+                           "or leave MIX out")
+        return ()
+    top = None
+    if profile(dataset).embedded:  # half A is group 1 (natural), m = 0 .. |A| // 2 (data_prep.splits)
+        from data_prep.prepare import dataset_spec
+        top = dataset_spec(dataset).kinds.count("natural") // 2
+    if text is None:
+        if top is None:
+            raise KitError(f"the mix grid of {dataset} needs MIX, the classes moved of each of its splits",
+                           "pass MIX=m,... whole numbers, e.g. MIX=0,56,112,224 (a share P% is make split-mix's)")
+        return tuple(range(top + 1))
+
+    def check(m: int) -> int:
+        if top is not None and m > top:
+            raise ValueError(m)
+        return layout.check_mix(m)
+    return _numbers(text, "MIX", "pass distinct whole numbers of classes moved, e.g. MIX=0,1,2"
+                    + (f" (0..{top} on {dataset})" if top is not None else "") + " (a share P% is make split-mix's)",
+                    check)
 
 
 def check_treatments(text: str | None, grids: tuple[str, ...]) -> tuple[str, ...] | None:

@@ -1,13 +1,14 @@
 """The whole experiment as one graph: data preparation, every grid, the figures (make experiment).
 
 A plan (`plan`) comes from a Definition, what `make experiment` was given (dataset, seeds, grids, k
-of the reduced grid, TREATMENTS, ITERS, REPEATS, MODE, LISTS, IMAGES, GROUPS):
+of the reduced grid, m of the mix grid (each seed's), TREATMENTS, ITERS, REPEATS, MODE, LISTS, IMAGES, GROUPS):
 - steps, each one `transfer-kit` command on CPUs: `store`, the dataset's whole-set store (FA-20
   built, ImageNet's images decoded once; a user's dataset has its store from make dataset), then
   each split's LMDBs and means after it (the command of its make split-* target), and `figures`
   (make plots) after every run, when the random split is among the grids;
 - grids, one per split: make demo's runs (kitcore.treatments.grid_names: Figure 2's 30 of a random
-  split, natman's bases and frozen AnB, BnA, whole's base and randfrozen1..7, reduced's base), or of
+  split, natman's bases and frozen AnB, BnA, whole's base and randfrozen1..7, reduced's base, mix's
+  bases, AnB and AnB+), or of
   those only the names TREATMENTS lists (runner.cli_experiment.check_treatments: a toy or partial experiment), each
   treatment `repeats` times (r = 0..R-1).
 A step is finished when what it makes is there: the store complete, a split's manifest.json naming
@@ -35,7 +36,8 @@ from runner.finished import check_runs
 from runner.train import RunSpec
 
 log = logging.getLogger(__name__)
-GRIDS = ("random", "natman", "whole", "reduced")  # every grid of the paper's experiment, in this order
+GRIDS = ("random", "natman", "whole", "reduced", "mix")  # every grid the experiment has, in this order
+PAPER = GRIDS[:4]  # the paper's grids: GRIDS=all (mix, task distance as a curve, is asked for by name)
 STATE = "experiment"  # <work>/<dataset>/experiment/: experiment.json, jobs.json, the steps' job logs
 PLACEHOLDER = {"lists": "LISTS", "images": "IMAGES"}  # a dry run's stand-ins for the folders not given
 
@@ -49,6 +51,7 @@ class Definition:
     seeds: tuple[int, ...] = (0,)
     grids: tuple[str, ...] = ("random",)
     per_class: tuple[int, ...] = layout.AUTHORS_PER_CLASS  # k of the reduced grid's splits
+    mixes: tuple[int, ...] = ()  # m of the mix grid's splits, each seed's (mix<seed>m<m>)
     treatments: tuple[str, ...] | None = None  # each grid's runs of these names only (None: every run of the grid)
     iters: int | None = None
     repeats: int = 1
@@ -80,6 +83,7 @@ class Definition:
                  f"GRIDS={','.join(self.grids)}"]
         if "reduced" in self.grids and self.per_class != layout.AUTHORS_PER_CLASS:
             words.append(f"PERCLASS={','.join(map(str, self.per_class))}")
+        words += [f"MIX={','.join(map(str, self.mixes))}"] if "mix" in self.grids else []
         words += [f"TREATMENTS={','.join(self.treatments)}"] if self.treatments else []
         words += [f"ITERS={self.iters}"] if self.iters else []
         words += [f"REPEATS={self.repeats}"] if self.repeats > 1 else []
@@ -112,6 +116,7 @@ class Grid:
     seed: int
     per_class: int | None
     specs: list[RunSpec] = field(hash=False)
+    mix: int | None = None
 
 
 @dataclass(frozen=True)
@@ -155,14 +160,16 @@ def _data_args(d: Definition, cpus: int, dry: bool) -> list[str]:
         ["--encoded"] if d.encoded else [])
 
 
-def _split_args(d: Definition, protocol: str, seed: int, k: int | None, data: list[str]) -> list[str]:
+def _split_args(d: Definition, protocol: str, seed: int, k: int | None, m: int | None, data: list[str]) -> list[str]:
     """The split command (make split-*'s subcommand) of one grid's split."""
     base = ["--work", str(d.work), "--dataset", d.dataset]
-    if protocol == "natman" and profile(d.dataset).user:
-        return ["split-groups", *base, "--groups", str(Path(d.groups).resolve())]
+    groups = ["--groups", str(Path(d.groups).resolve())] if profile(d.dataset).user else []
+    if protocol == "natman" and groups:
+        return ["split-groups", *base, *groups]
     args = [layout.protocol_spec(protocol).target, *base]
-    args += ["--seed", str(seed)] if protocol == "random" else []
+    args += ["--seed", str(seed)] if protocol in ("random", "mix") else []
     args += ["--per-class", str(k)] if protocol == "reduced" else []
+    args += ["--mix", str(m), *groups] if protocol == "mix" else []
     return args + data
 
 
@@ -176,17 +183,19 @@ def plan(d: Definition, cpus: int = 1, dry: bool = False) -> Plan:
         steps.append(Step("store", "store", ("store", "--work", str(d.work), "--dataset", d.dataset, *data), (),
                           layout.dataset_dir(d.work, d.dataset)))
     after = tuple(s.name for s in steps)
-    units = ([("random", s, None) for s in d.seeds] + [("natman", d.seeds[0], None), ("whole", d.seeds[0], None)]
-             + [("reduced", d.seeds[0], k) for k in d.per_class])
+    s0 = d.seeds[0]  # the one-split grids' seed
+    units = ([("random", s, None, None) for s in d.seeds] + [("natman", s0, None, None), ("whole", s0, None, None)]
+             + [("reduced", s0, k, None) for k in d.per_class]
+             + [("mix", s, None, m) for s in d.seeds for m in d.mixes])
     grids = []
-    for protocol, seed, k in (u for u in units if u[0] in d.grids):
-        name = layout.split_name(protocol, seed, k)
-        steps.append(Step(name, "split", tuple(_split_args(d, protocol, seed, k, data)), after,
+    for protocol, seed, k, m in (u for u in units if u[0] in d.grids):
+        name = layout.split_name(protocol, seed, k, m)
+        steps.append(Step(name, "split", tuple(_split_args(d, protocol, seed, k, m, data)), after,
                           layout.split_dir(d.work, d.dataset, name)))
         treatments = in_dependency_order([parse(n, protocol) for n in grid_treatments(protocol, d.treatments)])
         specs = [RunSpec(d.work, d.dataset, seed, t, iters=d.iters, gpu=d.gpu, per_class=k, batch=d.batch,
-                         test_iter=d.test_iter, repeat=r) for t in treatments for r in range(d.repeats)]
-        grids.append(Grid(name, protocol, seed, k, specs))
+                         test_iter=d.test_iter, repeat=r, mix=m) for t in treatments for r in range(d.repeats)]
+        grids.append(Grid(name, protocol, seed, k, specs, m))
     figures = None
     if "random" in d.grids:
         first = layout.split_dir(d.work, d.dataset, layout.split_name("random", d.seeds[0]))

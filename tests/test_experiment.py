@@ -107,6 +107,27 @@ def test_treatments_keep_those_runs_of_each_grid(tmp_path):
     assert "to submit 14 job(s): 4 preparation, 9 training, 1 figures" in proc.stdout
 
 
+def test_the_mix_grid_is_each_seeds_split_at_each_m_and_never_in_all(tmp_path):
+    proc = kit(None, "experiment", "--work", str(tmp_path), "--seeds", "0,1", "--grids", "random,mix", "--engine",
+               "slurm", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    jobs = graph(proc.stdout)
+    mixes = [f"mix{s}m{m}" for s in (0, 1) for m in range(6)]  # FA-20's every m: 0 .. 10 natural classes // 2
+    assert all(jobs[f"tk-fa20-{x}"] == (0, ["tk-fa20-store"]) for x in mixes)
+    assert all(jobs[f"tk-{x}-from-baseA"] == (14, [f"tk-{x}-baseA"]) and f"tk-{x}-from-baseB" not in jobs
+               for x in mixes)  # baseA's AnB and AnB+ for n = 1..7; baseB is the control
+    assert f"{2 * 30 + 12 * 16} runs" in proc.stdout and "tk-fa20-figures" in jobs
+    assert "--wrap 'exec " in proc.stdout and "split-mix --work " in proc.stdout
+    assert re.search(r"split-mix --work \S+ --dataset fa20 --seed 1 --mix 4'", proc.stdout)
+    assert re.search(r"train --threads \d+ --work \S+ --dataset fa20 --seed 1 --protocol mix --mix 4 --treatment "
+                     r"baseA'", proc.stdout)
+    d = Definition(work=tmp_path, dataset="fa20", seeds=(2,), grids=("mix",), mixes=(0, 3))
+    assert [g.split for g in plan(d, dry=True).grids] == ["mix2m0", "mix2m3"]
+    assert "GRIDS=mix MIX=0,3" in d.make_command()
+    paper = kit(None, "experiment", "--work", str(tmp_path), "--grids", "all", "--dry-run")
+    assert paper.returncode == 0 and "split-mix" not in paper.stdout and " mix0m" not in paper.stdout, paper.stdout
+
+
 @pytest.mark.parametrize("text, problem", [
     ("[prepare]\ncpu = 4\n", "unknown key 'prepare.cpu'"),
     ("[prepare]\ngpus = 1\n", "unknown key 'prepare.gpus'"),
@@ -139,7 +160,10 @@ def test_preparation_jobs_take_their_section_and_training_jobs_keep_theirs(tmp_p
     (("--treatments", "baseA,A9B"), "A9B is in none of the grids random"),
     (("--grids", "random,whole", "--treatments", "baseA"), "leaves the whole grid without runs"),
     (("--treatments", "baseB,A1B"), "keeps A1B of the random grid without its base baseA"),
-    (("--treatments", "baseA,baseA"), "bad TREATMENTS")])
+    (("--treatments", "baseA,baseA"), "bad TREATMENTS"),
+    (("--grids", "mix", "--mix", "6"), "bad MIX '6'"), (("--grids", "mix", "--mix", "25%"), "bad MIX"),
+    (("--mix", "1"), "MIX is the mix grid's, which GRIDS leaves out"),
+    (("--dataset", "imagenet", "--grids", "mix"), "the mix grid of imagenet needs MIX")])
 def test_bad_options_are_one_line_errors(tmp_path, args, problem):
     proc = kit(None, "experiment", "--work", str(tmp_path), "--dry-run", *args)
     assert proc.returncode == 2 and problem in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
@@ -227,12 +251,12 @@ def test_a_failed_preparation_job_cancels_its_grid_and_status_says_the_fix(slurm
 def test_make_experiment_passes_its_variables_on(tmp_path):
     out = subprocess.run(["make", "--no-print-directory", "-n", "experiment", "DATASET=imagenet", "SEEDS=0,1",
                           "GRIDS=all", "PERCLASS=1,10", "ENGINE=slurm", "MODE=gpu", "LISTS=l", "IMAGES=i",
-                          "DRY_RUN=1", "GPU_CHECK=g.json", "REPEATS=2", "TREATMENTS=baseA,base"], cwd=ROOT,
+                          "DRY_RUN=1", "GPU_CHECK=g.json", "REPEATS=2", "TREATMENTS=baseA,base", "MIX=0,9"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
     line = next(ln for ln in out.splitlines() if "transfer-kit experiment " in ln)
     for flag in ("--dataset imagenet", "--seeds '0,1'", "--grids 'all'", "--per-class '1,10'", "--engine slurm",
                  "--gpu", "--lists 'l'", "--images 'i'", "--dry-run", "--gpu-check 'g.json'", "--repeats '2'",
-                 "--treatments 'baseA,base'"):
+                 "--treatments 'baseA,base'", "--mix '0,9'"):
         assert flag in line, (flag, line)
     status = subprocess.run(["make", "--no-print-directory", "-n", "experiment-status", "DATASET=imagenet"], cwd=ROOT,
                             capture_output=True, text=True, check=True).stdout
@@ -253,3 +277,16 @@ def test_locally_the_graph_runs_here_and_status_reads_it(tmp_path):
     other = kit(None, "experiment", "--work", str(tmp_path), "--grids", "whole", "--iters", "3")
     assert other.returncode == 2 and "finished with other settings than asked: iterations 2 (asked: 3)" in other.stderr
     assert (tmp_path / "fa20" / "experiment" / "experiment.json").read_bytes() == saved  # refused before anything
+
+
+@pytest.mark.slow
+def test_locally_a_mix_grid_runs_on_its_split_and_names_the_commands_of_its_figure(tmp_path):
+    proc = kit(None, "experiment", "--work", str(tmp_path), "--grids", "mix", "--mix", "2", "--treatments",
+               "baseA,baseB,A1B+", "--iters", "2")
+    assert proc.returncode == 0 and "experiment done: 3 runs" in proc.stdout, proc.stderr[-3000:]
+    split = tmp_path / "fa20" / "mix0m2"
+    assert json.loads((split / "split.json").read_text())["mix"]["m"] == 2
+    from kitcore.layout import is_finished
+    assert all(is_finished(split / "runs" / n) for n in ("baseA", "baseB", "A1B+"))
+    assert (f"make publish WORK={tmp_path} DATASET=fa20 RECORDS=results/fa20/mix SPLITS=mix0m2 (and the random "
+            "splits' beside them), then make plots RECORDS=results/fa20") in proc.stdout, proc.stdout
