@@ -16,7 +16,7 @@ holds the means over seeds and the 95% intervals of gap5..7 and the boost
 (analysis.intervals). `summary` reads the CSV alone: where the gap at n = 7
 crosses halfway between natman's (m = 0) and the random splits', and whether
 the boost depends on m: each seed's least-squares change of the boost from
-the fewest to the most m, its interval over seeds and its verdict against
+the fewest to the most m (a seed without every m left out, and named), its interval over seeds and its verdict against
 no dependence (a "0" claim: within the margin). `write_distance_records`
 draws the grids published under `<records>/mix/` (MIX_RECORDS), beside the
 full protocol's records, whose random splits give the reference.
@@ -132,13 +132,17 @@ def summary(records: list[dict]) -> str:
                          "joined by straight lines).")
     else:
         parts.append("No halfway point: it needs the m = 0 grids and the random splits' records.")
-    changes = []
-    for seed in sorted({r["seed"] for r in records if r["seed"] != "mean" and r["m"] != RANDOM}):
+    changes, partial = [], []
+    for seed in sorted({r["seed"] for r in records if r["seed"] != "mean" and r["m"] != RANDOM}, key=int):
         pts = [(int(r["m"]), _num(r["boost"])) for r in records if r["seed"] == seed and r["m"] != RANDOM
                and not math.isnan(_num(r["boost"]))]
-        if len({m for m, _ in pts}) >= 2:
+        if {m for m, _ in pts} != {m for m, _, _ in mixed}:  # a seed's change spans every m, or it is left out
+            partial.append(seed)
+        elif len(pts) >= 2:
             ms, bs = np.array([p[0] for p in pts], float), np.array([p[1] for p in pts])
             changes.append(float(np.polyfit(ms, bs, 1)[0]) * (ms.max() - ms.min()))
+    left_out = (f"; seed{'s' * (len(partial) > 1)} {', '.join(partial)} left out, not at every m yet"
+                if partial else "")
     if changes:
         interval = iv.interval(changes)
         word = iv.verdict_text(interval, "0")
@@ -146,7 +150,7 @@ def summary(records: list[dict]) -> str:
         parts.append(f"The fine-tuned boost (AnB+ - baseB, mean over n = 1..7) {reading}: its change from "
                      f"m = {mixed[0][0]} to m = {mixed[-1][0]}, each seed's straight-line fit, is "
                      f"{interval.text()} pp over {interval.n} seed{'s' * (interval.n != 1)} (within "
-                     f"±{iv.MARGIN_PP:g} pp is no dependence).")
+                     f"±{iv.MARGIN_PP:g} pp is no dependence{left_out}).")
     return " ".join(parts)
 
 

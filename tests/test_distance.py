@@ -89,6 +89,14 @@ def test_no_crossing_and_an_inconclusive_boost_say_so():
     assert "No halfway point" in summary([{k: str(v) for k, v in p.items()} for p in points(alone)])
 
 
+def test_a_seed_not_at_every_m_yet_is_left_out_of_the_boosts_change_and_named():
+    rows = ROWS + _grid("mix4m0", -30.0, 9.0) + _grid("mix4m1", -25.0, -9.0)  # seed 4: m = 0, 1 of 0..2
+    text = summary([{k: str(v) for k, v in p.items()} for p in points(rows, SHARES)])
+    change = interval([0.0, 0.2, -0.2])
+    assert f"is {change.text()} pp over 3 seeds (within ±1 pp is no dependence; seed 4 left out, not at every " \
+           "m yet)." in text, text
+
+
 def test_without_mixed_runs_it_is_an_error(tmp_path):
     with pytest.raises(KitError, match="no runs on a mixed split"):
         write_distance(_grid("random0", -10.0, 1.0), tmp_path)
