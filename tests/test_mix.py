@@ -139,6 +139,13 @@ def test_a_users_groups_file(tmp_path):
     assert json.loads((sdir / "manifest.json").read_text())["split"]["name"] == "mix0m2"
     with pytest.raises(KitError, match="needs groups file"):
         prepare_user_split(tmp_path / "w", "pat", "mix", seed=0, mix=1)
+    dry = kit("experiment", "--work", tmp_path / "w", "--dataset", "pat", "--grids", "mix", "--mix", "0,2",
+              "--seeds", "0,3", "--groups", groups, "--dry-run")  # make experiment GRIDS=mix: the same splits
+    assert dry.returncode == 0, dry.stderr
+    assert f"mix0m2         finished  transfer-kit split-mix --work {tmp_path / 'w'} --dataset pat --seed 0 --mix 2 " \
+           f"--groups {groups}" in dry.stdout and "mix3m0         to run" in dry.stdout, dry.stdout
+    alone = kit("experiment", "--work", tmp_path / "w", "--dataset", "pat", "--grids", "mix", "--mix", "1")
+    assert alone.returncode == 2 and "the mix grid of pat needs its two groups of classes" in alone.stderr
 
 
 def test_groups_must_be_two_and_big_enough():
