@@ -191,7 +191,7 @@ def write_distance(rows: list[dict], out_dir: Path, shares: dict[str, float] | N
         _errorbar(right, xs, means, key, colour, label)
     right.set_xticks(xs, [f"{m}\n({100 * float(r['share']):.0f}%)" if r["share"] != "" else str(m)
                           for m, r in zip(xs, means)], fontsize=8)
-    right.set_xlabel("m: classes swapped between natman's halves (share of A from group 2)")
+    right.set_xlabel("m: classes swapped between natman's halves\n(in brackets: the share of A from group 2)")
     right.set_title("Against m: the gap at n = 5, 6, 7 and the fine-tuned boost", fontsize=10)
     for ax in (left, right):
         ax.axhline(0, color="grey", linewidth=0.8, linestyle=":")
