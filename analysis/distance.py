@@ -16,8 +16,9 @@ holds the means over seeds and the 95% intervals of gap5..7 and the boost
 (analysis.intervals). `summary` reads the CSV alone: where the gap at n = 7
 crosses halfway between natman's (m = 0) and the random splits', and whether
 the boost depends on m: each seed's least-squares change of the boost from
-the fewest to the most m (a seed without every m left out, and named), its interval over seeds and its verdict against
-no dependence (a "0" claim: within the margin). `write_distance_records`
+the fewest to the most m (a seed without every m left out, and named), its
+interval over seeds and its verdict against no dependence (a "0" claim:
+within the margin). `write_distance_records`
 draws the grids published under `<records>/mix/` (MIX_RECORDS), beside the
 full protocol's records, whose random splits give the reference.
 """
@@ -132,11 +133,11 @@ def summary(records: list[dict]) -> str:
                          "joined by straight lines).")
     else:
         parts.append("No halfway point: it needs the m = 0 grids and the random splits' records.")
-    changes, partial = [], []
+    changes, partial, levels = [], [], {m for m, _, _ in mixed}
     for seed in sorted({r["seed"] for r in records if r["seed"] != "mean" and r["m"] != RANDOM}, key=int):
         pts = [(int(r["m"]), _num(r["boost"])) for r in records if r["seed"] == seed and r["m"] != RANDOM
                and not math.isnan(_num(r["boost"]))]
-        if {m for m, _ in pts} != {m for m, _, _ in mixed}:  # a seed's change spans every m, or it is left out
+        if {m for m, _ in pts} != levels:  # a seed's change spans every m, or it is left out
             partial.append(seed)
         elif len(pts) >= 2:
             ms, bs = np.array([p[0] for p in pts], float), np.array([p[1] for p in pts])

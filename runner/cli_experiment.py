@@ -224,7 +224,7 @@ def _store(args: argparse.Namespace) -> int:
 
 
 def check_grids(text: str | None, dataset: str, groups: Path | None = None) -> tuple[str, ...]:
-    """The grids of 'random,natman' ('all': every grid the dataset has; None: random), or a KitError."""
+    """The grids of 'random,natman' ('all': every grid of the paper the dataset has; None: random), or a KitError."""
     from runner.experiment import GRIDS, PAPER
     prof = profile(dataset)
     have = [g for g in GRIDS if g in prof.protocols]
@@ -246,15 +246,18 @@ def check_grids(text: str | None, dataset: str, groups: Path | None = None) -> t
 def check_mixes(text: str | None, dataset: str, grids: tuple[str, ...]) -> tuple[int, ...]:
     """m of the mix grid's splits from --mix '0,1,2' (None: an embedded dataset's every m), () without the
     mix grid, or a KitError."""
+    from data_prep.splits import mix_classes
     if "mix" not in grids:
         if text is not None:
             raise KitError("MIX is the mix grid's, which GRIDS leaves out", "add mix to GRIDS (GRIDS=random,mix), "
                            "or leave MIX out")
         return ()
-    top = None
-    if profile(dataset).embedded:  # half A is group 1 (natural), m = 0 .. |A| // 2 (data_prep.splits)
+    sizes = None  # an embedded dataset's group sizes: its m are checked here as make split-mix checks them
+    if profile(dataset).embedded:
+        from data_prep.natman import GROUPS
         from data_prep.prepare import dataset_spec
-        top = dataset_spec(dataset).kinds.count("natural") // 2
+        sizes = tuple(dataset_spec(dataset).kinds.count(g) for g in GROUPS)
+    top = None if sizes is None else mix_classes(*sizes, "50%")  # 50%: the largest m
     if text is None:
         if top is None:
             raise KitError(f"the mix grid of {dataset} needs MIX, the classes moved of each of its splits",
@@ -262,9 +265,7 @@ def check_mixes(text: str | None, dataset: str, grids: tuple[str, ...]) -> tuple
         return tuple(range(top + 1))
 
     def check(m: int) -> int:
-        if top is not None and m > top:
-            raise ValueError(m)
-        return layout.check_mix(m)
+        return layout.check_mix(m) if sizes is None else mix_classes(*sizes, layout.check_mix(m))
     return _numbers(text, "MIX", "pass distinct whole numbers of classes moved, e.g. MIX=0,1,2"
                     + (f" (0..{top} on {dataset})" if top is not None else "") + " (a share P% is make split-mix's)",
                     check)

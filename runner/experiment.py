@@ -116,7 +116,6 @@ class Grid:
     seed: int
     per_class: int | None
     specs: list[RunSpec] = field(hash=False)
-    mix: int | None = None
 
 
 @dataclass(frozen=True)
@@ -195,7 +194,7 @@ def plan(d: Definition, cpus: int = 1, dry: bool = False) -> Plan:
         treatments = in_dependency_order([parse(n, protocol) for n in grid_treatments(protocol, d.treatments)])
         specs = [RunSpec(d.work, d.dataset, seed, t, iters=d.iters, gpu=d.gpu, per_class=k, batch=d.batch,
                          test_iter=d.test_iter, repeat=r, mix=m) for t in treatments for r in range(d.repeats)]
-        grids.append(Grid(name, protocol, seed, k, specs, m))
+        grids.append(Grid(name, protocol, seed, k, specs))
     figures = None
     if "random" in d.grids:
         first = layout.split_dir(d.work, d.dataset, layout.split_name("random", d.seeds[0]))
