@@ -109,12 +109,10 @@ class Step:
 
 @dataclass(frozen=True)
 class Grid:
-    """The runs of one split."""
+    """The runs of one split (its folder's name, which also says its seed, k and m)."""
 
     split: str
     protocol: str
-    seed: int
-    per_class: int | None
     specs: list[RunSpec] = field(hash=False)
 
 
@@ -194,7 +192,7 @@ def plan(d: Definition, cpus: int = 1, dry: bool = False) -> Plan:
         treatments = in_dependency_order([parse(n, protocol) for n in grid_treatments(protocol, d.treatments)])
         specs = [RunSpec(d.work, d.dataset, seed, t, iters=d.iters, gpu=d.gpu, per_class=k, batch=d.batch,
                          test_iter=d.test_iter, repeat=r, mix=m) for t in treatments for r in range(d.repeats)]
-        grids.append(Grid(name, protocol, seed, k, specs))
+        grids.append(Grid(name, protocol, specs))
     figures = None
     if "random" in d.grids:
         first = layout.split_dir(d.work, d.dataset, layout.split_name("random", d.seeds[0]))
