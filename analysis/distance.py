@@ -147,8 +147,10 @@ def summary(records: list[dict]) -> str:
     if changes:
         interval = iv.interval(changes)
         word = iv.verdict_text(interval, "0")
-        reading = {"shown": "does not depend on m", "opposite": "depends on m"}.get(word, f"is {word} as to m")
-        parts.append(f"The fine-tuned boost (AnB+ - baseB, mean over n = 1..7) {reading}: its change from "
+        boost = "the fine-tuned boost (AnB+ - baseB, mean over n = 1..7)"
+        reading = {"shown": f"{boost} does not depend on m", "opposite": f"{boost} depends on m"}.get(
+            word, f"whether {boost} depends on m is {word}")
+        parts.append(f"{reading[0].upper()}{reading[1:]}: its change from "
                      f"m = {mixed[0][0]} to m = {mixed[-1][0]}, each seed's straight-line fit, is "
                      f"{interval.text()} pp over {interval.n} seed{'s' * (interval.n != 1)} (within "
                      f"±{iv.MARGIN_PP:g} pp is no dependence{left_out}).")

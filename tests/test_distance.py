@@ -83,7 +83,7 @@ def test_no_crossing_and_an_inconclusive_boost_say_so():
             for r in _grid(f"mix{s}m{m}", g + off, 2 + 3 * s * m)] + _grid("random0", -10.0, 1.0)
     text = summary([{k: str(v) for k, v in p.items()} for p in points(rows)])
     assert "it does not cross halfway (-20.00 pp) up to m = 1 (-29.00 pp there)" in text
-    assert "The fine-tuned boost (AnB+ - baseB, mean over n = 1..7) is inconclusive" in text
+    assert "Whether the fine-tuned boost (AnB+ - baseB, mean over n = 1..7) depends on m is inconclusive" in text
     assert "seeds would decide it" in text or "no number of seeds" in text
     alone = [r for r in rows if not r["split"].startswith("random")]
     assert "No halfway point" in summary([{k: str(v) for k, v in p.items()} for p in points(alone)])
